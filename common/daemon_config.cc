@@ -1,0 +1,1 @@
+#include "common/daemon_config.h"

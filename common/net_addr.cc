@@ -1,0 +1,1 @@
+#include "common/net_addr.h"

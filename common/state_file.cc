@@ -1,0 +1,1 @@
+#include "common/state_file.h"

@@ -1,0 +1,1 @@
+#include "ctl/cli/commands.h"

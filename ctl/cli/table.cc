@@ -1,0 +1,1 @@
+#include "ctl/cli/table.h"

@@ -1,0 +1,1 @@
+#include "ctl/control_plane.h"

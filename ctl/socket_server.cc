@@ -1,0 +1,1 @@
+#include "ctl/socket_server.h"

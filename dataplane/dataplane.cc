@@ -1,0 +1,1 @@
+#include "dataplane/dataplane.h"

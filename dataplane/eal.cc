@@ -1,0 +1,1 @@
+#include "dataplane/eal.h"

@@ -1,0 +1,1 @@
+#include "healthcheck/health_state.h"

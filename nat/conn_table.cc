@@ -1,0 +1,1 @@
+#include "nat/conn_table.h"

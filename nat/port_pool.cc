@@ -1,0 +1,1 @@
+#include "nat/port_pool.h"

@@ -1,0 +1,1 @@
+#include "nat/rewrite.h"

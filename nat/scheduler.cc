@@ -1,0 +1,1 @@
+#include "nat/scheduler.h"

@@ -1,0 +1,1 @@
+#include "nat/tcp_state.h"

@@ -21,6 +21,31 @@ Status Malformed(std::string_view why) {
 
 json IdJson(std::optional<std::uint64_t> id) { return id ? json(*id) : json(nullptr); }
 
+// Parses without exceptions. A value nested deeper than kMaxNestingDepth is refused: the parser
+// itself is iterative, but dump(), comparison and copies of a json value recurse, so a line of
+// a million '[' would otherwise overflow the stack of whoever handles it later.
+json ParseLimited(std::string_view line, bool* too_deep) {
+  *too_deep = false;
+  json::parser_callback_t limit_depth = [too_deep](int depth, json::parse_event_t event, json&) {
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+        depth > kMaxNestingDepth) {
+      *too_deep = true;
+      return false;
+    }
+    return true;
+  };
+  return json::parse(line, limit_depth, /*allow_exceptions=*/false);
+}
+
+// The string member `key` of `object`, or `fallback` when absent or not a string.
+std::string StringOr(const json& object, const char* key, std::string_view fallback) {
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_string()) {
+    return std::string(fallback);
+  }
+  return it->get<std::string>();
+}
+
 }  // namespace
 
 ParsedRequest ParseRequest(std::string_view line) {
@@ -28,7 +53,12 @@ ParsedRequest ParseRequest(std::string_view line) {
     return {std::nullopt, Error(ErrorCode::kRequestTooLarge, "request line of {} bytes exceeds {}",
                                 line.size(), kMaxLineBytes)};
   }
-  json object = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  bool too_deep = false;
+  json object = ParseLimited(line, &too_deep);
+  if (too_deep) {
+    return {std::nullopt,
+            Malformed(fmt::format("JSON nested deeper than {} levels", kMaxNestingDepth))};
+  }
   if (object.is_discarded()) {
     return {std::nullopt, Malformed("not valid JSON")};
   }
@@ -49,8 +79,9 @@ ParsedRequest ParseRequest(std::string_view line) {
     return {id, Malformed("'v' must be an integer")};
   }
   if (version->get<std::int64_t>() != kVersion) {
-    return {id, Error(ErrorCode::kUnsupportedVersion, "protocol version {} is not supported (this is {})",
-                      version->dump(), kVersion)};
+    return {id,
+            Error(ErrorCode::kUnsupportedVersion,
+                  "protocol version {} is not supported (this is {})", version->dump(), kVersion)};
   }
   auto cmd = object.find("cmd");
   if (cmd == object.end() || !cmd->is_string() || cmd->get_ref<const std::string&>().empty()) {
@@ -85,8 +116,9 @@ std::string EncodeError(std::optional<std::uint64_t> id, const Status& status) {
 }
 
 Response ParseResponse(std::string_view line) {
-  json object = json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (object.is_discarded() || !object.is_object()) {
+  bool too_deep = false;
+  json object = ParseLimited(line, &too_deep);
+  if (too_deep || object.is_discarded() || !object.is_object()) {
     return {std::nullopt, Malformed("response is not a JSON object")};
   }
   const std::optional<std::uint64_t> id = IdOf(object);
@@ -102,10 +134,10 @@ Response ParseResponse(std::string_view line) {
   if (error == object.end() || !error->is_object()) {
     return {id, Malformed("failed response has no 'error' object")};
   }
-  const std::string code_name = error->value("code", "Internal");
-  const ErrorCode code = ErrorCodeFromName(code_name).value_or(ErrorCode::kInternal);
+  const ErrorCode code =
+      ErrorCodeFromName(StringOr(*error, "code", "Internal")).value_or(ErrorCode::kInternal);
   return {id, Status(code == ErrorCode::kOk ? ErrorCode::kInternal : code,
-                     error->value("message", std::string("(no message)")))};
+                     StringOr(*error, "message", "(no message)"))};
 }
 
 }  // namespace fulcrum::protocol

@@ -18,6 +18,8 @@ namespace fulcrum::protocol {
 
 inline constexpr int kVersion = 1;
 inline constexpr std::size_t kMaxLineBytes = 1 << 20;  // including the '\n'
+// Deepest JSON nesting a request or response may have (the line's object is depth 0).
+inline constexpr int kMaxNestingDepth = 64;
 
 struct Request {
   std::uint64_t id = 0;

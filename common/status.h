@@ -16,24 +16,24 @@
 namespace fulcrum {
 
 // X(enumerator, wire name)
-#define FULCRUM_ERROR_CODES(X)                   \
-  X(kInvalidParameter, "InvalidParameter")       \
-  X(kMissingParameter, "MissingParameter")       \
-  X(kResourceNotFound, "ResourceNotFound")       \
-  X(kPortConflict, "PortConflict")               \
-  X(kAddressConflict, "AddressConflict")         \
-  X(kAlreadyExists, "AlreadyExists")             \
-  X(kResourceInUse, "ResourceInUse")             \
-  X(kLimitExceeded, "LimitExceeded")             \
-  X(kNotSupported, "NotSupported")               \
-  X(kMalformedRequest, "MalformedRequest")       \
-  X(kUnknownCommand, "UnknownCommand")           \
-  X(kUnsupportedVersion, "UnsupportedVersion")   \
-  X(kRequestTooLarge, "RequestTooLarge")         \
-  X(kUnavailable, "Unavailable")                 \
-  X(kTimeout, "Timeout")                         \
-  X(kIoError, "IoError")                         \
-  X(kCorruptState, "CorruptState")               \
+#define FULCRUM_ERROR_CODES(X)                 \
+  X(kInvalidParameter, "InvalidParameter")     \
+  X(kMissingParameter, "MissingParameter")     \
+  X(kResourceNotFound, "ResourceNotFound")     \
+  X(kPortConflict, "PortConflict")             \
+  X(kAddressConflict, "AddressConflict")       \
+  X(kAlreadyExists, "AlreadyExists")           \
+  X(kResourceInUse, "ResourceInUse")           \
+  X(kLimitExceeded, "LimitExceeded")           \
+  X(kNotSupported, "NotSupported")             \
+  X(kMalformedRequest, "MalformedRequest")     \
+  X(kUnknownCommand, "UnknownCommand")         \
+  X(kUnsupportedVersion, "UnsupportedVersion") \
+  X(kRequestTooLarge, "RequestTooLarge")       \
+  X(kUnavailable, "Unavailable")               \
+  X(kTimeout, "Timeout")                       \
+  X(kIoError, "IoError")                       \
+  X(kCorruptState, "CorruptState")             \
   X(kInternal, "Internal")
 
 enum class ErrorCode {
@@ -77,7 +77,11 @@ template <typename T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  Result(Status status) : v_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
+  // A Result built from an OK Status has neither a value nor an error; it becomes kInternal so
+  // that ok() and status().ok() never disagree.
+  Result(Status status)  // NOLINT(google-explicit-constructor)
+      : v_(status.ok() ? Status(ErrorCode::kInternal, "Result built from an OK Status, no value")
+                       : std::move(status)) {}
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   const Status& status() const {
@@ -99,10 +103,10 @@ class [[nodiscard]] Result {
 }  // namespace fulcrum
 
 // Returns early from the enclosing function when `expr` (a Status) failed.
-#define FULCRUM_RETURN_IF_ERROR(expr)             \
-  do {                                            \
-    ::fulcrum::Status fulcrum_status_ = (expr);   \
-    if (!fulcrum_status_.ok()) {                  \
-      return fulcrum_status_;                     \
-    }                                             \
+#define FULCRUM_RETURN_IF_ERROR(expr)           \
+  do {                                          \
+    ::fulcrum::Status fulcrum_status_ = (expr); \
+    if (!fulcrum_status_.ok()) {                \
+      return fulcrum_status_;                   \
+    }                                           \
   } while (0)

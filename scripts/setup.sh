@@ -10,7 +10,7 @@ packages=(
   libdpdk-dev dpdk libbpf-dev libxdp-dev libhyperscan-dev libfmt-dev nlohmann-json3-dev
   libcli11-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   # test bed, end-to-end tests and benchmarks
-  iproute2 ethtool iputils-ping procps psmisc curl netcat-openbsd socat python3
+  iproute2 ethtool iputils-ping procps psmisc curl netcat-openbsd socat python3 jq
   nginx-light wrk haproxy nftables valgrind
 )
 

@@ -1,1 +1,156 @@
 #include "dataplane/worker.h"
+
+#include <algorithm>
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_pause.h>
+
+namespace fulcrum::dataplane {
+namespace {
+
+constexpr std::string_view kDropReasonNames[] = {
+#define FULCRUM_DROP_NAME(name, text) text,
+    FULCRUM_WORKER_DROP_REASONS(FULCRUM_DROP_NAME)
+#undef FULCRUM_DROP_NAME
+};
+
+// Counts how long the worker has found nothing to do and decides how to wait.
+class IdleBackoff {
+ public:
+  void Reset() {
+    empty_passes_ = 0;
+    sleep_us_ = kFirstSleepUs;
+  }
+
+  void Wait() {
+    ++empty_passes_;
+    if (empty_passes_ <= kSpinPasses) {
+      return;
+    }
+    if (empty_passes_ <= kSpinPasses + kPausePasses) {
+      rte_pause();
+      return;
+    }
+    rte_delay_us_sleep(sleep_us_);
+    sleep_us_ = std::min(sleep_us_ * 2, kMaxSleepUs);
+  }
+
+ private:
+  std::uint32_t empty_passes_ = 0;
+  std::uint32_t sleep_us_ = kFirstSleepUs;
+};
+
+void DropAndFree(WorkerContext& worker, DropReason reason, rte_mbuf** packets,
+                 std::uint16_t count) {
+  worker.counters.Drop(reason, count);
+  rte_pktmbuf_free_bulk(packets, count);
+}
+
+void FlushPort(WorkerContext& worker, std::uint16_t port_id, TxBuffer& buffer) {
+  std::uint64_t bytes = 0;
+  for (std::uint16_t i = 0; i < buffer.count; ++i) {
+    bytes += rte_pktmbuf_pkt_len(buffer.packets[i]);
+  }
+  std::uint16_t sent =
+      rte_eth_tx_burst(port_id, buffer.queue_id, buffer.packets.data(), buffer.count);
+  if (sent < buffer.count) {
+    for (std::uint16_t i = sent; i < buffer.count; ++i) {
+      bytes -= rte_pktmbuf_pkt_len(buffer.packets[i]);
+    }
+    DropAndFree(worker, DropReason::kTxFull, buffer.packets.data() + sent,
+                static_cast<std::uint16_t>(buffer.count - sent));
+  }
+  worker.counters.tx_packets.Add(sent);
+  worker.counters.tx_bytes.Add(bytes);
+  buffer.count = 0;
+}
+
+// Receives one burst from each rx queue and hands it to the handler; returns the number of
+// packets received.
+std::uint32_t PollRxQueues(WorkerContext& worker) {
+  std::uint32_t received = 0;
+  rte_mbuf* burst[kBurstSize];
+  for (const RxQueue& queue : worker.rx_queues) {
+    std::uint16_t count = rte_eth_rx_burst(queue.port_id, queue.queue_id, burst, kBurstSize);
+    if (count == 0) {
+      continue;
+    }
+    std::uint64_t bytes = 0;
+    for (std::uint16_t i = 0; i < count; ++i) {
+      bytes += rte_pktmbuf_pkt_len(burst[i]);
+    }
+    worker.counters.rx_packets.Add(count);
+    worker.counters.rx_bytes.Add(bytes);
+    worker.handler(worker, queue.port_id, burst, count);
+    received += count;
+  }
+  return received;
+}
+
+}  // namespace
+
+std::string_view DropReasonName(DropReason reason) {
+  return kDropReasonNames[static_cast<std::size_t>(reason)];
+}
+
+void DropAllNoService(WorkerContext& worker, std::uint16_t /*rx_port*/, rte_mbuf** packets,
+                      std::uint16_t count) {
+  DropAndFree(worker, DropReason::kNoService, packets, count);
+}
+
+void EnqueueTx(WorkerContext& worker, std::uint16_t port_id, rte_mbuf* packet) {
+  if (port_id >= kMaxPortIds) {
+    DropAndFree(worker, DropReason::kBadPort, &packet, 1);
+    return;
+  }
+  TxBuffer& buffer = worker.tx[port_id];
+  if (buffer.queue_id == kNoQueue) {
+    DropAndFree(worker, DropReason::kNoTxQueue, &packet, 1);
+    return;
+  }
+  buffer.packets[buffer.count++] = packet;
+  if (buffer.count == kBurstSize) {
+    FlushPort(worker, port_id, buffer);
+  }
+}
+
+void FlushTx(WorkerContext& worker) {
+  for (std::uint16_t port_id : worker.tx_ports) {
+    TxBuffer& buffer = worker.tx[port_id];
+    if (buffer.count > 0) {
+      FlushPort(worker, port_id, buffer);
+    }
+  }
+}
+
+int WorkerMain(void* arg) {
+  WorkerContext& worker = *static_cast<WorkerContext*>(arg);
+  // seq_cst: a publisher that reads online == false must not miss a snapshot load that
+  // follows this store.
+  worker.online.store(true);
+  std::uint64_t epoch = worker.quiescent_epoch.load(std::memory_order_relaxed);
+  IdleBackoff backoff;
+  while (!worker.stop.load(std::memory_order_relaxed)) {
+    std::uint64_t start = rte_rdtsc();
+    worker.tsc = start;
+    worker.snapshot = worker.published_snapshot.load(std::memory_order_acquire);
+    std::uint32_t received = PollRxQueues(worker);
+    FlushTx(worker);
+    worker.snapshot = nullptr;
+    worker.quiescent_epoch.store(++epoch, std::memory_order_release);
+    if (received > 0) {
+      backoff.Reset();
+    } else if (!worker.busy_poll) {
+      backoff.Wait();
+    }
+    std::uint64_t cycles = rte_rdtsc() - start;
+    (received > 0 ? worker.counters.busy_cycles : worker.counters.idle_cycles).Add(cycles);
+    worker.counters.passes.Add(1);
+  }
+  worker.online.store(false, std::memory_order_release);
+  return 0;
+}
+
+}  // namespace fulcrum::dataplane

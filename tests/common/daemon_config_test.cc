@@ -1,1 +1,364 @@
+#include "common/daemon_config.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace fulcrum {
+namespace {
+
+using json = nlohmann::json;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// The test bed's configuration: two af_packet ports, two workers sharing the CPUs.
+json TestbedConfig() {
+  return json::parse(R"({
+    "socket": "/run/lbd/test.sock",
+    "state_file": "/var/lib/fulcrum-testbed/state.json",
+    "log_level": "debug",
+    "busy_poll": true,
+    "eal": {"main_cpu": 1, "no_huge": true, "memory_mb": 256, "file_prefix": "lbd-test",
+            "extra_args": ["--log-level=pmd.net.af_packet:debug"]},
+    "workers": {"count": 2, "cpus": [0, 0]},
+    "ports": [
+      {"name": "client", "vdev": "net_af_packet0,iface=lb-c,qpairs=2",
+       "address": "198.18.0.1/24", "mtu": 1500, "rx_descriptors": 512, "tx_descriptors": 256},
+      {"name": "backend", "vdev": "net_af_packet1,iface=lb-b,qpairs=2",
+       "address": "198.18.1.1/24", "local_addresses": ["198.18.1.2-198.18.1.4", "198.18.1.5"],
+       "gateway": "198.18.1.254"}
+    ],
+    "routes": [{"prefix": "198.18.64.0/18", "via": "198.18.1.254"},
+               {"prefix": "198.18.2.0/24", "via": "198.18.1.13", "port": "backend"}],
+    "conn_table": {"capacity_per_worker": 65536},
+    "tcp_timeouts": {"syn": 5, "fin": 6, "time_wait": 7, "close": 8},
+    "mbufs_per_port": 100000
+  })");
+}
+
+json MinimalConfig() {
+  return json::parse(R"({"ports": [{"name": "p0", "pci": "0000:3b:00.0",
+                                    "address": "198.18.0.1/24"}]})");
+}
+
+Result<DaemonConfig> ParseJson(const json& config) { return DaemonConfig::Parse(config.dump()); }
+
+// Applies `patch` (RFC 7386 merge patch: null deletes a key) to the test bed config and
+// returns the parse error message; fails the test when parsing succeeds.
+std::string ErrorAfterPatch(const std::string& patch,
+                            ErrorCode code = ErrorCode::kInvalidParameter) {
+  json config = TestbedConfig();
+  config.merge_patch(json::parse(patch));
+  Result<DaemonConfig> parsed = ParseJson(config);
+  EXPECT_FALSE(parsed.ok()) << "patch " << patch << " was accepted";
+  EXPECT_EQ(parsed.status().code(), code) << parsed.status().ToString();
+  return parsed.status().message();
+}
+
+// Replaces ports[index] members with `patch` (merge patch semantics inside the port).
+std::string ErrorAfterPortPatch(int index, const std::string& patch,
+                                ErrorCode code = ErrorCode::kInvalidParameter) {
+  json config = TestbedConfig();
+  config["ports"][index].merge_patch(json::parse(patch));
+  Result<DaemonConfig> parsed = ParseJson(config);
+  EXPECT_FALSE(parsed.ok()) << "port patch " << patch << " was accepted";
+  EXPECT_EQ(parsed.status().code(), code) << parsed.status().ToString();
+  return parsed.status().message();
+}
+
+TEST(DaemonConfigTest, ParsesEveryKey) {
+  Result<DaemonConfig> parsed = ParseJson(TestbedConfig());
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const DaemonConfig& config = *parsed;
+  EXPECT_EQ(config.socket, "/run/lbd/test.sock");
+  EXPECT_EQ(config.state_file, "/var/lib/fulcrum-testbed/state.json");
+  EXPECT_EQ(config.log_level, LogLevel::kDebug);
+  EXPECT_TRUE(config.busy_poll);
+  EXPECT_EQ(config.eal.main_cpu, 1u);
+  EXPECT_TRUE(config.eal.no_huge);
+  EXPECT_EQ(config.eal.memory_mb, 256u);
+  EXPECT_EQ(config.eal.file_prefix, "lbd-test");
+  EXPECT_THAT(config.eal.extra_args, ElementsAre("--log-level=pmd.net.af_packet:debug"));
+  EXPECT_EQ(config.workers.count, 2u);
+  EXPECT_THAT(config.workers.cpus, ElementsAre(0u, 0u));
+  ASSERT_EQ(config.ports.size(), 2u);
+
+  const PortConfig& client = config.ports[0];
+  EXPECT_EQ(client.name, "client");
+  EXPECT_FALSE(client.is_pci());
+  EXPECT_EQ(client.DeviceName(), "net_af_packet0");
+  EXPECT_EQ(client.address.ToString(), "198.18.0.1/24");
+  EXPECT_TRUE(client.local_addresses.empty());
+  EXPECT_FALSE(client.gateway.has_value());
+  EXPECT_EQ(client.rx_descriptors, 512u);
+  EXPECT_EQ(client.tx_descriptors, 256u);
+
+  const PortConfig& backend = config.ports[1];
+  std::vector<std::string> locals;
+  for (const IpAddress& addr : backend.local_addresses) {
+    locals.push_back(addr.ToString());
+  }
+  EXPECT_THAT(locals, ElementsAre("198.18.1.2", "198.18.1.3", "198.18.1.4", "198.18.1.5"));
+  ASSERT_TRUE(backend.gateway.has_value());
+  EXPECT_EQ(backend.gateway->ToString(), "198.18.1.254");
+  EXPECT_EQ(config.FindPort("backend"), &backend);
+  EXPECT_EQ(config.FindPort("nope"), nullptr);
+
+  ASSERT_EQ(config.routes.size(), 2u);
+  EXPECT_EQ(config.routes[0].prefix.ToString(), "198.18.64.0/18");
+  EXPECT_EQ(config.routes[0].port, "backend");  // derived from the next hop's subnet
+  EXPECT_EQ(config.routes[1].via.ToString(), "198.18.1.13");
+
+  EXPECT_EQ(config.conn_table.capacity_per_worker, 65536u);
+  EXPECT_EQ(config.tcp_timeouts.syn, 5u);
+  EXPECT_EQ(config.tcp_timeouts.fin, 6u);
+  EXPECT_EQ(config.tcp_timeouts.time_wait, 7u);
+  EXPECT_EQ(config.tcp_timeouts.close, 8u);
+  EXPECT_EQ(config.mbufs_per_port, 100000u);
+}
+
+TEST(DaemonConfigTest, FillsDefaults) {
+  Result<DaemonConfig> parsed = ParseJson(MinimalConfig());
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const DaemonConfig& config = *parsed;
+  EXPECT_EQ(config.socket, "/run/lbd/lbd.sock");
+  EXPECT_EQ(config.state_file, "/var/lib/lbd/state.json");
+  EXPECT_EQ(config.log_level, LogLevel::kInfo);
+  EXPECT_FALSE(config.busy_poll);
+  EXPECT_EQ(config.eal.main_cpu, 0u);
+  EXPECT_FALSE(config.eal.no_huge);
+  EXPECT_EQ(config.eal.memory_mb, 0u);
+  EXPECT_EQ(config.eal.file_prefix, "lbd");
+  EXPECT_TRUE(config.eal.extra_args.empty());
+  EXPECT_EQ(config.workers.count, 1u);
+  EXPECT_TRUE(config.workers.cpus.empty());
+  const PortConfig& port = config.ports.at(0);
+  EXPECT_TRUE(port.is_pci());
+  EXPECT_EQ(port.DeviceName(), "0000:3b:00.0");
+  EXPECT_EQ(port.mtu, 1500u);
+  EXPECT_EQ(port.rx_descriptors, 1024u);
+  EXPECT_EQ(port.tx_descriptors, 1024u);
+  EXPECT_TRUE(config.routes.empty());
+  EXPECT_EQ(config.conn_table.capacity_per_worker, 1048576u);
+  EXPECT_EQ(config.tcp_timeouts.syn, 30u);
+  EXPECT_EQ(config.tcp_timeouts.fin, 30u);
+  EXPECT_EQ(config.tcp_timeouts.time_wait, 10u);
+  EXPECT_EQ(config.tcp_timeouts.close, 5u);
+  EXPECT_GE(config.mbufs_per_port, MinMbufsPerPort(port, 1));
+}
+
+TEST(DaemonConfigTest, NoHugeDefaultsMemoryAndCpusImplyCount) {
+  json config = MinimalConfig();
+  config["eal"] = {{"no_huge", true}};
+  config["workers"] = {{"cpus", {1, 0, 1}}};
+  Result<DaemonConfig> parsed = ParseJson(config);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->eal.memory_mb, 512u);
+  EXPECT_EQ(parsed->workers.count, 3u);
+}
+
+TEST(DaemonConfigTest, DerivedMbufsGrowWithDescriptorsAndWorkers) {
+  json config = MinimalConfig();
+  config["workers"] = {{"count", 8}};
+  config["ports"][0]["rx_descriptors"] = 4096;
+  Result<DaemonConfig> parsed = ParseJson(config);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_GE(parsed->mbufs_per_port, (4096u + 1024u) * 8u);
+}
+
+TEST(DaemonConfigTest, RejectsSyntaxErrorsWithPosition) {
+  Result<DaemonConfig> parsed = DaemonConfig::Parse("{\n  \"ports\": [,]\n}");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_THAT(parsed.status().message(), HasSubstr("line 2"));
+  EXPECT_FALSE(DaemonConfig::Parse("").ok());
+  EXPECT_FALSE(DaemonConfig::Parse("{} trailing").ok());
+}
+
+TEST(DaemonConfigTest, RejectsNonObjectRoot) {
+  Result<DaemonConfig> parsed = DaemonConfig::Parse("[1, 2]");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_THAT(parsed.status().message(), HasSubstr("expected an object"));
+}
+
+TEST(DaemonConfigTest, RejectsUnknownKeysAtEveryLevel) {
+  EXPECT_EQ(ErrorAfterPatch(R"({"sockett": "/x"})"), "sockett: unknown key");
+  EXPECT_EQ(ErrorAfterPatch(R"({"eal": {"hugepages": 1}})"), "eal.hugepages: unknown key");
+  EXPECT_EQ(ErrorAfterPatch(R"({"workers": {"pin": true}})"), "workers.pin: unknown key");
+  EXPECT_EQ(ErrorAfterPortPatch(1, R"({"speed": 10})"), "ports[1].speed: unknown key");
+  EXPECT_EQ(ErrorAfterPatch(R"({"conn_table": {"size": 1}})"), "conn_table.size: unknown key");
+  EXPECT_EQ(ErrorAfterPatch(R"({"tcp_timeouts": {"established": 1}})"),
+            "tcp_timeouts.established: unknown key");
+  EXPECT_EQ(ErrorAfterPatch(R"({"routes": [{"prefix": "198.18.2.0/24", "via": "198.18.1.9",
+                                            "metric": 1}]})"),
+            "routes[0].metric: unknown key");
+}
+
+TEST(DaemonConfigTest, RejectsWrongTypes) {
+  EXPECT_THAT(ErrorAfterPatch(R"({"busy_poll": "yes"})"),
+              HasSubstr("busy_poll: expected true or false"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"socket": 5})"), HasSubstr("socket: expected a string"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"eal": "x"})"), HasSubstr("eal: expected an object"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"eal": {"memory_mb": 1.5}})"),
+              HasSubstr("eal.memory_mb: expected an integer"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"eal": {"extra_args": [1]}})"),
+              HasSubstr("eal.extra_args[0]: expected a non-empty string"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"workers": {"cpus": "0,1"}})"),
+              HasSubstr("workers.cpus: expected an array"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"ports": {}})"), HasSubstr("ports: expected an array"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"ports": [5]})"), HasSubstr("ports[0]: expected an object"));
+  EXPECT_THAT(ErrorAfterPortPatch(0, R"({"address": 5})"),
+              HasSubstr("ports[0].address: expected an IPv4 prefix string"));
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"local_addresses": [7]})"),
+              HasSubstr("ports[1].local_addresses[0]: expected an IPv4 address or range"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"routes": {}})"), HasSubstr("routes: expected an array"));
+}
+
+TEST(DaemonConfigTest, RejectsOutOfRangeNumbers) {
+  EXPECT_EQ(ErrorAfterPatch(R"({"workers": {"count": 0, "cpus": null}})"),
+            "workers.count: 0 is out of range 1..64");
+  EXPECT_THAT(ErrorAfterPatch(R"({"workers": {"count": 65, "cpus": null}})"),
+              HasSubstr("workers.count: 65 is out of range"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"workers": {"cpus": [0, -1]}})"),
+              HasSubstr("workers.cpus[1]: -1 is out of range"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"eal": {"main_cpu": 5000}})"),
+              HasSubstr("eal.main_cpu: 5000 is out of range"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"eal": {"memory_mb": 16}})"),
+              HasSubstr("eal.memory_mb: 16 is out of range"));
+  EXPECT_THAT(ErrorAfterPortPatch(0, R"({"mtu": 20000})"),
+              HasSubstr("ports[0].mtu: 20000 is out of range"));
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"rx_descriptors": 8})"),
+              HasSubstr("ports[1].rx_descriptors: 8 is out of range"));
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"tx_descriptors": 100000})"),
+              HasSubstr("ports[1].tx_descriptors: 100000 is out of range"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"conn_table": {"capacity_per_worker": 10}})"),
+              HasSubstr("conn_table.capacity_per_worker: 10 is out of range"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"tcp_timeouts": {"fin": 0}})"),
+              HasSubstr("tcp_timeouts.fin: 0 is out of range"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"mbufs_per_port": 100})"),
+              HasSubstr("mbufs_per_port: 100 is out of range"));
+}
+
+TEST(DaemonConfigTest, RejectsBadScalars) {
+  EXPECT_THAT(ErrorAfterPatch(R"({"socket": "run/lbd.sock"})"),
+              HasSubstr("socket: \"run/lbd.sock\" is not an absolute path"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"socket": "/)" + std::string(120, 'a') + R"("})"),
+              HasSubstr("socket:"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"state_file": ""})"), HasSubstr("state_file:"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"log_level": "loud"})"),
+              HasSubstr("log_level: \"loud\" is not one of"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"eal": {"file_prefix": "a/b"}})"),
+              HasSubstr("eal.file_prefix: \"a/b\""));
+  EXPECT_THAT(ErrorAfterPatch(R"({"workers": {"count": 3}})"),
+              HasSubstr("workers.cpus: 2 CPUs listed for workers.count 3"));
+}
+
+TEST(DaemonConfigTest, RejectsBadPorts) {
+  EXPECT_EQ(ErrorAfterPatch(R"({"ports": null})", ErrorCode::kMissingParameter), "ports: missing");
+  EXPECT_THAT(ErrorAfterPatch(R"({"ports": []})"), HasSubstr("ports: give 1..16 ports, got 0"));
+  EXPECT_EQ(ErrorAfterPortPatch(0, R"({"name": null})", ErrorCode::kMissingParameter),
+            "ports[0].name: missing");
+  EXPECT_THAT(ErrorAfterPortPatch(0, R"({"name": "a b"})"), HasSubstr("ports[0].name: \"a b\""));
+  EXPECT_EQ(ErrorAfterPortPatch(0, R"({"vdev": null})", ErrorCode::kMissingParameter),
+            "ports[0]: give exactly one of pci and vdev");
+  EXPECT_EQ(ErrorAfterPortPatch(0, R"({"pci": "0000:3b:00.0"})"),
+            "ports[0]: give exactly one of pci and vdev");
+  EXPECT_THAT(ErrorAfterPortPatch(0, R"({"vdev": null, "pci": "3b:00.0"})"),
+              HasSubstr("ports[0].pci: \"3b:00.0\" is not a PCI address"));
+  EXPECT_THAT(ErrorAfterPortPatch(0, R"({"vdev": "eth0"})"),
+              HasSubstr("ports[0].vdev: \"eth0\" is not a DPDK vdev"));
+  EXPECT_THAT(ErrorAfterPortPatch(0, R"({"vdev": "net_tap0,iface=a b"})"),
+              HasSubstr("ports[0].vdev:"));
+  EXPECT_EQ(ErrorAfterPortPatch(1, R"({"address": null})", ErrorCode::kMissingParameter),
+            "ports[1].address: missing");
+  EXPECT_EQ(ErrorAfterPortPatch(1, R"({"address": "198.18.1.1/33"})"),
+            "ports[1].address: \"198.18.1.1/33\" is not an IPv4 prefix");
+  EXPECT_EQ(ErrorAfterPortPatch(1, R"({"address": "2001:db8::1/64"})"),
+            "ports[1].address: \"2001:db8::1/64\" is not an IPv4 prefix");
+  EXPECT_THAT(ErrorAfterPortPatch(0, R"({"address": "198.18.0.0/24"})"),
+              HasSubstr("ports[0].address: \"198.18.0.0/24\" is not a host address"));
+}
+
+TEST(DaemonConfigTest, RejectsConflictsBetweenPorts) {
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"name": "client"})"),
+              HasSubstr("ports[1].name: \"client\" is already ports[0]"));
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"vdev": "net_af_packet0,iface=other"})"),
+              HasSubstr("ports[1]: device \"net_af_packet0\" is already used by port \"client\""));
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"address": "198.18.1.1/23", "local_addresses": null,
+                                        "gateway": null})"),
+              HasSubstr("ports[1].address: subnet 198.18.0.0/23 overlaps port \"client\""));
+}
+
+TEST(DaemonConfigTest, RejectsBadLocalAddressesAndGateway) {
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"local_addresses": ["198.18.2.7"]})"),
+              HasSubstr("ports[1].local_addresses[0]: 198.18.2.7 is outside the port's subnet "
+                        "198.18.1.0/24"));
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"local_addresses": ["198.18.1.2", "198.18.1.1"]})"),
+              HasSubstr("ports[1].local_addresses[1]: 198.18.1.1 is the port's own address"));
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"local_addresses": ["198.18.1.5-198.18.1.2"]})"),
+              HasSubstr("ends before it starts"));
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"local_addresses": ["198.18.1.2-x"]})"),
+              HasSubstr("is not an IPv4 address or range"));
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"address": "198.18.0.1/16", "local_addresses":
+                                          ["198.18.2.0-198.18.3.255"], "gateway": null})"),
+              HasSubstr("more than 256 local addresses"));
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"local_addresses": ["198.18.1.2", "198.18.1.2"]})"),
+              HasSubstr("198.18.1.2 is already used by ports[1].local_addresses"));
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"gateway": "198.18.0.9"})"),
+              HasSubstr("ports[1].gateway: 198.18.0.9 is not a neighbour on the port's subnet"));
+  EXPECT_THAT(ErrorAfterPortPatch(1, R"({"gateway": "1.2.3"})"),
+              HasSubstr("ports[1].gateway: \"1.2.3\" is not an IPv4 address"));
+}
+
+TEST(DaemonConfigTest, RejectsBadRoutes) {
+  EXPECT_EQ(ErrorAfterPatch(R"({"routes": [{"via": "198.18.1.9"}]})", ErrorCode::kMissingParameter),
+            "routes[0].prefix: missing");
+  EXPECT_THAT(ErrorAfterPatch(R"({"routes": [{"prefix": "198.18.2.1/24", "via": "198.18.1.9"}]})"),
+              HasSubstr("routes[0].prefix: \"198.18.2.1/24\" has host bits set (did you mean "
+                        "198.18.2.0/24?)"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"routes": [{"prefix": "198.18.2.0/24", "via": "198.18.9.9"}]})"),
+              HasSubstr("routes[0].via: next hop 198.18.9.9 is not a neighbour on any port"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"routes": [{"prefix": "198.18.2.0/24", "via": "198.18.1.9",
+                                             "port": "client"}]})"),
+              HasSubstr("next hop 198.18.1.9 is not a neighbour on port \"client\""));
+  EXPECT_THAT(ErrorAfterPatch(R"({"routes": [{"prefix": "198.18.2.0/24", "via": "198.18.1.9",
+                                             "port": "wan"}]})"),
+              HasSubstr("routes[0].port: no port is named \"wan\""));
+  EXPECT_THAT(ErrorAfterPatch(R"({"routes": [{"prefix": "198.18.2.0/24", "via": "198.18.1.9"},
+                                            {"prefix": "198.18.2.0/24", "via": "198.18.1.8"}]})"),
+              HasSubstr("routes[1].prefix: 198.18.2.0/24 is already routes[0]"));
+}
+
+TEST(DaemonConfigTest, LoadReadsFileAndNamesIt) {
+  char dir_template[] = "/tmp/daemon_config_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  std::string dir = dir_template;
+  std::string path = dir + "/lbd.json";
+  {
+    std::ofstream file(path);
+    file << MinimalConfig().dump(2);
+  }
+  Result<DaemonConfig> loaded = DaemonConfig::Load(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->ports.at(0).name, "p0");
+  {
+    std::ofstream file(path);
+    file << R"({"ports": [], "x": 1})";
+  }
+  Result<DaemonConfig> bad = DaemonConfig::Load(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("config file " + path + ": ports:"));
+  unlink(path.c_str());
+  Result<DaemonConfig> missing = DaemonConfig::Load(path);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), ErrorCode::kIoError);
+  rmdir(dir.c_str());
+}
+
+}  // namespace
+}  // namespace fulcrum

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -358,6 +359,27 @@ TEST(DaemonConfigTest, LoadReadsFileAndNamesIt) {
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), ErrorCode::kIoError);
   rmdir(dir.c_str());
+}
+
+// configs/ holds the documented examples; each must stay valid. meson compiles this file as
+// ../tests/common/..., relative to the build directory that meson test runs in.
+TEST(DaemonConfigTest, ExampleConfigsParse) {
+  std::filesystem::path configs =
+      std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "configs";
+  std::error_code error;
+  if (!std::filesystem::is_directory(configs, error)) {
+    GTEST_SKIP() << "no configs/ at " << configs << " (run from the build directory)";
+  }
+  int parsed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(configs)) {
+    if (entry.path().extension() != ".json") {
+      continue;
+    }
+    Result<DaemonConfig> config = DaemonConfig::Load(entry.path().string());
+    EXPECT_TRUE(config.ok()) << config.status().ToString();
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 4);
 }
 
 }  // namespace

@@ -1,1 +1,368 @@
 #include "nat/scheduler.h"
+
+#include <algorithm>
+#include <array>
+#include <limits>
+#include <numeric>
+#include <queue>
+
+#include <fmt/format.h>
+
+namespace fulcrum::nat {
+namespace {
+
+constexpr std::array<std::string_view, 5> kSchedulerNames = {"wrr", "rr", "wlc", "sh", "maglev"};
+
+// Knuth's multiplicative constant: spreads the workers' start positions over a schedule.
+constexpr std::uint64_t kStaggerMultiplier = 2654435761ULL;
+
+Status ValidateSpecs(std::span<const BackendSpec> specs) {
+  if (specs.size() > BackendSet::kMaxBackends) {
+    return Error(ErrorCode::kLimitExceeded, "server group has {} backends, at most {}",
+                 specs.size(), BackendSet::kMaxBackends);
+  }
+  for (const BackendSpec& spec : specs) {
+    if (spec.weight > BackendSet::kMaxWeight) {
+      return Error(ErrorCode::kInvalidParameter, "backend {}: weight {} is out of range 0..{}",
+                   ToString(spec.endpoint), spec.weight, BackendSet::kMaxWeight);
+    }
+  }
+  return Status::Ok();
+}
+
+std::vector<Backend> SortedBackends(std::span<const BackendSpec> specs) {
+  std::vector<Backend> backends;
+  backends.reserve(specs.size());
+  for (const BackendSpec& spec : specs) {
+    backends.push_back(Backend{spec.endpoint, spec.weight, spec.health, false});
+  }
+  std::sort(backends.begin(), backends.end(),
+            [](const Backend& a, const Backend& b) { return a.endpoint < b.endpoint; });
+  return backends;
+}
+
+Status CheckUnique(std::span<const Backend> sorted) {
+  for (std::size_t i = 1; i < sorted.size(); ++i) {
+    if (sorted[i].endpoint == sorted[i - 1].endpoint) {
+      return Error(ErrorCode::kAlreadyExists, "backend {} appears twice in the server group",
+                   ToString(sorted[i].endpoint));
+    }
+  }
+  return Status::Ok();
+}
+
+// The k-th turn (from 0) of an eligible backend in the wrr schedule, due at (2k + 1) / (2w).
+struct Turn {
+  std::uint64_t twice_k_plus_one = 1;
+  std::uint32_t weight = 1;
+  std::uint16_t position = 0;
+};
+
+// std::priority_queue keeps the greatest on top: "greater" here means due later.
+struct DueLater {
+  bool operator()(const Turn& a, const Turn& b) const {
+    const std::uint64_t a_due = a.twice_k_plus_one * b.weight;
+    const std::uint64_t b_due = b.twice_k_plus_one * a.weight;
+    return a_due != b_due ? a_due > b_due : a.position > b.position;
+  }
+};
+
+}  // namespace
+
+std::string_view SchedulerKindName(SchedulerKind kind) {
+  return kSchedulerNames[static_cast<std::size_t>(kind)];
+}
+
+std::optional<SchedulerKind> SchedulerKindFromName(std::string_view name) {
+  for (std::size_t i = 0; i < kSchedulerNames.size(); ++i) {
+    if (kSchedulerNames[i] == name) {
+      return static_cast<SchedulerKind>(i);
+    }
+  }
+  return std::nullopt;
+}
+
+std::string ToString(Ipv4Endpoint endpoint) {
+  return fmt::format("{}.{}.{}.{}:{}", endpoint.addr >> 24, (endpoint.addr >> 16) & 0xff,
+                     (endpoint.addr >> 8) & 0xff, endpoint.addr & 0xff, endpoint.port);
+}
+
+Result<BackendSet> BackendSet::Create(std::span<const BackendSpec> specs,
+                                      const BackendSetOptions& options) {
+  FULCRUM_RETURN_IF_ERROR(ValidateSpecs(specs));
+  FULCRUM_RETURN_IF_ERROR(MaglevTable::ValidateSize(options.maglev_size));
+  BackendSet set;
+  set.backends_ = SortedBackends(specs);
+  FULCRUM_RETURN_IF_ERROR(CheckUnique(set.backends_));
+  set.scheduler_ = options.scheduler;
+  set.ChooseEligible();
+  if (!set.has_eligible()) {
+    return set;
+  }
+  FULCRUM_RETURN_IF_ERROR(set.BuildMaglev(options.maglev_size));
+  if (set.scheduler_ == SchedulerKind::kWrr && set.eligible_.size() > options.wrr_direct_max) {
+    set.BuildWrrSequence();
+  }
+  return set;
+}
+
+// Weight > 0 and not down; if that leaves none while some have weight > 0, fail open to all
+// of those (BRIEF §2: traffic goes to every backend when all are dead).
+void BackendSet::ChooseEligible() {
+  bool any_weighted = false;
+  bool any_weighted_up = false;
+  for (const Backend& b : backends_) {
+    any_weighted |= b.weight > 0;
+    any_weighted_up |= b.weight > 0 && b.health != Health::kDown;
+  }
+  fail_open_ = any_weighted && !any_weighted_up;
+  eligible_position_.assign(backends_.size(), kNoBackend);
+  for (std::size_t i = 0; i < backends_.size(); ++i) {
+    Backend& b = backends_[i];
+    b.eligible = b.weight > 0 && (fail_open_ || b.health != Health::kDown);
+    if (b.eligible) {
+      eligible_position_[i] = static_cast<std::uint16_t>(eligible_.size());
+      eligible_.push_back(static_cast<std::uint16_t>(i));
+      eligible_weight_.push_back(b.weight);
+      eligible_weight_sum_ += b.weight;
+    }
+  }
+}
+
+Status BackendSet::BuildMaglev(std::uint32_t size) {
+  std::vector<MaglevBackend> input;
+  input.reserve(backends_.size());
+  for (const Backend& b : backends_) {
+    const std::uint64_t key = (std::uint64_t{b.endpoint.addr} << 16) | b.endpoint.port;
+    input.push_back(MaglevBackend{key, b.eligible ? b.weight : 0});
+  }
+  Result<MaglevTable> table = MaglevTable::Build(input, size);
+  if (!table.ok()) {
+    return table.status();
+  }
+  maglev_ = std::move(table).value();
+  return Status::Ok();
+}
+
+// One period of the smooth schedule (see the header), weights reduced by their gcd so that the
+// period is as short as the ratios allow.
+void BackendSet::BuildWrrSequence() {
+  std::uint32_t divisor = 0;
+  for (std::uint32_t w : eligible_weight_) {
+    divisor = std::gcd(divisor, w);
+  }
+  std::priority_queue<Turn, std::vector<Turn>, DueLater> due;
+  std::uint64_t period = 0;
+  for (std::size_t pos = 0; pos < eligible_weight_.size(); ++pos) {
+    const std::uint32_t weight = eligible_weight_[pos] / divisor;
+    due.push(Turn{1, weight, static_cast<std::uint16_t>(pos)});
+    period += weight;
+  }
+  const std::size_t length =
+      static_cast<std::size_t>(std::min<std::uint64_t>(period, kWrrMaxSequence));
+  wrr_sequence_.reserve(length);
+  while (wrr_sequence_.size() < length) {
+    Turn turn = due.top();
+    due.pop();
+    wrr_sequence_.push_back(eligible_[turn.position]);
+    turn.twice_k_plus_one += 2;
+    due.push(turn);
+  }
+}
+
+std::optional<std::uint16_t> BackendSet::Find(Ipv4Endpoint endpoint) const {
+  auto it =
+      std::lower_bound(backends_.begin(), backends_.end(), endpoint,
+                       [](const Backend& b, const Ipv4Endpoint& e) { return b.endpoint < e; });
+  if (it == backends_.end() || it->endpoint != endpoint) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint16_t>(it - backends_.begin());
+}
+
+SchedulerState SchedulerState::Create(const BackendSet& set, std::uint32_t worker) {
+  SchedulerState state;
+  state.set_ = &set;
+  state.active_.assign(set.backends_.size(), 0);
+  const std::size_t eligible = set.eligible_.size();
+  if (eligible == 0) {
+    return state;
+  }
+  const std::size_t start = worker % eligible;
+  if (set.scheduler_ == SchedulerKind::kWrr && set.wrr_sequence_.empty()) {
+    state.wrr_current_.assign(eligible, 0);
+  } else if (set.scheduler_ == SchedulerKind::kWrr) {
+    state.cursor_ =
+        static_cast<std::uint32_t>((worker * kStaggerMultiplier) % set.wrr_sequence_.size());
+  } else if (set.scheduler_ == SchedulerKind::kWlc) {
+    // As if the eligible backends had been picked once each, in order from `start`.
+    state.wlc_heap_.resize(eligible);
+    state.wlc_slot_.resize(eligible);
+    state.wlc_last_pick_.resize(eligible);
+    for (std::size_t pos = 0; pos < eligible; ++pos) {
+      state.wlc_heap_[pos] = static_cast<std::uint16_t>(pos);
+      state.wlc_last_pick_[pos] = (pos + eligible - start) % eligible;
+    }
+    state.wlc_picks_ = eligible;
+    state.Heapify();
+  } else {
+    state.cursor_ = static_cast<std::uint32_t>(start);
+  }
+  return state;
+}
+
+std::uint16_t SchedulerState::Pick(const FlowTuple& flow) {
+  if (set_ == nullptr || !set_->has_eligible()) {
+    return kNoBackend;
+  }
+  switch (set_->scheduler_) {
+    case SchedulerKind::kWrr:
+      return Count(set_->wrr_sequence_.empty() ? PickWrrDirect() : PickWrrSequence());
+    case SchedulerKind::kRr:
+      return Count(PickRr());
+    case SchedulerKind::kWlc:
+      return PickWlc();
+    case SchedulerKind::kSh:
+      return Count(set_->maglev_.Lookup(HashClient(flow.src_addr)));
+    case SchedulerKind::kMaglev:
+      return Count(set_->maglev_.Lookup(HashFlow(flow)));
+  }
+  return kNoBackend;
+}
+
+// nginx's smooth weighted round robin (ngx_http_upstream_get_peer): every backend gains its
+// weight, the largest current weight wins (first on ties) and pays back the total.
+std::uint16_t SchedulerState::PickWrrDirect() {
+  const std::vector<std::uint32_t>& weight = set_->eligible_weight_;
+  std::size_t best = 0;
+  std::int64_t best_current = std::numeric_limits<std::int64_t>::min();
+  for (std::size_t pos = 0; pos < weight.size(); ++pos) {
+    wrr_current_[pos] += weight[pos];
+    if (wrr_current_[pos] > best_current) {
+      best_current = wrr_current_[pos];
+      best = pos;
+    }
+  }
+  wrr_current_[best] -= set_->eligible_weight_sum_;
+  return set_->eligible_[best];
+}
+
+std::uint16_t SchedulerState::PickWrrSequence() {
+  const std::vector<std::uint16_t>& sequence = set_->wrr_sequence_;
+  const std::uint16_t backend = sequence[cursor_];
+  cursor_ = cursor_ + 1 == sequence.size() ? 0 : cursor_ + 1;
+  return backend;
+}
+
+std::uint16_t SchedulerState::PickRr() {
+  const std::vector<std::uint16_t>& eligible = set_->eligible_;
+  const std::uint16_t backend = eligible[cursor_];
+  cursor_ = cursor_ + 1 == eligible.size() ? 0 : cursor_ + 1;
+  return backend;
+}
+
+// The heap root is the least loaded; it takes the connection and sinks to its new place.
+std::uint16_t SchedulerState::PickWlc() {
+  const std::uint16_t position = wlc_heap_[0];
+  const std::uint16_t backend = Count(set_->eligible_[position]);
+  wlc_last_pick_[position] = wlc_picks_++;
+  SiftDown(0);
+  return backend;
+}
+
+// Least (active + 1) / weight, compared by cross-multiplication; then least recently picked.
+bool SchedulerState::Lighter(std::uint16_t a, std::uint16_t b) const {
+  const std::vector<std::uint32_t>& weight = set_->eligible_weight_;
+  const std::uint64_t a_load = std::uint64_t{active_[set_->eligible_[a]] + 1} * weight[b];
+  const std::uint64_t b_load = std::uint64_t{active_[set_->eligible_[b]] + 1} * weight[a];
+  if (a_load != b_load) {
+    return a_load < b_load;
+  }
+  return wlc_last_pick_[a] < wlc_last_pick_[b];
+}
+
+void SchedulerState::Place(std::size_t slot, std::uint16_t position) {
+  wlc_heap_[slot] = position;
+  wlc_slot_[position] = static_cast<std::uint16_t>(slot);
+}
+
+void SchedulerState::SiftUp(std::size_t slot) {
+  const std::uint16_t moving = wlc_heap_[slot];
+  while (slot > 0) {
+    const std::size_t parent = (slot - 1) / 2;
+    if (!Lighter(moving, wlc_heap_[parent])) {
+      break;
+    }
+    Place(slot, wlc_heap_[parent]);
+    slot = parent;
+  }
+  Place(slot, moving);
+}
+
+void SchedulerState::SiftDown(std::size_t slot) {
+  const std::uint16_t moving = wlc_heap_[slot];
+  const std::size_t n = wlc_heap_.size();
+  while (true) {
+    std::size_t child = 2 * slot + 1;
+    if (child >= n) {
+      break;
+    }
+    if (child + 1 < n && Lighter(wlc_heap_[child + 1], wlc_heap_[child])) {
+      ++child;
+    }
+    if (!Lighter(wlc_heap_[child], moving)) {
+      break;
+    }
+    Place(slot, wlc_heap_[child]);
+    slot = child;
+  }
+  Place(slot, moving);
+}
+
+void SchedulerState::Heapify() {
+  for (std::size_t slot = wlc_heap_.size() / 2; slot-- > 0;) {
+    SiftDown(slot);
+  }
+  for (std::size_t slot = 0; slot < wlc_heap_.size(); ++slot) {
+    wlc_slot_[wlc_heap_[slot]] = static_cast<std::uint16_t>(slot);
+  }
+}
+
+std::uint16_t SchedulerState::Count(std::uint16_t backend) {
+  ++active_[backend];
+  return backend;
+}
+
+void SchedulerState::OnConnectionClosed(std::uint16_t backend) {
+  // A connection counted under an older set may no longer map here: never go below zero.
+  if (backend >= active_.size() || active_[backend] == 0) {
+    return;
+  }
+  --active_[backend];
+  const std::uint16_t position = set_->eligible_position_[backend];
+  if (!wlc_heap_.empty() && position != kNoBackend) {
+    SiftUp(wlc_slot_[position]);
+  }
+}
+
+void SchedulerState::InheritConnections(const SchedulerState& previous) {
+  if (set_ == nullptr || previous.set_ == nullptr) {
+    return;
+  }
+  const std::vector<Backend>& now = set_->backends_;
+  const std::vector<Backend>& before = previous.set_->backends_;
+  std::size_t j = 0;
+  for (std::size_t i = 0; i < now.size(); ++i) {
+    while (j < before.size() && before[j].endpoint < now[i].endpoint) {
+      ++j;
+    }
+    if (j < before.size() && before[j].endpoint == now[i].endpoint) {
+      active_[i] = previous.active_[j];
+    }
+  }
+  if (!wlc_heap_.empty()) {
+    Heapify();
+  }
+}
+
+}  // namespace fulcrum::nat

@@ -1,0 +1,55 @@
+// Flow hashing shared by the schedulers, Maglev and the stateless fallback.
+//
+// Theory of operation: every LB node of a cluster must map a flow to the same backend, so the
+// hash is a fixed function of the packet's fields and of compile-time seeds: no std::hash
+// (implementation-defined), no per-process random seed, no CPU-specific instruction whose
+// portable fallback could differ. The mixer is the MurmurHash3 64-bit finaliser (fmix64), a
+// public-domain bijection with full avalanche: two rounds over the 5-tuple packed into two
+// 64-bit words cost a handful of multiplies and no memory access. The 32-bit results take the
+// high half of the final mix, the best-mixed bits, because Maglev maps a hash onto its table by
+// multiply-shift (see MaglevTable::Lookup), which reads the high bits.
+//
+// Addresses and ports are in host order, as the parser hands them over.
+#pragma once
+
+#include <cstdint>
+
+namespace fulcrum::nat {
+
+// An IPv4 flow as the client sent it (client -> VIP).
+struct FlowTuple {
+  std::uint32_t src_addr = 0;
+  std::uint32_t dst_addr = 0;
+  std::uint16_t src_port = 0;
+  std::uint16_t dst_port = 0;
+  std::uint8_t protocol = 0;
+};
+
+// Fixed seeds: changing any of them remaps every flow of every cluster at upgrade time.
+inline constexpr std::uint64_t kFlowHashSeed = 0x5bd1e9955bd1e995ULL;
+inline constexpr std::uint64_t kClientHashSeed = 0x2545f4914f6cdd1dULL;
+
+// MurmurHash3's fmix64 (Appleby, public domain): a bijection on 64 bits with full avalanche.
+constexpr std::uint64_t Mix64(std::uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return x;
+}
+
+// Hash of the full 5-tuple: the maglev scheduler and the connection-table-full fallback.
+constexpr std::uint32_t HashFlow(const FlowTuple& flow, std::uint64_t seed = kFlowHashSeed) {
+  const std::uint64_t addrs = (std::uint64_t{flow.src_addr} << 32) | flow.dst_addr;
+  const std::uint64_t rest =
+      (std::uint64_t{flow.src_port} << 32) | (std::uint64_t{flow.dst_port} << 16) | flow.protocol;
+  return static_cast<std::uint32_t>(Mix64(Mix64(addrs ^ seed) ^ rest) >> 32);
+}
+
+// Hash of the client address alone: the sh (source hash) scheduler.
+constexpr std::uint32_t HashClient(std::uint32_t src_addr, std::uint64_t seed = kClientHashSeed) {
+  return static_cast<std::uint32_t>(Mix64(src_addr ^ seed) >> 32);
+}
+
+}  // namespace fulcrum::nat

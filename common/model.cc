@@ -832,6 +832,7 @@ Status Model::AddListener(const Listener& listener, std::string_view label) {
 
 Status Model::CreateListener(const std::string& id, const std::string& lb, Protocol protocol,
                              std::int64_t port, const ListenerOptions& options, std::int64_t now) {
+  FULCRUM_RETURN_IF_ERROR(GetLb(lb).status());
   const std::string label =
       fmt::format("new {} listener on {} port {}", ProtocolName(protocol), lb, port);
   FULCRUM_RETURN_IF_ERROR(CheckRange(label, "port", port, kPortRange));

@@ -45,12 +45,24 @@ inline std::uint64_t ChecksumAdd(std::span<const std::uint8_t> data, std::uint64
     p += 8;
     n -= 8;
   }
-  if (n > 0) {
-    std::uint8_t tail[8] = {};
-    std::memcpy(tail, p, n);
-    std::uint64_t w;
-    std::memcpy(&w, tail, 8);
-    native += (w & 0xffffffffu) + (w >> 32);
+  // The tail starts at an even offset, so its pieces are whole native words (2^16 = 1 in
+  // ones' complement arithmetic, so a 32-bit word adds as its two 16-bit halves).
+  if ((n & 4) != 0) {
+    std::uint32_t w;
+    std::memcpy(&w, p, 4);
+    native += w;
+    p += 4;
+  }
+  if ((n & 2) != 0) {
+    std::uint16_t w;
+    std::memcpy(&w, p, 2);
+    native += w;
+    p += 2;
+  }
+  if ((n & 1) != 0) {
+    // The odd byte is the high half of a zero-padded big-endian word.
+    native +=
+        std::endian::native == std::endian::little ? std::uint64_t{*p} : std::uint64_t{*p} << 8;
   }
   std::uint16_t folded = ChecksumFold(native);
   if constexpr (std::endian::native == std::endian::little) {

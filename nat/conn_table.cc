@@ -286,8 +286,12 @@ void ConnTable::Erase(std::uint32_t index) {
     return;
   }
   ConnEntry& e = entries_[index];
-  RemoveSlot(Hash(e.from_client), Ref(index, FlowDir::kFromClient));
-  RemoveSlot(Hash(e.from_backend), Ref(index, FlowDir::kFromBackend));
+  const ConnHash client_hash = Hash(e.from_client);
+  const ConnHash backend_hash = Hash(e.from_backend);
+  Prefetch(client_hash);
+  Prefetch(backend_hash);
+  RemoveSlot(client_hash, Ref(index, FlowDir::kFromClient));
+  RemoveSlot(backend_hash, Ref(index, FlowDir::kFromBackend));
   e.from_client.proto = 0;
   free_[free_top_++] = index;
   --size_;

@@ -204,6 +204,7 @@ class ConnTable {
   // holding one of its keys is reclaimed first, through on_free(const ConnEntry&).
   template <typename OnFree>
   InsertResult Insert(const ConnEntry& entry, std::uint32_t now_ms, OnFree&& on_free);
+  // For entries that hold nothing to give back (no fnat port, no per-backend count).
   InsertResult Insert(const ConnEntry& entry, std::uint32_t now_ms) {
     return Insert(entry, now_ms, [](const ConnEntry&) {});
   }
@@ -327,6 +328,12 @@ InsertResult ConnTable::Insert(const ConnEntry& entry, std::uint32_t now_ms, OnF
   }
   const ConnHash client_hash = Hash(entry.from_client);
   const ConnHash backend_hash = Hash(entry.from_backend);
+  // Overlap the misses: four buckets, and the entry the insert will most likely take.
+  Prefetch(client_hash);
+  Prefetch(backend_hash);
+  if (free_top_ != 0) {
+    __builtin_prefetch(&entries_[free_[free_top_ - 1]], 1);
+  }
   for (const auto& [key, hash] : {std::pair{&entry.from_client, &client_hash},
                                   std::pair{&entry.from_backend, &backend_hash}}) {
     const ConnHit existing = Find(*key, *hash);

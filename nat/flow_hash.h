@@ -9,21 +9,14 @@
 // high half of the final mix, the best-mixed bits, because Maglev maps a hash onto its table by
 // multiply-shift (see MaglevTable::Lookup), which reads the high bits.
 //
-// Addresses and ports are in host order, as the parser hands them over.
+// Flows are FlowKeys (nat/flow_key.h) as the client sent them (client -> VIP), host order.
 #pragma once
 
 #include <cstdint>
 
-namespace fulcrum::nat {
+#include "nat/flow_key.h"
 
-// An IPv4 flow as the client sent it (client -> VIP).
-struct FlowTuple {
-  std::uint32_t src_addr = 0;
-  std::uint32_t dst_addr = 0;
-  std::uint16_t src_port = 0;
-  std::uint16_t dst_port = 0;
-  std::uint8_t protocol = 0;
-};
+namespace fulcrum::nat {
 
 // Fixed seeds: changing any of them remaps every flow of every cluster at upgrade time.
 inline constexpr std::uint64_t kFlowHashSeed = 0x5bd1e9955bd1e995ULL;
@@ -40,10 +33,10 @@ constexpr std::uint64_t Mix64(std::uint64_t x) {
 }
 
 // Hash of the full 5-tuple: the maglev scheduler and the connection-table-full fallback.
-constexpr std::uint32_t HashFlow(const FlowTuple& flow, std::uint64_t seed = kFlowHashSeed) {
-  const std::uint64_t addrs = (std::uint64_t{flow.src_addr} << 32) | flow.dst_addr;
+constexpr std::uint32_t HashFlow(const FlowKey& flow, std::uint64_t seed = kFlowHashSeed) {
+  const std::uint64_t addrs = (std::uint64_t{flow.src_ip} << 32) | flow.dst_ip;
   const std::uint64_t rest =
-      (std::uint64_t{flow.src_port} << 32) | (std::uint64_t{flow.dst_port} << 16) | flow.protocol;
+      (std::uint64_t{flow.src_port} << 32) | (std::uint64_t{flow.dst_port} << 16) | flow.proto;
   return static_cast<std::uint32_t>(Mix64(Mix64(addrs ^ seed) ^ rest) >> 32);
 }
 

@@ -16,6 +16,15 @@ constexpr std::array<std::string_view, 5> kSchedulerNames = {"wrr", "rr", "wlc",
 // Knuth's multiplicative constant: spreads the workers' start positions over a schedule.
 constexpr std::uint64_t kStaggerMultiplier = 2654435761ULL;
 
+// "198.18.1.11:80"
+std::string ToString(Endpoint4 endpoint) {
+  return fmt::format("{}.{}.{}.{}:{}", endpoint.ip >> 24, (endpoint.ip >> 16) & 0xff,
+                     (endpoint.ip >> 8) & 0xff, endpoint.ip & 0xff, endpoint.port);
+}
+
+// Backends sort by address, then port: the order of indices and of Maglev turns.
+bool EndpointLess(Endpoint4 a, Endpoint4 b) { return a.ip != b.ip ? a.ip < b.ip : a.port < b.port; }
+
 Status ValidateSpecs(std::span<const BackendSpec> specs) {
   if (specs.size() > BackendSet::kMaxBackends) {
     return Error(ErrorCode::kLimitExceeded, "server group has {} backends, at most {}",
@@ -36,8 +45,9 @@ std::vector<Backend> SortedBackends(std::span<const BackendSpec> specs) {
   for (const BackendSpec& spec : specs) {
     backends.push_back(Backend{spec.endpoint, spec.weight, spec.health, false});
   }
-  std::sort(backends.begin(), backends.end(),
-            [](const Backend& a, const Backend& b) { return a.endpoint < b.endpoint; });
+  std::sort(backends.begin(), backends.end(), [](const Backend& a, const Backend& b) {
+    return EndpointLess(a.endpoint, b.endpoint);
+  });
   return backends;
 }
 
@@ -80,11 +90,6 @@ std::optional<SchedulerKind> SchedulerKindFromName(std::string_view name) {
     }
   }
   return std::nullopt;
-}
-
-std::string ToString(Ipv4Endpoint endpoint) {
-  return fmt::format("{}.{}.{}.{}:{}", endpoint.addr >> 24, (endpoint.addr >> 16) & 0xff,
-                     (endpoint.addr >> 8) & 0xff, endpoint.addr & 0xff, endpoint.port);
 }
 
 Result<BackendSet> BackendSet::Create(std::span<const BackendSpec> specs,
@@ -133,7 +138,7 @@ Status BackendSet::BuildMaglev(std::uint32_t size) {
   std::vector<MaglevBackend> input;
   input.reserve(backends_.size());
   for (const Backend& b : backends_) {
-    const std::uint64_t key = (std::uint64_t{b.endpoint.addr} << 16) | b.endpoint.port;
+    const std::uint64_t key = (std::uint64_t{b.endpoint.ip} << 16) | b.endpoint.port;
     input.push_back(MaglevBackend{key, b.eligible ? b.weight : 0});
   }
   Result<MaglevTable> table = MaglevTable::Build(input, size);
@@ -170,10 +175,10 @@ void BackendSet::BuildWrrSequence() {
   }
 }
 
-std::optional<std::uint16_t> BackendSet::Find(Ipv4Endpoint endpoint) const {
+std::optional<std::uint16_t> BackendSet::Find(Endpoint4 endpoint) const {
   auto it =
       std::lower_bound(backends_.begin(), backends_.end(), endpoint,
-                       [](const Backend& b, const Ipv4Endpoint& e) { return b.endpoint < e; });
+                       [](const Backend& b, Endpoint4 e) { return EndpointLess(b.endpoint, e); });
   if (it == backends_.end() || it->endpoint != endpoint) {
     return std::nullopt;
   }
@@ -211,7 +216,7 @@ SchedulerState SchedulerState::Create(const BackendSet& set, std::uint32_t worke
   return state;
 }
 
-std::uint16_t SchedulerState::Pick(const FlowTuple& flow) {
+std::uint16_t SchedulerState::Pick(const FlowKey& flow) {
   if (set_ == nullptr || !set_->has_eligible()) {
     return kNoBackend;
   }
@@ -223,7 +228,7 @@ std::uint16_t SchedulerState::Pick(const FlowTuple& flow) {
     case SchedulerKind::kWlc:
       return PickWlc();
     case SchedulerKind::kSh:
-      return Count(set_->maglev_.Lookup(HashClient(flow.src_addr)));
+      return Count(set_->maglev_.Lookup(HashClient(flow.src_ip)));
     case SchedulerKind::kMaglev:
       return Count(set_->maglev_.Lookup(HashFlow(flow)));
   }
@@ -353,7 +358,7 @@ void SchedulerState::InheritConnections(const SchedulerState& previous) {
   const std::vector<Backend>& before = previous.set_->backends_;
   std::size_t j = 0;
   for (std::size_t i = 0; i < now.size(); ++i) {
-    while (j < before.size() && before[j].endpoint < now[i].endpoint) {
+    while (j < before.size() && EndpointLess(before[j].endpoint, now[i].endpoint)) {
       ++j;
     }
     if (j < before.size() && before[j].endpoint == now[i].endpoint) {

@@ -38,7 +38,6 @@
 // built in O(L log n) for L entries (a few ms for 1024 backends) and shared by all cores.
 #pragma once
 
-#include <compare>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -49,6 +48,7 @@
 
 #include "common/status.h"
 #include "nat/flow_hash.h"
+#include "nat/flow_key.h"
 #include "nat/maglev.h"
 
 namespace fulcrum::nat {
@@ -62,30 +62,18 @@ std::optional<SchedulerKind> SchedulerKindFromName(std::string_view name);
 // Health as the prober reports it; kUnknown (never probed, or checks off) counts as up.
 enum class Health : std::uint8_t { kUnknown, kUp, kDown };
 
-// A backend address as the packet path uses it, in host order.
-struct Ipv4Endpoint {
-  std::uint32_t addr = 0;
-  std::uint16_t port = 0;
-
-  friend auto operator<=>(const Ipv4Endpoint&, const Ipv4Endpoint&) = default;
-  friend bool operator==(const Ipv4Endpoint&, const Ipv4Endpoint&) = default;
-};
-
-// "198.18.1.11:80"
-std::string ToString(Ipv4Endpoint endpoint);
-
 // Returned by a pick when the set has no eligible backend.
 inline constexpr std::uint16_t kNoBackend = 0xffff;
 
 // One backend of a group, as the control thread hands it over.
 struct BackendSpec {
-  Ipv4Endpoint endpoint;
+  Endpoint4 endpoint;
   std::uint32_t weight = 10;
   Health health = Health::kUnknown;
 };
 
 struct Backend {
-  Ipv4Endpoint endpoint;
+  Endpoint4 endpoint;
   std::uint32_t weight = 0;
   Health health = Health::kUnknown;
   // Takes new connections in this set (weight > 0 and up, or fail-open).
@@ -129,7 +117,7 @@ class BackendSet {
   std::span<const std::uint16_t> wrr_sequence() const { return wrr_sequence_; }
 
   // Index of `endpoint` in backends(), by binary search.
-  std::optional<std::uint16_t> Find(Ipv4Endpoint endpoint) const;
+  std::optional<std::uint16_t> Find(Endpoint4 endpoint) const;
 
   // The stateless choice for a flow hash: the Maglev table's entry; kNoBackend when none. Every
   // packet of a flow maps to the same backend without state (the connection-table-full path).
@@ -137,8 +125,8 @@ class BackendSet {
     return has_eligible() ? maglev_.Lookup(flow_hash) : kNoBackend;
   }
   // LookupStateless with this scheduler's hash: the client address for sh, else the 5-tuple.
-  std::uint16_t PickStateless(const FlowTuple& flow) const {
-    return LookupStateless(scheduler_ == SchedulerKind::kSh ? HashClient(flow.src_addr)
+  std::uint16_t PickStateless(const FlowKey& flow) const {
+    return LookupStateless(scheduler_ == SchedulerKind::kSh ? HashClient(flow.src_ip)
                                                             : HashFlow(flow));
   }
 
@@ -175,7 +163,7 @@ class SchedulerState {
   // Worker: chooses a backend for a new connection and counts it active on this core. Returns
   // an index into set().backends(), or kNoBackend. Every pick that does not end in a connection
   // (e.g. no local port left) and every connection that ends is reported to OnConnectionClosed.
-  std::uint16_t Pick(const FlowTuple& flow);
+  std::uint16_t Pick(const FlowKey& flow);
   // Worker: a connection this core counted on `backend` (an index into set().backends()) ended.
   void OnConnectionClosed(std::uint16_t backend);
   // Worker, when it adopts a new snapshot: carries this core's active counts over from the state

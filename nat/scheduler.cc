@@ -203,10 +203,11 @@ SchedulerState SchedulerState::Create(const BackendSet& set, std::uint32_t worke
     // As if the eligible backends had been picked once each, in order from `start`.
     state.wlc_heap_.resize(eligible);
     state.wlc_slot_.resize(eligible);
-    state.wlc_last_pick_.resize(eligible);
+    state.wlc_entry_.resize(eligible);
     for (std::size_t pos = 0; pos < eligible; ++pos) {
       state.wlc_heap_[pos] = static_cast<std::uint16_t>(pos);
-      state.wlc_last_pick_[pos] = (pos + eligible - start) % eligible;
+      state.wlc_entry_[pos].last_pick = (pos + eligible - start) % eligible;
+      state.wlc_entry_[pos].weight = set.eligible_weight_[pos];
     }
     state.wlc_picks_ = eligible;
     state.Heapify();
@@ -270,20 +271,19 @@ std::uint16_t SchedulerState::PickRr() {
 std::uint16_t SchedulerState::PickWlc() {
   const std::uint16_t position = wlc_heap_[0];
   const std::uint16_t backend = Count(set_->eligible_[position]);
-  wlc_last_pick_[position] = wlc_picks_++;
+  ++wlc_entry_[position].active;
+  wlc_entry_[position].last_pick = wlc_picks_++;
   SiftDown(0);
   return backend;
 }
 
 // Least (active + 1) / weight, compared by cross-multiplication; then least recently picked.
 bool SchedulerState::Lighter(std::uint16_t a, std::uint16_t b) const {
-  const std::vector<std::uint32_t>& weight = set_->eligible_weight_;
-  const std::uint64_t a_load = std::uint64_t{active_[set_->eligible_[a]] + 1} * weight[b];
-  const std::uint64_t b_load = std::uint64_t{active_[set_->eligible_[b]] + 1} * weight[a];
-  if (a_load != b_load) {
-    return a_load < b_load;
-  }
-  return wlc_last_pick_[a] < wlc_last_pick_[b];
+  const WlcEntry& ea = wlc_entry_[a];
+  const WlcEntry& eb = wlc_entry_[b];
+  const std::uint64_t a_load = (std::uint64_t{ea.active} + 1) * eb.weight;
+  const std::uint64_t b_load = (std::uint64_t{eb.active} + 1) * ea.weight;
+  return a_load != b_load ? a_load < b_load : ea.last_pick < eb.last_pick;
 }
 
 void SchedulerState::Place(std::size_t slot, std::uint16_t position) {
@@ -346,6 +346,7 @@ void SchedulerState::OnConnectionClosed(std::uint16_t backend) {
   --active_[backend];
   const std::uint16_t position = set_->eligible_position_[backend];
   if (!wlc_heap_.empty() && position != kNoBackend) {
+    --wlc_entry_[position].active;
     SiftUp(wlc_slot_[position]);
   }
 }
@@ -366,6 +367,9 @@ void SchedulerState::InheritConnections(const SchedulerState& previous) {
     }
   }
   if (!wlc_heap_.empty()) {
+    for (std::size_t pos = 0; pos < wlc_entry_.size(); ++pos) {
+      wlc_entry_[pos].active = active_[set_->eligible_[pos]];
+    }
     Heapify();
   }
 }

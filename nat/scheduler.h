@@ -193,10 +193,17 @@ class SchedulerState {
   std::vector<std::uint32_t> active_;
   // wrr schedule position or rr position, per the scheduler.
   std::uint32_t cursor_ = 0;
-  // wlc only: the heap of eligible positions, each position's heap slot, and its last pick.
+  // wlc only, by eligible position: what the heap compares, in one place (active mirrors
+  // active_ of the eligible backend, so a comparison reads one 16-byte entry per side).
+  struct WlcEntry {
+    std::uint64_t last_pick = 0;
+    std::uint32_t active = 0;
+    std::uint32_t weight = 0;
+  };
+  std::vector<WlcEntry> wlc_entry_;
+  // wlc only: the heap of eligible positions, and each position's heap slot.
   std::vector<std::uint16_t> wlc_heap_;
   std::vector<std::uint16_t> wlc_slot_;
-  std::vector<std::uint64_t> wlc_last_pick_;
   std::uint64_t wlc_picks_ = 0;
 };
 

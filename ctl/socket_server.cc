@@ -29,6 +29,9 @@ constexpr int kMaxAcceptsPerPoll = 64;
 // Per readable event, so one fast writer cannot starve the others in a round.
 constexpr std::size_t kReadBudgetBytes = 1u << 20;
 constexpr std::size_t kReadChunkBytes = 64u << 10;
+// How long a connection closed for an oversized line keeps reading (and discarding) the rest
+// of what its client sends, so that the error reply is not destroyed by a reset.
+constexpr std::chrono::seconds kDrainTime{2};
 
 Logger& Log() {
   static Logger logger("ctl");
@@ -156,7 +159,12 @@ struct SocketServer::Connection {
   Clock::time_point last_progress;
   bool read_closed = false;        // the peer shut down its side, or we stopped reading
   bool close_after_flush = false;  // framing is lost: answer what is queued, then close
-  const char* drop = nullptr;      // set when the connection must close now, with the reason
+  // After the last answer of a close_after_flush connection: our side is shut down and the
+  // client's remaining bytes are read and discarded until it closes (or drain_deadline), so
+  // that closing with unread input does not reset the connection and destroy the answer.
+  bool draining = false;
+  Clock::time_point drain_deadline;
+  const char* drop = nullptr;  // set when the connection must close now, with the reason
 
   std::size_t pending() const { return out.size() - sent; }
 };
@@ -337,16 +345,27 @@ void SocketServer::OnEvent(std::uint64_t key, std::uint32_t events) {
     return;  // closed earlier in this round
   }
   Connection& conn = *it->second;
-  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0 && !conn.read_closed &&
-      !conn.close_after_flush) {
-    ReadInput(conn);
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0 && !conn.read_closed) {
+    if (conn.draining) {
+      DiscardInput(conn);
+    } else if (!conn.close_after_flush) {
+      ReadInput(conn);
+    }
   }
   if (conn.drop == nullptr && conn.pending() > 0) {
     Flush(conn);
   }
   if (conn.drop == nullptr && conn.pending() == 0) {
-    if (conn.close_after_flush) {
-      conn.drop = "request too large";
+    if (conn.close_after_flush && !conn.draining) {
+      ::shutdown(conn.fd, SHUT_WR);
+      conn.draining = true;
+      conn.drain_deadline = Clock::now() + kDrainTime;
+      DiscardInput(conn);
+    }
+    if (conn.draining) {
+      if (conn.read_closed) {
+        conn.drop = "request too large";
+      }
     } else if (conn.read_closed) {
       conn.drop = "closed by peer";
     }
@@ -383,6 +402,29 @@ void SocketServer::ReadInput(Connection& conn) {
         Log().Warn("read from control connection {}: {}", conn.key, ErrnoText(error));
       }
       conn.drop = "read error";
+    }
+    return;
+  }
+}
+
+void SocketServer::DiscardInput(Connection& conn) {
+  std::array<char, kReadChunkBytes> chunk;
+  std::size_t budget = kReadBudgetBytes;
+  while (budget > 0 && !conn.read_closed && conn.drop == nullptr) {
+    const ssize_t n = ::recv(conn.fd, chunk.data(), chunk.size(), 0);
+    if (n > 0) {
+      budget -= std::min(budget, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n == 0) {
+      conn.read_closed = true;
+      return;
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      conn.drop = "read error while draining";
     }
     return;
   }
@@ -503,7 +545,7 @@ void SocketServer::Flush(Connection& conn) {
 
 void SocketServer::UpdateInterest(Connection& conn) {
   std::uint32_t wanted = 0;
-  if (!conn.read_closed && !conn.close_after_flush) {
+  if (!conn.read_closed && (!conn.close_after_flush || conn.draining)) {
     wanted |= EPOLLIN | EPOLLRDHUP;
   }
   if (conn.pending() > 0) {
@@ -524,11 +566,16 @@ void SocketServer::UpdateInterest(Connection& conn) {
 void SocketServer::CloseIdle(Clock::time_point now) {
   std::vector<std::uint64_t> idle;
   for (const auto& [key, conn] : connections_) {
-    if (now - conn->last_progress >= options_.idle_timeout) {
+    if (conn->draining ? now >= conn->drain_deadline
+                       : now - conn->last_progress >= options_.idle_timeout) {
       idle.push_back(key);
     }
   }
   for (std::uint64_t key : idle) {
+    if (connections_.at(key)->draining) {
+      Close(key, "request too large");
+      continue;
+    }
     Log().Warn("control connection {} idle for {} ms; closing it", key,
                options_.idle_timeout.count());
     Close(key, "idle timeout");

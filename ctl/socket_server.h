@@ -81,6 +81,7 @@ class SocketServer {
   void Refuse(int fd, const Status& why);
   void OnEvent(std::uint64_t key, std::uint32_t events);
   void ReadInput(Connection& conn);
+  void DiscardInput(Connection& conn);
   void ServeLines(Connection& conn);
   void Queue(Connection& conn, std::string line);
   std::string Answer(const protocol::ParsedRequest& parsed);

@@ -369,6 +369,26 @@ TEST_F(SocketServerTest, OversizedLineIsRefusedBeforeItsNewlineArrives) {
   EXPECT_TRUE(client.WaitClosed());
 }
 
+// A client still writing when its line is refused must still get the error: closing a socket
+// with unread input resets it, which destroys the reply (the server drains instead).
+TEST_F(SocketServerTest, OversizedLineErrorSurvivesAClientStillWriting) {
+  SocketServerOptions options = Options();
+  options.max_line_bytes = 1024;
+  auto loop = StartLoop(options);
+  ASSERT_TRUE(loop);
+  TestClient client(path_);
+  std::thread writer([&client] {
+    const std::string blob(256 << 10, 'x');
+    for (int i = 0; i < 12 && client.Send(blob); ++i) {
+    }
+    ::shutdown(client.fd(), SHUT_WR);
+  });
+  ExpectError(client, std::nullopt, ErrorCode::kRequestTooLarge);
+  writer.join();
+  EXPECT_TRUE(client.WaitClosed());
+  EXPECT_TRUE(loop->WaitForConnections(0));
+}
+
 TEST_F(SocketServerTest, IdleConnectionIsClosed) {
   SocketServerOptions options = Options();
   options.idle_timeout = milliseconds(200);

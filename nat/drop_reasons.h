@@ -39,7 +39,11 @@ namespace fulcrum::nat {
   X(kWrongCore, "wrong_core", "reply for a local port no worker owns")                        \
   X(kArpUnresolved, "arp_unresolved", "next hop has no ARP entry")                            \
   X(kTxFull, "tx_full", "transmit queue full")                                                \
-  X(kHandoffRingFull, "handoff_ring_full", "hand-off ring to the owning core full")
+  X(kHandoffRingFull, "handoff_ring_full", "hand-off ring to the owning core full")           \
+  X(kNoRoute, "no_route", "no connected subnet, route or gateway for the destination")        \
+  X(kNoConn, "no_conn", "UDP datagram to a local address with no connection")                 \
+  X(kTableFull, "table_full", "connection table full and fnat cannot forward without state")  \
+  X(kNoTxQueue, "no_tx_queue", "no transmit queue on the egress port")
 
 enum class DropReason : std::uint8_t {
   kNone,

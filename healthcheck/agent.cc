@@ -56,22 +56,30 @@ std::optional<TimePoint> Agent::NextDeadline() const {
   if (!lbd_.connected()) {
     return next_connect_;
   }
+  const TimePoint now = loop_.now();
   std::optional<TimePoint> next;
   const auto earliest = [&next](TimePoint when) { next = next ? std::min(*next, when) : when; };
-  if (prober_.has_reports() && prober_.reports_in_flight() < options_.max_reports_in_flight) {
-    earliest(loop_.now());
-  }
-  if (!poll_in_flight_ && !(options_.once && version_)) {
+  if (PollWanted() && lbd_.pending() == 0) {
     earliest(next_poll_);
+  }
+  if (ReportsMayGo(now) && prober_.has_reports() &&
+      prober_.reports_in_flight() < options_.max_reports_in_flight) {
+    earliest(now);
   }
   if (once_deadline_) {
     earliest(*once_deadline_);
   }
   if (options_.once && version_ && prober_.AllDecided() && !prober_.has_reports() &&
       prober_.reports_in_flight() == 0) {
-    earliest(loop_.now());
+    earliest(now);
   }
   return next;
+}
+
+bool Agent::PollWanted() const { return !poll_in_flight_ && !(options_.once && version_); }
+
+bool Agent::ReportsMayGo(TimePoint now) const {
+  return !poll_in_flight_ && !(PollWanted() && now >= next_poll_);
 }
 
 void Agent::OnTime(TimePoint now) {
@@ -93,10 +101,12 @@ void Agent::OnTime(TimePoint now) {
     version_.reset();
     next_poll_ = now;
   }
-  if (!poll_in_flight_ && now >= next_poll_ && !(options_.once && version_)) {
+  if (PollWanted() && now >= next_poll_ && lbd_.pending() == 0) {
     Poll(now);
   }
-  FlushReports();
+  if (ReportsMayGo(now)) {
+    FlushReports();
+  }
   if (options_.once) {
     CheckOnce(now);
   }
@@ -110,13 +120,14 @@ void Agent::TryConnect(TimePoint now) {
     last_connect_error_.clear();
     return;
   }
+  if (options_.once && !version_) {
+    unreachable_ = true;
+    Finish(connected);
+    return;
+  }
   if (options_.once) {
-    unreachable_ = !version_.has_value();
-    Finish(version_ ? Error(ErrorCode::kUnavailable,
-                            "lost lbd before every report was "
-                            "delivered: {}",
-                            connected.message())
-                    : connected);
+    Finish(Error(ErrorCode::kUnavailable, "lost lbd before every report was delivered: {}",
+                 connected.message()));
     return;
   }
   WarnOnce(last_connect_error_, connected.message() + " (retrying every second)");

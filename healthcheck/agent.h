@@ -8,6 +8,10 @@
 //     goes on with the targets already known.
 //   - Reporting: transitions become `backend.set_health` requests, at most
 //     max_reports_in_flight at a time; a refused report is retried at the next poll.
+//   - Taking turns: a full list can be larger than lbd's bound on unread output (4 MiB), which
+//     lbd tolerates only for a response queued alone. So a poll is sent only when no report
+//     is pending, and reports wait while a poll is pending or due (a poll that is due stops
+//     new reports until the pending ones are answered, so neither starves the other).
 //   - Losing lbd: probing goes on; the agent reconnects every reconnect interval and, once
 //     back, asks for the whole list again (lbd may have restarted and forgotten every
 //     state), after which the prober re-tells lbd whatever it does not hold.
@@ -61,6 +65,10 @@ class Agent : public EventLoop::Handler {
   void OnTime(TimePoint now) override;
 
  private:
+  // A poll is wanted when none is pending (in once mode: until the list is learnt).
+  bool PollWanted() const;
+  // Reports may be sent when no poll is pending or due.
+  bool ReportsMayGo(TimePoint now) const;
   void TryConnect(TimePoint now);
   void Poll(TimePoint now);
   void OnTargets(const Result<nlohmann::json>& answer);

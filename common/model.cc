@@ -34,6 +34,10 @@ constexpr std::array kHealthCheckTypeNames = {
 constexpr std::array kHealthStateNames = {NameEntry<HealthState>{HealthState::kUnknown, "unknown"},
                                           NameEntry<HealthState>{HealthState::kUp, "up"},
                                           NameEntry<HealthState>{HealthState::kDown, "down"}};
+constexpr std::array kBackendDownPolicyNames = {
+    NameEntry<BackendDownPolicy>{BackendDownPolicy::kKeep, "keep"},
+    NameEntry<BackendDownPolicy>{BackendDownPolicy::kReset, "reset"},
+    NameEntry<BackendDownPolicy>{BackendDownPolicy::kReschedule, "reschedule"}};
 constexpr std::array<std::string_view, 5> kCodeClasses = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 
 template <typename E, std::size_t N>
@@ -347,6 +351,7 @@ Status OverlayListener(std::string_view label, const ListenerOptions& options, L
   listener.group = options.group.value_or(listener.group);
   listener.scheduler = options.scheduler.value_or(listener.scheduler);
   listener.mode = options.mode.value_or(listener.mode);
+  listener.on_backend_down = options.on_backend_down.value_or(listener.on_backend_down);
   FULCRUM_RETURN_IF_ERROR(SetChecked(label, "idle_timeout", options.idle_timeout, kIdleTimeoutRange,
                                      listener.idle_timeout));
   if (options.persistence) {
@@ -396,6 +401,7 @@ Result<Listener> ApplyOptions(std::string_view label, const Listener& current,
 Listener DefaultListener(Protocol protocol) {
   Listener listener;
   listener.protocol = protocol;
+  listener.on_backend_down = DefaultBackendDownPolicy(protocol);
   switch (protocol) {
     case Protocol::kTcp:
       listener.health_check.type = HealthCheckType::kTcp;
@@ -502,6 +508,15 @@ std::string_view HealthStateName(HealthState state) { return NameOf(kHealthState
 std::optional<HealthState> HealthStateFromName(std::string_view name) {
   return ValueOf(kHealthStateNames, name);
 }
+std::string_view BackendDownPolicyName(BackendDownPolicy policy) {
+  return NameOf(kBackendDownPolicyNames, policy);
+}
+std::optional<BackendDownPolicy> BackendDownPolicyFromName(std::string_view name) {
+  return ValueOf(kBackendDownPolicyNames, name);
+}
+BackendDownPolicy DefaultBackendDownPolicy(Protocol protocol) {
+  return protocol == Protocol::kUdp ? BackendDownPolicy::kReschedule : BackendDownPolicy::kReset;
+}
 
 const Backend* ServerGroup::FindBackend(const Endpoint& addr) const {
   auto it = std::find_if(backends.begin(), backends.end(),
@@ -516,6 +531,11 @@ ListenerOptions ReadListenerOptions(JsonFields& fields) {
   options.mode = ReadEnum(fields, "mode", kForwardModeNames);
   options.idle_timeout = fields.Int("idle_timeout", Presence::kOptional);
   options.persistence = fields.Int("persistence", Presence::kOptional);
+  // Asked only when present: a state file reader requires every field it asks for, and state
+  // files written before this option existed lack it (they load with the protocol's default).
+  if (fields.Has("on_backend_down")) {
+    options.on_backend_down = ReadEnum(fields, "on_backend_down", kBackendDownPolicyNames);
+  }
   JsonFields check = fields.Nested("health_check", Presence::kOptional);
   options.health_check = ReadHealthCheckOptions(check);
   fields.Fail(check.Finish());
@@ -600,6 +620,24 @@ std::vector<std::string> Model::ListenersOfGroup(const std::string& group) const
 BackendHealth Model::HealthOf(const std::string& listener, const Endpoint& backend) const {
   auto it = health_.find(HealthKey{listener, backend});
   return it == health_.end() ? BackendHealth{} : it->second;
+}
+
+HealthSummary Model::HealthSummaryOf(const std::string& listener_id) const {
+  HealthSummary summary;
+  const Listener* listener = FindListener(listener_id);
+  if (listener == nullptr) {
+    return summary;
+  }
+  for (const Backend& backend : groups_.at(listener->group).backends) {
+    if (backend.weight == 0) {
+      continue;  // draining: takes no new connections, fail-open or not
+    }
+    ++summary.total;
+    if (HealthOf(listener_id, backend.addr).state != HealthState::kDown) {
+      ++summary.healthy;
+    }
+  }
+  return summary;
 }
 
 // ---- Model: load balancers.
@@ -945,6 +983,7 @@ json ListenerJson(const Listener& listener) {
               {"mode", ForwardModeName(listener.mode)},
               {"idle_timeout", listener.idle_timeout},
               {"persistence", listener.persistence},
+              {"on_backend_down", BackendDownPolicyName(listener.on_backend_down)},
               {"health_check", HealthCheckJson(listener.health_check)},
               {"created_at", listener.created_at}};
 }
@@ -959,8 +998,22 @@ json Model::LbJson(const LoadBalancer& lb) const {
               {"created_at", lb.created_at}};
 }
 
+json Model::ListenerView(const Listener& listener) const {
+  json view = ListenerJson(listener);
+  view["fail_open"] = HealthSummaryOf(listener.id).fail_open();
+  return view;
+}
+
 json Model::GroupJson(const ServerGroup& group, const ActiveConnsFn& active_conns) const {
   const std::vector<std::string> users = ListenersOfGroup(group.id);
+  json listener_health = json::array();
+  for (const std::string& listener : users) {
+    const HealthSummary summary = HealthSummaryOf(listener);
+    listener_health.push_back({{"listener", listener},
+                               {"healthy", summary.healthy},
+                               {"total", summary.total},
+                               {"fail_open", summary.fail_open()}});
+  }
   json backends = json::array();
   for (const Backend& backend : group.backends) {
     const std::string addr = backend.addr.ToString();
@@ -982,6 +1035,7 @@ json Model::GroupJson(const ServerGroup& group, const ActiveConnsFn& active_conn
               {"lb", group.lb},
               {"name", group.name},
               {"listeners", users},
+              {"listener_health", listener_health},
               {"backends", backends}};
 }
 
@@ -1063,6 +1117,7 @@ Status Model::LoadListener(const json& object, const std::string& path) {
   }
   listener.protocol = *parsed;
   listener.port = static_cast<std::uint16_t>(*port);
+  listener.on_backend_down = DefaultBackendDownPolicy(listener.protocol);
   const std::string label = fmt::format("listener {}", listener.id);
   FULCRUM_RETURN_IF_ERROR(Corrupt(path, OverlayListener(label, options, listener)));
   return Corrupt(path, AddListener(listener, label));

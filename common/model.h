@@ -18,6 +18,13 @@
 // starts with every backend unknown (which forwards). Every change, health included, bumps
 // version(), which lb-healthd polls to learn cheaply that nothing changed.
 //
+// Two listener facts follow from health (BRIEF §2). A listener's on_backend_down policy says
+// what becomes of a dead backend's existing connections (keep, reset, reschedule). And a
+// listener is in fail-open when every backend that takes new connections (weight > 0) is
+// down: the data plane then sends traffic to all of them, as Tencent CLB and AWS do, rather
+// than to none. The model computes fail-open (HealthSummaryOf) so that lbctl can say so; the
+// data plane computes the same rule on its own backend sets.
+//
 // Ids are issued by the caller (see common/ids.h); the model refuses an id that is live or
 // was ever issued before in this state (deleted ids are remembered as "retired_ids").
 #pragma once
@@ -47,6 +54,12 @@ enum class Scheduler { kWrr, kWlc, kRr, kSh, kMaglev };
 enum class ForwardMode { kFnat, kDnat };
 enum class HealthCheckType { kTcp, kHttp, kUdp, kNone };
 enum class HealthState { kUnknown, kUp, kDown };
+// What becomes of a listener's existing connections to a backend marked down.
+enum class BackendDownPolicy {
+  kKeep,        // they continue until they end or idle out
+  kReset,       // they are closed: TCP peers get a reset, UDP flows are forgotten
+  kReschedule,  // the flow's next packet goes to a live backend (breaks a TCP stream)
+};
 
 std::string_view ProtocolName(Protocol protocol);
 std::optional<Protocol> ProtocolFromName(std::string_view name);
@@ -59,6 +72,11 @@ std::string_view HealthCheckTypeName(HealthCheckType type);
 std::optional<HealthCheckType> HealthCheckTypeFromName(std::string_view name);
 std::string_view HealthStateName(HealthState state);
 std::optional<HealthState> HealthStateFromName(std::string_view name);
+std::string_view BackendDownPolicyName(BackendDownPolicy policy);
+std::optional<BackendDownPolicy> BackendDownPolicyFromName(std::string_view name);
+// reset for tcp, http and https; reschedule for udp, whose flows would otherwise stay pinned
+// to a dead backend for the whole idle timeout.
+BackendDownPolicy DefaultBackendDownPolicy(Protocol protocol);
 
 // Limits (docs/ctl-protocol.md, "Limits").
 inline constexpr std::size_t kMaxLbs = 256;
@@ -138,6 +156,7 @@ struct Listener {
   ForwardMode mode = ForwardMode::kFnat;
   std::uint32_t idle_timeout = kDefaultTcpIdleTimeout;  // seconds
   std::uint32_t persistence = 0;                        // seconds, 0 = off
+  BackendDownPolicy on_backend_down = BackendDownPolicy::kReset;
   HealthCheck health_check;
   std::int64_t created_at = 0;
 };
@@ -179,17 +198,30 @@ struct ListenerOptions {
   std::optional<ForwardMode> mode;
   std::optional<std::int64_t> idle_timeout;
   std::optional<std::int64_t> persistence;
+  std::optional<BackendDownPolicy> on_backend_down;
   HealthCheckOptions health_check;
 };
 
 // Reads the listener options ("group", "scheduler", "mode", "idle_timeout", "persistence",
-// "health_check") from `fields`; type errors are recorded in `fields`. Ranges are the
-// model's to check.
+// "on_backend_down", "health_check") from `fields`; type errors are recorded in `fields`.
+// Ranges are the model's to check. "on_backend_down" is optional even in the state file,
+// which did not have it at first.
 ListenerOptions ReadListenerOptions(JsonFields& fields);
 
 struct DeletedLb {
   std::vector<std::string> listeners;
   std::vector<std::string> groups;
+};
+
+// How a listener's group serves it now. `total` counts the backends that take new
+// connections (weight > 0); `healthy` those of them not down (unknown forwards, as if up).
+struct HealthSummary {
+  std::size_t healthy = 0;
+  std::size_t total = 0;
+
+  // Every backend that could serve is down: traffic goes to all of them.
+  bool fail_open() const { return total > 0 && healthy == 0; }
+  friend bool operator==(const HealthSummary&, const HealthSummary&) = default;
 };
 
 // active_conns of one backend ("198.18.1.11:80") under one listener, for GroupJson.
@@ -229,6 +261,8 @@ class Model {
   std::vector<std::string> GroupsOfLb(const std::string& lb) const;
   std::vector<std::string> ListenersOfGroup(const std::string& group) const;
   BackendHealth HealthOf(const std::string& listener, const Endpoint& backend) const;
+  // All zero for an absent listener.
+  HealthSummary HealthSummaryOf(const std::string& listener) const;
 
   Status CreateLb(const std::string& id, const std::string& name, const IpAddress& vip,
                   std::int64_t now);
@@ -256,7 +290,10 @@ class Model {
 
   // Views in the shapes of docs/ctl-protocol.md, "Objects as they appear in results".
   nlohmann::json LbJson(const LoadBalancer& lb) const;
+  // The group, with "listener_health": one HealthSummary per listener that uses it.
   nlohmann::json GroupJson(const ServerGroup& group, const ActiveConnsFn& active_conns) const;
+  // ListenerJson(listener) with what health makes of it: "fail_open".
+  nlohmann::json ListenerView(const Listener& listener) const;
 
  private:
   Status LoadLb(const nlohmann::json& object, const std::string& path);
@@ -281,6 +318,7 @@ class Model {
 };
 
 nlohmann::json HealthCheckJson(const HealthCheck& check);
+// The listener's configuration, as in the state file (Model::ListenerView adds the live view).
 nlohmann::json ListenerJson(const Listener& listener);
 
 }  // namespace fulcrum::model

@@ -42,6 +42,20 @@ Result<Endpoint> ParseAddr(const JsonFields& args, std::string_view key, const s
   return addr;
 }
 
+// Entering fail-open is worth a warning: the listener now forwards to backends known dead.
+void LogFailOpenChange(const std::string& listener, const model::HealthSummary& before,
+                       const model::HealthSummary& after) {
+  if (!before.fail_open() && after.fail_open()) {
+    Log().Warn(
+        "listener {} is in fail-open: all {} of its backends are down, so traffic goes to "
+        "all of them",
+        listener, after.total);
+  } else if (before.fail_open() && !after.fail_open()) {
+    Log().Info("listener {} leaves fail-open: {} of {} backends are up", listener, after.healthy,
+               after.total);
+  }
+}
+
 // A stats answer for a target without listeners: nothing has happened on it.
 json ZeroStats() {
   return json{{"totals",
@@ -272,7 +286,7 @@ Result<json> ControlPlane::LbShow(JsonFields& args) {
   json result = model_.LbJson(**lb);
   result["listener_objects"] = json::array();
   for (const std::string& listener : model_.ListenersOfLb(*id)) {
-    result["listener_objects"].push_back(model::ListenerJson(*model_.FindListener(listener)));
+    result["listener_objects"].push_back(model_.ListenerView(*model_.FindListener(listener)));
   }
   result["group_objects"] = json::array();
   for (const std::string& group : model_.GroupsOfLb(*id)) {
@@ -412,7 +426,7 @@ Result<json> ControlPlane::ListenerModify(JsonFields& args) {
   FULCRUM_RETURN_IF_ERROR(args.Finish());
   model::Model next = model_;
   FULCRUM_RETURN_IF_ERROR(next.ModifyListener(*id, options));
-  json result = model::ListenerJson(*next.FindListener(*id));
+  json result = next.ListenerView(*next.FindListener(*id));
   return Commit(std::move(next), std::move(result));
 }
 
@@ -422,7 +436,7 @@ Result<json> ControlPlane::ListenerList(JsonFields& args) {
   FULCRUM_RETURN_IF_ERROR(model_.GetLb(*lb).status());
   json listeners = json::array();
   for (const std::string& listener : model_.ListenersOfLb(*lb)) {
-    listeners.push_back(model::ListenerJson(*model_.FindListener(listener)));
+    listeners.push_back(model_.ListenerView(*model_.FindListener(listener)));
   }
   return json{{"listeners", listeners}};
 }
@@ -434,7 +448,7 @@ Result<json> ControlPlane::ListenerShow(JsonFields& args) {
   if (!listener.ok()) {
     return listener.status();
   }
-  return model::ListenerJson(**listener);
+  return model_.ListenerView(**listener);
 }
 
 Result<json> ControlPlane::ListenerDelete(JsonFields& args) {
@@ -510,6 +524,7 @@ Result<json> ControlPlane::BackendSetHealth(JsonFields& args) {
   }
   // SetHealth changes nothing when it fails, so the model is updated in place: health is
   // not persisted and needs no copy-on-write.
+  const model::HealthSummary before = model_.HealthSummaryOf(*listener);
   Result<bool> changed = model_.SetHealth(*listener, *addr, *state, reason.value_or(""), Now());
   if (!changed.ok()) {
     return changed.status();
@@ -517,6 +532,7 @@ Result<json> ControlPlane::BackendSetHealth(JsonFields& args) {
   if (*changed) {
     Log().Info("backend {} of listener {} is {} ({})", addr->ToString(), *listener, *state_name,
                reason.value_or(""));
+    LogFailOpenChange(*listener, before, model_.HealthSummaryOf(*listener));
     const fulcrum::Status applied = Apply();
     if (!applied.ok()) {
       return Error(applied.code(),

@@ -8,6 +8,9 @@
 // change is committed anyway (it is on disk, and the next restart would apply it), so the
 // error says so; the model is re-applied by the next change or by RetryPendingApply().
 // backend.set_health touches health only: it is not persisted (the prober re-learns it).
+// Listener and group views add what health makes of the configuration (fail_open, and a
+// group's healthy/total counts per listener); a listener entering fail-open is logged at
+// warning, since it then forwards to backends known to be dead.
 //
 // lb-healthd polls health.targets with the model version it last saw and gets a cheap
 // "unchanged" answer when nothing moved. The version starts at start-time x 10^6, so that a

@@ -101,6 +101,12 @@ TEST(ModelNamesTest, EveryEnumRoundTripsThroughItsName) {
   for (HealthState h : {HealthState::kUnknown, HealthState::kUp, HealthState::kDown}) {
     EXPECT_EQ(HealthStateFromName(HealthStateName(h)), h);
   }
+  for (BackendDownPolicy d :
+       {BackendDownPolicy::kKeep, BackendDownPolicy::kReset, BackendDownPolicy::kReschedule}) {
+    EXPECT_EQ(BackendDownPolicyFromName(BackendDownPolicyName(d)), d);
+  }
+  EXPECT_EQ(BackendDownPolicyName(BackendDownPolicy::kReschedule), "reschedule");
+  EXPECT_FALSE(BackendDownPolicyFromName("drop").has_value());
   EXPECT_EQ(ProtocolName(Protocol::kHttps), "https");
   EXPECT_EQ(SchedulerName(Scheduler::kMaglev), "maglev");
   EXPECT_FALSE(ProtocolFromName("TCP").has_value());
@@ -244,6 +250,7 @@ TEST_F(ModelTest, ListenerDefaultsFollowTheProtocol) {
   EXPECT_EQ(tcp->mode, ForwardMode::kFnat);
   EXPECT_EQ(tcp->idle_timeout, 900u);
   EXPECT_EQ(tcp->persistence, 0u);
+  EXPECT_EQ(tcp->on_backend_down, BackendDownPolicy::kReset);
   EXPECT_EQ(tcp->health_check, HealthCheck{});
   EXPECT_EQ(tcp->health_check.type, HealthCheckType::kTcp);
   EXPECT_EQ(tcp->created_at, kNow);
@@ -258,12 +265,16 @@ TEST_F(ModelTest, ListenerDefaultsFollowTheProtocol) {
   EXPECT_EQ(http.timeout, 2u);
   EXPECT_EQ(http.rise, 3u);
   EXPECT_EQ(http.fall, 3u);
+  EXPECT_EQ(model_.FindListener(ListenerId(2))->on_backend_down, BackendDownPolicy::kReset);
 
   ASSERT_OK(model_.CreateListener(ListenerId(3), LbId(1), Protocol::kUdp, 53,
                                   WithGroup(GroupId(1), {{"health_check", {{"type", "none"}}}}),
                                   kNow));
   EXPECT_EQ(model_.FindListener(ListenerId(3))->idle_timeout, 300u);
   EXPECT_EQ(model_.FindListener(ListenerId(3))->health_check.type, HealthCheckType::kNone);
+  // A udp flow pinned to a dead backend would wait out the whole idle timeout.
+  EXPECT_EQ(model_.FindListener(ListenerId(3))->on_backend_down, BackendDownPolicy::kReschedule);
+  EXPECT_EQ(DefaultBackendDownPolicy(Protocol::kHttps), BackendDownPolicy::kReset);
 }
 
 TEST_F(ModelTest, ListenerTakesEveryOption) {
@@ -272,6 +283,7 @@ TEST_F(ModelTest, ListenerTakesEveryOption) {
                             {"mode", "dnat"},
                             {"idle_timeout", 86400},
                             {"persistence", 3600},
+                            {"on_backend_down", "keep"},
                             {"health_check",
                              {{"type", "http"},
                               {"port", 8080},
@@ -287,6 +299,7 @@ TEST_F(ModelTest, ListenerTakesEveryOption) {
   EXPECT_EQ(listener.mode, ForwardMode::kDnat);
   EXPECT_EQ(listener.idle_timeout, 86400u);
   EXPECT_EQ(listener.persistence, 3600u);
+  EXPECT_EQ(listener.on_backend_down, BackendDownPolicy::kKeep);
   EXPECT_EQ(listener.health_check.port, 8080);
   EXPECT_EQ(listener.health_check.interval, 300u);
   EXPECT_EQ(listener.health_check.timeout, 60u);
@@ -498,6 +511,22 @@ TEST_F(ModelTest, ModifyAppliesPartialUpdatesAndResetsOnTypeChange) {
       ErrorCode::kResourceNotFound, {ListenerId(9)});
 }
 
+TEST_F(ModelTest, OnBackendDownIsSetOnCreateAndModify) {
+  ASSERT_OK(AddTcpListener(1, 80, {{"on_backend_down", "keep"}}));
+  EXPECT_EQ(model_.FindListener(ListenerId(1))->on_backend_down, BackendDownPolicy::kKeep);
+  // reschedule breaks a TCP stream, but it is the operator's call: allowed on tcp too.
+  ASSERT_OK(model_.ModifyListener(ListenerId(1), Options({{"on_backend_down", "reschedule"}})));
+  EXPECT_EQ(model_.FindListener(ListenerId(1))->on_backend_down, BackendDownPolicy::kReschedule);
+  // A modify that does not name it keeps it.
+  ASSERT_OK(model_.ModifyListener(ListenerId(1), Options({{"scheduler", "rr"}})));
+  EXPECT_EQ(model_.FindListener(ListenerId(1))->on_backend_down, BackendDownPolicy::kReschedule);
+  ASSERT_OK(model_.CreateListener(
+      ListenerId(2), LbId(1), Protocol::kUdp, 53,
+      WithGroup(GroupId(1), {{"on_backend_down", "reset"}, {"health_check", {{"type", "none"}}}}),
+      kNow));
+  EXPECT_EQ(model_.FindListener(ListenerId(2))->on_backend_down, BackendDownPolicy::kReset);
+}
+
 TEST_F(ModelTest, UdpListenerTypeChangeNeedsPayloadsAgain) {
   ASSERT_OK(model_.CreateListener(
       ListenerId(1), LbId(1), Protocol::kUdp, 53,
@@ -626,6 +655,75 @@ TEST_F(ModelTest, HealthEntriesGoWithTheirBackendOrListener) {
   ExpectError(model_.RemoveBackend(GroupId(1), Ep("198.18.1.99:80")), ErrorCode::kResourceNotFound);
 }
 
+TEST_F(ModelTest, FailOpenWhenEveryServingBackendIsDown) {
+  ASSERT_OK(AddTcpListener(1, 80));
+  ASSERT_OK(AddTcpListener(2, 81));
+  const Endpoint a = Ep("198.18.1.11:80");
+  const Endpoint b = Ep("198.18.1.12:80");
+  const auto down = [&](int n, const Endpoint& backend) {
+    ASSERT_TRUE(model_.SetHealth(ListenerId(n), backend, HealthState::kDown, "", kNow).ok());
+  };
+  // Unknown forwards, as if up.
+  EXPECT_EQ(model_.HealthSummaryOf(ListenerId(1)), (HealthSummary{.healthy = 2, .total = 2}));
+  down(1, a);
+  EXPECT_EQ(model_.HealthSummaryOf(ListenerId(1)), (HealthSummary{.healthy = 1, .total = 2}));
+  EXPECT_FALSE(model_.HealthSummaryOf(ListenerId(1)).fail_open());
+  down(1, b);
+  EXPECT_EQ(model_.HealthSummaryOf(ListenerId(1)), (HealthSummary{.healthy = 0, .total = 2}));
+  EXPECT_TRUE(model_.HealthSummaryOf(ListenerId(1)).fail_open());
+  // Health is per listener: the other listener of the group still has both.
+  EXPECT_FALSE(model_.HealthSummaryOf(ListenerId(2)).fail_open());
+  EXPECT_EQ(model_.HealthSummaryOf(ListenerId(2)).healthy, 2u);
+
+  // Draining backends take no new connections, fail-open or not: they do not count.
+  ASSERT_OK(model_.SetWeight(GroupId(1), a, 0));
+  EXPECT_EQ(model_.HealthSummaryOf(ListenerId(1)), (HealthSummary{.healthy = 0, .total = 1}));
+  EXPECT_TRUE(model_.HealthSummaryOf(ListenerId(1)).fail_open());
+  ASSERT_TRUE(model_.SetHealth(ListenerId(1), a, HealthState::kUp, "", kNow).ok());
+  EXPECT_TRUE(model_.HealthSummaryOf(ListenerId(1)).fail_open());  // a is up but drained
+  ASSERT_TRUE(model_.SetHealth(ListenerId(1), b, HealthState::kUp, "", kNow).ok());
+  EXPECT_EQ(model_.HealthSummaryOf(ListenerId(1)), (HealthSummary{.healthy = 1, .total = 1}));
+  EXPECT_FALSE(model_.HealthSummaryOf(ListenerId(1)).fail_open());
+
+  // Nothing to serve is not fail-open: there is nobody to send traffic to.
+  down(1, b);
+  ASSERT_OK(model_.SetWeight(GroupId(1), b, 0));
+  EXPECT_EQ(model_.HealthSummaryOf(ListenerId(1)), (HealthSummary{.healthy = 0, .total = 0}));
+  EXPECT_FALSE(model_.HealthSummaryOf(ListenerId(1)).fail_open());
+  ASSERT_OK(model_.CreateGroup(GroupId(2), LbId(1), "empty"));
+  ASSERT_OK(model_.ModifyListener(ListenerId(2), Options({{"group", GroupId(2)}})));
+  EXPECT_FALSE(model_.HealthSummaryOf(ListenerId(2)).fail_open());
+  EXPECT_EQ(model_.HealthSummaryOf(ListenerId(9)), HealthSummary{});
+}
+
+TEST_F(ModelTest, ViewsShowFailOpen) {
+  ASSERT_OK(AddTcpListener(1, 80));
+  ASSERT_OK(AddTcpListener(2, 81));
+  for (const char* backend : {"198.18.1.11:80", "198.18.1.12:80"}) {
+    ASSERT_TRUE(
+        model_.SetHealth(ListenerId(2), Ep(backend), HealthState::kDown, "refused", kNow).ok());
+  }
+  ASSERT_TRUE(
+      model_.SetHealth(ListenerId(1), Ep("198.18.1.12:80"), HealthState::kDown, "", kNow).ok());
+  EXPECT_EQ(model_.ListenerView(*model_.FindListener(ListenerId(1)))["fail_open"], false);
+  const json view = model_.ListenerView(*model_.FindListener(ListenerId(2)));
+  EXPECT_EQ(view["fail_open"], true);
+  // The view is the configuration plus fail_open; the state file has no fail_open.
+  json config = view;
+  config.erase("fail_open");
+  EXPECT_EQ(config, ListenerJson(*model_.FindListener(ListenerId(2))));
+  EXPECT_FALSE(model_.ToJson()["listeners"][1].contains("fail_open"));
+
+  const json group = model_.GroupJson(*model_.FindGroup(GroupId(1)), nullptr);
+  EXPECT_EQ(
+      group["listener_health"],
+      json({{{"listener", ListenerId(1)}, {"healthy", 1}, {"total", 2}, {"fail_open", false}},
+            {{"listener", ListenerId(2)}, {"healthy", 0}, {"total", 2}, {"fail_open", true}}}));
+  ASSERT_OK(model_.CreateGroup(GroupId(2), LbId(1), "unused"));
+  EXPECT_EQ(model_.GroupJson(*model_.FindGroup(GroupId(2)), nullptr)["listener_health"],
+            json::array());
+}
+
 TEST_F(ModelTest, EveryMutationBumpsTheVersion) {
   std::uint64_t version = model_.version();
   const auto bumped = [&]() {
@@ -668,6 +766,9 @@ TEST_F(ModelTest, ViewsHaveTheProtocolShapes) {
         return listener == ListenerId(1) && backend == "198.18.1.12:80" ? 7 : 0;
       });
   EXPECT_EQ(group["listeners"], json({ListenerId(1)}));
+  EXPECT_EQ(
+      group["listener_health"],
+      json({{{"listener", ListenerId(1)}, {"healthy", 2}, {"total", 2}, {"fail_open", false}}}));
   ASSERT_EQ(group["backends"].size(), 2u);
   EXPECT_EQ(group["backends"][0], (json{{"addr", "198.18.1.11:80"},
                                         {"weight", 10},
@@ -692,6 +793,7 @@ TEST_F(ModelTest, ViewsHaveTheProtocolShapes) {
                             {"mode", "fnat"},
                             {"idle_timeout", 900},
                             {"persistence", 0},
+                            {"on_backend_down", "reset"},
                             {"health_check",
                              {{"type", "tcp"},
                               {"port", 0},
@@ -716,6 +818,7 @@ TEST(ListenerOptionsTest, ReadsTypedArgumentsAndNamesBadOnes) {
   EXPECT_EQ(options.scheduler, Scheduler::kSh);
   EXPECT_FALSE(options.mode.has_value());
   EXPECT_EQ(options.persistence, 60);
+  EXPECT_FALSE(options.on_backend_down.has_value());
   EXPECT_EQ(options.health_check.type, HealthCheckType::kUdp);
   EXPECT_EQ(options.health_check.send, "ab");
   EXPECT_FALSE(options.health_check.expect.has_value());
@@ -729,6 +832,8 @@ TEST(ListenerOptionsTest, ReadsTypedArgumentsAndNamesBadOnes) {
            {{{"idle_timeout", 9.5}}, "argument 'idle_timeout' must be an integer"},
            {{{"scheduler", "fastest"}}, "one of wrr, wlc, rr, sh, maglev"},
            {{{"mode", 1}}, "argument 'mode' must be a string"},
+           {{{"on_backend_down", "drop"}}, "one of keep, reset, reschedule"},
+           {{{"on_backend_down", true}}, "argument 'on_backend_down' must be a string"},
            {{{"health_check", "tcp"}}, "argument 'health_check' must be an object"},
            {{{"health_check", {{"port", "80"}}}}, "argument 'health_check.port'"},
            {{{"health_check", {{"codes", {2}}}}}, "argument 'health_check.codes'"},
@@ -774,10 +879,31 @@ TEST_F(ModelJsonTest, RoundTripsThroughJson) {
   EXPECT_EQ(loaded->lbs().size(), 2u);
   EXPECT_EQ(loaded->listeners().size(), 2u);
   EXPECT_EQ(loaded->FindListener(ListenerId(1))->health_check.path, "/h");
+  EXPECT_EQ(state["listeners"][0]["on_backend_down"], "reset");
+  EXPECT_EQ(state["listeners"][1]["on_backend_down"], "reschedule");
   EXPECT_EQ(loaded->FindGroup(GroupId(2))->backends[0].weight, 0u);
   EXPECT_TRUE(loaded->IdTaken(GroupId(3)));
   EXPECT_EQ(loaded->version(), 1u);
   EXPECT_EQ(state["retired_ids"], json({GroupId(3)}));
+}
+
+TEST_F(ModelJsonTest, OnBackendDownSurvivesAndOlderStateGetsTheDefault) {
+  ASSERT_OK(model_.ModifyListener(ListenerId(1), Options({{"on_backend_down", "keep"}})));
+  json state = model_.ToJson();
+  Result<Model> loaded = Model::FromJson(state);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->FindListener(ListenerId(1))->on_backend_down, BackendDownPolicy::kKeep);
+  EXPECT_EQ(loaded->FindListener(ListenerId(2))->on_backend_down, BackendDownPolicy::kReschedule);
+
+  // A state file written before the option existed: each listener gets its protocol's default.
+  for (json& listener : state["listeners"]) {
+    listener.erase("on_backend_down");
+  }
+  loaded = Model::FromJson(state);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->FindListener(ListenerId(1))->on_backend_down, BackendDownPolicy::kReset);
+  EXPECT_EQ(loaded->FindListener(ListenerId(2))->on_backend_down, BackendDownPolicy::kReschedule);
+  EXPECT_EQ(loaded->ToJson()["listeners"][1]["on_backend_down"], "reschedule");
 }
 
 TEST_F(ModelJsonTest, HealthIsNotPartOfTheState) {
@@ -811,6 +937,12 @@ TEST_F(ModelJsonTest, RefusesMalformedState) {
   state = good;
   state["listeners"][0]["scheduler"] = "random";
   ExpectCorrupt(state, {"listeners[0].scheduler"});
+  state = good;
+  state["listeners"][1]["on_backend_down"] = "drop";
+  ExpectCorrupt(state, {"listeners[1].on_backend_down", "keep, reset, reschedule"});
+  state = good;
+  state["listeners"][1]["on_backend_down"] = nullptr;
+  ExpectCorrupt(state, {"listeners[1].on_backend_down must be a string"});
   state = good;
   state["lbs"][0]["vip"] = "198.18.100";
   ExpectCorrupt(state, {"lbs[0].vip"});

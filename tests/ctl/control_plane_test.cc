@@ -335,6 +335,7 @@ TEST_F(ControlPlaneTest, ListenerLifecycleWithDefaults) {
                          {"mode", "fnat"},
                          {"idle_timeout", 900},
                          {"persistence", 0},
+                         {"on_backend_down", "reset"},
                          {"health_check",
                           {{"type", "tcp"},
                            {"port", 0},
@@ -347,7 +348,8 @@ TEST_F(ControlPlaneTest, ListenerLifecycleWithDefaults) {
                            {"codes", {"2xx", "3xx"}},
                            {"send", ""},
                            {"expect", ""}}},
-                         {"created_at", kStart}}));
+                         {"created_at", kStart},
+                         {"fail_open", false}}));
   EXPECT_EQ(dataplane_.last_applied().listeners().count(listener_), 1u);
 
   const json modified =
@@ -415,6 +417,102 @@ TEST_F(ControlPlaneTest, ListenerValidation) {
                {"health_check", {{"type", "udp"}, {"send", "abcd"}, {"expect", "ef"}}}}))
           .value("id", "");
   EXPECT_EQ(Ok("listener.show", {{"id", udp}})["idle_timeout"], 300);
+}
+
+TEST_F(ControlPlaneTest, OnBackendDownIsAListenerOption) {
+  BuildBasic();
+  const std::string udp = Ok("listener.create", {{"lb", lb_},
+                                                 {"protocol", "udp"},
+                                                 {"port", 53},
+                                                 {"group", group_},
+                                                 {"health_check", {{"type", "none"}}}})
+                              .value("id", "");
+  EXPECT_EQ(Ok("listener.show", {{"id", udp}})["on_backend_down"], "reschedule");
+  const std::string kept = CreateListener(lb_, 81, group_, {{"on_backend_down", "keep"}});
+  EXPECT_EQ(Ok("listener.show", {{"id", kept}})["on_backend_down"], "keep");
+
+  const json modified =
+      Ok("listener.modify", {{"id", listener_}, {"on_backend_down", "reschedule"}});
+  EXPECT_EQ(modified["on_backend_down"], "reschedule");
+  EXPECT_EQ(dataplane_.last_applied().FindListener(listener_)->on_backend_down,
+            model::BackendDownPolicy::kReschedule);
+
+  ExpectRefused("listener.modify", {{"id", listener_}, {"on_backend_down", "drop"}},
+                ErrorCode::kInvalidParameter, {"'on_backend_down'", "keep, reset, reschedule"});
+  ExpectRefused(
+      "listener.create",
+      {{"lb", lb_}, {"protocol", "tcp"}, {"port", 82}, {"group", group_}, {"on_backend_down", 1}},
+      ErrorCode::kInvalidParameter, {"'on_backend_down' must be a string"});
+
+  Start();
+  EXPECT_EQ(Ok("listener.show", {{"id", listener_}})["on_backend_down"], "reschedule");
+  EXPECT_EQ(Ok("listener.show", {{"id", kept}})["on_backend_down"], "keep");
+}
+
+TEST_F(ControlPlaneTest, StateFileWithoutOnBackendDownStillLoads) {
+  BuildBasic();
+  const std::string udp = Ok("listener.create", {{"lb", lb_},
+                                                 {"protocol", "udp"},
+                                                 {"port", 53},
+                                                 {"group", group_},
+                                                 {"on_backend_down", "keep"},
+                                                 {"health_check", {{"type", "none"}}}})
+                              .value("id", "");
+  Ok("listener.modify", {{"id", listener_}, {"on_backend_down", "keep"}});
+  // Rewrite the file as an lbd from before the option would have written it.
+  Result<std::optional<json>> read = ReadStateFile(state_file_);
+  ASSERT_TRUE(read.ok() && read->has_value()) << read.status().ToString();
+  json state = **read;
+  for (json& listener : state["listeners"]) {
+    ASSERT_TRUE(listener.contains("on_backend_down"));
+    listener.erase("on_backend_down");
+  }
+  ASSERT_TRUE(WriteStateFile(state_file_, state).ok());
+  Start();
+  EXPECT_EQ(Ok("listener.show", {{"id", listener_}})["on_backend_down"], "reset");
+  EXPECT_EQ(Ok("listener.show", {{"id", udp}})["on_backend_down"], "reschedule");
+}
+
+TEST_F(ControlPlaneTest, FailOpenShowsWhenEveryBackendOfAListenerIsDown) {
+  BuildBasic();
+  const std::string second = CreateListener(lb_, 8080, group_);
+  const auto set = [&](const std::string& listener, const char* addr, const char* state) {
+    Ok("backend.set_health", {{"listener", listener}, {"addr", addr}, {"state", state}});
+  };
+  const auto fail_open = [&](const std::string& listener) {
+    return Ok("listener.show", {{"id", listener}})["fail_open"];
+  };
+  set(listener_, "198.18.1.11:80", "down");
+  EXPECT_EQ(fail_open(listener_), false);
+  set(listener_, "198.18.1.12:80", "down");
+  EXPECT_EQ(fail_open(listener_), true);
+  EXPECT_EQ(fail_open(second), false);  // health is per listener
+
+  const json list = Ok("listener.list", {{"lb", lb_}})["listeners"];
+  ASSERT_EQ(list.size(), 2u);
+  for (const json& listener : list) {
+    EXPECT_EQ(listener["fail_open"], listener["id"] == listener_) << listener.dump();
+  }
+  const json lb = Ok("lb.show", {{"id", lb_}});
+  for (const json& listener : lb["listener_objects"]) {
+    EXPECT_EQ(listener["fail_open"], listener["id"] == listener_) << listener.dump();
+  }
+  json expected = json::array();
+  for (const std::string& id : plane_->model().ListenersOfGroup(group_)) {
+    const bool dead = id == listener_;
+    expected.push_back(
+        {{"listener", id}, {"healthy", dead ? 0 : 2}, {"total", 2}, {"fail_open", dead}});
+  }
+  EXPECT_EQ(Ok("group.show", {{"id", group_}})["listener_health"], expected);
+  EXPECT_EQ(lb["group_objects"][0]["listener_health"], expected);
+  EXPECT_EQ(Ok("group.list", {{"lb", lb_}})["groups"][0]["listener_health"], expected);
+
+  // Draining a dead backend leaves the other dead one alone: still fail-open. One up ends it.
+  Ok("group.set_weight", {{"group", group_}, {"addr", "198.18.1.11:80"}, {"weight", 0}});
+  EXPECT_EQ(fail_open(listener_), true);
+  set(listener_, "198.18.1.12:80", "up");
+  EXPECT_EQ(fail_open(listener_), false);
+  EXPECT_EQ(Ok("listener.modify", {{"id", listener_}, {"mode", "dnat"}})["fail_open"], false);
 }
 
 TEST_F(ControlPlaneTest, StatsResolvesItsTarget) {

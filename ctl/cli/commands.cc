@@ -214,6 +214,10 @@ void CommandLine::AddListenerOptions(CLI::App* leaf) {
   Arg(leaf, "--persistence", "persistence", K::kInteger,
       "Source-IP persistence, s (0 off, or 30..3600)")
       ->type_name("SECONDS");
+  OneOf(Arg(leaf, "--on-backend-down", "on_backend_down", K::kString,
+            "Existing connections of a backend marked down (default reset tcp/http/https, "
+            "reschedule udp)"),
+        {"keep", "reset", "reschedule"});
   OneOf(Arg(leaf, "--hc-type", "type", K::kString, "Health check type", kHc),
         {"tcp", "http", "udp", "none"});
   Arg(leaf, "--hc-port", "port", K::kInteger, "Health check port (0: the backend's)", kHc)

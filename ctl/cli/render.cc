@@ -194,6 +194,24 @@ Table GenericTable(const json& items) {
   return table;
 }
 
+// The prober's state in words: whether anything is checking the backends at all.
+std::string ProberText(const json& prober) {
+  const std::string state = Field(prober, "state");
+  const std::string last = Timestamp(prober, "last_seen");
+  if (state == "present") {
+    return fmt::format("present (last poll {})", last);
+  }
+  if (state == "absent") {
+    return fmt::format("ABSENT: last poll {}, over 15 s ago; backend health stays as last reported",
+                       last);
+  }
+  if (state == "never") {
+    return "never seen: no lb-healthd has polled since lbd started; backends are not "
+           "health-checked";
+  }
+  return last == kNone ? state : fmt::format("{} (last poll {})", state, last);
+}
+
 std::string RenderStatus(const json& r) {
   const json& objects = Member(r, "objects");
   Pairs pairs = {{"version", Field(r, "version")},
@@ -205,12 +223,7 @@ std::string RenderStatus(const json& r) {
                                          Counted(objects, "groups", "group"),
                                          Counted(objects, "listeners", "listener"),
                                          Counted(objects, "backends", "backend"))}};
-  const json& prober = Member(r, "prober");
-  if (prober.is_object()) {
-    for (const auto& [key, value] : prober.items()) {
-      pairs.emplace_back("prober " + key, Loose(prober, key));
-    }
-  }
+  pairs.emplace_back("prober", ProberText(Member(r, "prober")));
   return KeyValues(pairs) + Section("Ports", GenericTable(ArrayMember(r, "ports"))) +
          Section("Workers", GenericTable(ArrayMember(r, "workers")));
 }
@@ -230,6 +243,41 @@ Table LbTable(const json& lbs) {
   return table;
 }
 
+bool IsFailOpen(const json& object) { return Member(object, "fail_open") == json(true); }
+
+// Loud when on: fail-open means traffic goes to backends known to be dead.
+std::string FailOpenCell(const json& object) {
+  const json& value = Member(object, "fail_open");
+  if (!value.is_boolean()) {
+    return kNone;
+  }
+  return value.get<bool>() ? "YES" : "no";
+}
+
+// What fail-open means for a listener with `total` serving backends (null when unknown).
+std::string AllDownText(const json& total) {
+  if (total == json(1)) {
+    return "its only backend is down, traffic goes to it anyway";
+  }
+  if (total.is_number_integer()) {
+    return fmt::format("all {} backends are down, traffic goes to all of them", Scalar(total));
+  }
+  return "all backends are down, traffic goes to all of them";
+}
+
+// "FAIL-OPEN on lsn-...: all 2 backends are down, ..." for each listener in fail-open;
+// `id_key` names the listener's id member.
+std::string FailOpenLines(const json& listeners, const char* id_key) {
+  std::string out;
+  for (const json& l : listeners) {
+    if (IsFailOpen(l)) {
+      out +=
+          fmt::format("FAIL-OPEN on {}: {}\n", Field(l, id_key), AllDownText(Member(l, "total")));
+    }
+  }
+  return out.empty() ? "" : "\n" + out;
+}
+
 Table ListenerTable(const json& listeners) {
   Table table({{"ID"},
                {"PROTOCOL"},
@@ -239,11 +287,14 @@ Table ListenerTable(const json& listeners) {
                {"MODE"},
                {"IDLE", kRight},
                {"PERSIST", kRight},
-               {"CHECK"}});
+               {"CHECK"},
+               {"ON DOWN"},
+               {"FAIL-OPEN"}});
   for (const json& l : listeners) {
     table.AddRow({Field(l, "id"), Field(l, "protocol"), Field(l, "port"), Field(l, "group"),
                   Field(l, "scheduler"), Field(l, "mode"), Field(l, "idle_timeout"),
-                  Field(l, "persistence"), Field(Member(l, "health_check"), "type")});
+                  Field(l, "persistence"), Field(Member(l, "health_check"), "type"),
+                  Field(l, "on_backend_down"), FailOpenCell(l)});
   }
   return table;
 }
@@ -262,7 +313,8 @@ std::string RenderLbShow(const json& r) {
                                      {"vip", Field(r, "vip")},
                                      {"family", Field(r, "family")},
                                      {"created", Timestamp(r, "created_at")}});
-  return out + Section("Listeners", ListenerTable(ArrayMember(r, "listener_objects"))) +
+  const json& listeners = ArrayMember(r, "listener_objects");
+  return out + FailOpenLines(listeners, "id") + Section("Listeners", ListenerTable(listeners)) +
          Section("Groups", GroupTable(ArrayMember(r, "group_objects")));
 }
 
@@ -299,7 +351,14 @@ std::string RenderGroupShow(const json& r) {
                                      {"lb", Field(r, "lb")},
                                      {"name", Field(r, "name")},
                                      {"listeners", Field(r, "listeners")}});
-  return out + Section("Backends", BackendTable(ArrayMember(r, "backends")));
+  const json& summaries = ArrayMember(r, "listener_health");
+  Table health({{"LISTENER"}, {"HEALTHY", kRight}, {"FAIL-OPEN"}});
+  for (const json& l : summaries) {
+    health.AddRow({Field(l, "listener"),
+                   fmt::format("{}/{}", Field(l, "healthy"), Field(l, "total")), FailOpenCell(l)});
+  }
+  return out + FailOpenLines(summaries, "listener") + Section("Listener health", health) +
+         Section("Backends", BackendTable(ArrayMember(r, "backends")));
 }
 
 std::string RenderListenerShow(const json& r) {
@@ -313,6 +372,8 @@ std::string RenderListenerShow(const json& r) {
       {"mode", Field(r, "mode")},
       {"idle timeout", Field(r, "idle_timeout") + " s"},
       {"persistence", Number(r, "persistence") > 0 ? Field(r, "persistence") + " s" : "off"},
+      {"on backend down", Field(r, "on_backend_down")},
+      {"fail-open", FailOpenCell(r)},
       {"created", Timestamp(r, "created_at")}};
   const json& hc = Member(r, "health_check");
   const std::string type = Field(hc, "type");
@@ -334,7 +395,8 @@ std::string RenderListenerShow(const json& r) {
     pairs.insert(pairs.end(),
                  {{"check send", Field(hc, "send")}, {"check expect", Field(hc, "expect")}});
   }
-  return KeyValues(pairs);
+  const std::string banner = IsFailOpen(r) ? "\nFAIL-OPEN: " + AllDownText(nullptr) + "\n" : "";
+  return KeyValues(pairs) + banner;
 }
 
 // Non-zero counters of an object, as NAME/COUNT rows.

@@ -117,8 +117,8 @@ TEST(ParseTest, ListenerCreateSendsOnlyWhatWasGiven) {
 TEST(ParseTest, ListenerCreateWithEveryOption) {
   ExpectRequest(
       "listener create lb-1 --protocol http --port 8080 --group sg-1 --scheduler maglev "
-      "--mode dnat --idle-timeout 120 --persistence 300 --hc-type http --hc-port 8081 "
-      "--hc-interval 10 --hc-timeout 3 --hc-rise 2 --hc-fall 4 --hc-path /healthz "
+      "--mode dnat --idle-timeout 120 --persistence 300 --on-backend-down keep --hc-type http "
+      "--hc-port 8081 --hc-interval 10 --hc-timeout 3 --hc-rise 2 --hc-fall 4 --hc-path /healthz "
       "--hc-host www.example.com --hc-codes 2xx,3xx",
       "listener.create",
       {{"lb", "lb-1"},
@@ -129,6 +129,7 @@ TEST(ParseTest, ListenerCreateWithEveryOption) {
        {"mode", "dnat"},
        {"idle_timeout", 120},
        {"persistence", 300},
+       {"on_backend_down", "keep"},
        {"health_check",
         {{"type", "http"},
          {"port", 8081},
@@ -162,6 +163,8 @@ TEST(ParseTest, ListenerModifySendsPartialUpdates) {
   ExpectRequest("listener modify lsn-1 --scheduler wlc --group sg-2 --idle-timeout 60",
                 "listener.modify",
                 {{"id", "lsn-1"}, {"scheduler", "wlc"}, {"group", "sg-2"}, {"idle_timeout", 60}});
+  ExpectRequest("listener modify lsn-1 --on-backend-down reschedule", "listener.modify",
+                {{"id", "lsn-1"}, {"on_backend_down", "reschedule"}});
   // An explicitly empty host is sent: it resets the Host header to the backend's address.
   const Invocation empty_host =
       MustParse(std::vector<std::string>{"listener", "modify", "lsn-1", "--hc-host", ""});
@@ -278,6 +281,7 @@ TEST(ParseTest, UsageErrorsNameTheProblemAndPointAtHelp) {
       {{"listener", "create", "lb-1", "--protocol", "tcp", "--port", "80"}, "--group is required"},
       {{"listener", "modify", "lsn-1", "--scheduler", "random"}, "random"},
       {{"listener", "modify", "lsn-1", "--hc-type", "icmp"}, "icmp"},
+      {{"listener", "modify", "lsn-1", "--on-backend-down", "drop"}, "drop"},
       {{"listener", "modify", "lsn-1", "--protocol", "udp"}, "--protocol cannot be modified"},
       {{"listener", "modify", "lsn-1", "--port", "81"}, "--port cannot be modified"},
       {{"backend", "set-health", "lsn-1", "198.18.1.11:80", "sideways"}, "sideways"},
@@ -420,6 +424,7 @@ json SampleListener() {
           {"mode", "fnat"},
           {"idle_timeout", 900},
           {"persistence", 0},
+          {"on_backend_down", "reset"},
           {"health_check",
            {{"type", "http"},
             {"port", 0},
@@ -432,7 +437,8 @@ json SampleListener() {
             {"codes", {"2xx", "3xx"}},
             {"send", ""},
             {"expect", ""}}},
-          {"created_at", 1795000000}};
+          {"created_at", 1795000000},
+          {"fail_open", false}};
 }
 
 json SampleGroup() {
@@ -440,6 +446,9 @@ json SampleGroup() {
           {"lb", "lb-0a1b2c3d"},
           {"name", "pool"},
           {"listeners", {"lsn-11223344", "lsn-99887766"}},
+          {"listener_health",
+           {{{"listener", "lsn-11223344"}, {"healthy", 1}, {"total", 1}, {"fail_open", false}},
+            {{"listener", "lsn-99887766"}, {"healthy", 0}, {"total", 1}, {"fail_open", true}}}},
           {"backends",
            {{{"addr", "198.18.1.11:80"},
              {"weight", 10},
@@ -477,6 +486,68 @@ TEST(RenderTest, GroupShowListsHealthPerBackendAndListener) {
   ExpectRightAligned(table, "WEIGHT", {"10", "10", "0"});
   ExpectRightAligned(table, "CONNS", {"3", "3", "12"});
   ExpectColumnAligned(table, "LISTENER", {"lsn-11223344", "lsn-99887766", "-"});
+}
+
+// The lines of `text` from the one starting with `header` up to the next blank line.
+std::vector<std::string> TableAt(const std::string& text, const std::string& header) {
+  const std::vector<std::string> lines = Lines(text);
+  auto begin = std::find_if(lines.begin(), lines.end(),
+                            [&](const std::string& l) { return l.starts_with(header); });
+  auto end = std::find(begin, lines.end(), std::string());
+  return std::vector<std::string>(begin, end);
+}
+
+TEST(RenderTest, GroupShowSaysWhichListenersAreInFailOpen) {
+  json group = SampleGroup();
+  std::string text = Render(ViewOf("group show sg-55667788"), group);
+  ExpectNoTrailingSpaces(text);
+  EXPECT_THAT(text, HasSubstr("\nFAIL-OPEN on lsn-99887766: its only backend is down, traffic "
+                              "goes to it anyway\n"));
+  EXPECT_THAT(text, Not(HasSubstr("FAIL-OPEN on lsn-11223344")));
+  const std::vector<std::string> table = TableAt(text, "LISTENER  ");
+  ExpectRightAligned(table, "HEALTHY", {"1/1", "0/1"});
+  ExpectColumnAligned(table, "FAIL-OPEN", {"no", "YES"});
+
+  group["listener_health"][0] = {
+      {"listener", "lsn-11223344"}, {"healthy", 0}, {"total", 3}, {"fail_open", true}};
+  text = Render(ViewOf("group show sg-55667788"), group);
+  EXPECT_THAT(text, HasSubstr("FAIL-OPEN on lsn-11223344: all 3 backends are down, traffic goes "
+                              "to all of them\n"));
+  group["listener_health"] = json::array();
+  text = Render(ViewOf("group show sg-55667788"), group);
+  EXPECT_THAT(text, AllOf(Not(HasSubstr("FAIL-OPEN")), HasSubstr("Listener health: none")));
+}
+
+TEST(RenderTest, ListenerListShowsOnBackendDownAndFailOpen) {
+  json dead = SampleListener();
+  dead["id"] = "lsn-99887766";
+  dead["protocol"] = "udp";
+  dead["on_backend_down"] = "reschedule";
+  dead["fail_open"] = true;
+  const std::string text =
+      Render(ViewOf("listener list lb-0a1b2c3d"), {{"listeners", {SampleListener(), dead}}});
+  ExpectNoTrailingSpaces(text);
+  const std::vector<std::string> lines = Lines(text);
+  ExpectColumnAligned(lines, "ON DOWN", {"reset", "reschedule"});
+  ExpectColumnAligned(lines, "FAIL-OPEN", {"no", "YES"});
+  EXPECT_THAT(Render(ViewOf("lb show lb-0a1b2c3d"), {{"id", "lb-0a1b2c3d"},
+                                                     {"listener_objects", {dead}},
+                                                     {"group_objects", json::array()}}),
+              HasSubstr("\nFAIL-OPEN on lsn-99887766: all backends are down, traffic goes to all "
+                        "of them\n\nListeners:\n"));
+}
+
+TEST(RenderTest, ListenerShowSaysFailOpenAndThePolicy) {
+  json listener = SampleListener();
+  std::string text = Render(ViewOf("listener show lsn-11223344"), listener);
+  EXPECT_THAT(text, AllOf(HasSubstr("on backend down: reset\n"), Not(HasSubstr("FAIL-OPEN"))));
+  EXPECT_THAT(Lines(text), ::testing::Contains(::testing::MatchesRegex("fail-open: +no")));
+  listener["fail_open"] = true;
+  text = Render(ViewOf("listener show lsn-11223344"), listener);
+  ExpectNoTrailingSpaces(text);
+  EXPECT_THAT(Lines(text), ::testing::Contains(::testing::MatchesRegex("fail-open: +YES")));
+  EXPECT_THAT(text, testing::EndsWith(
+                        "\n\nFAIL-OPEN: all backends are down, traffic goes to all of them\n"));
 }
 
 TEST(RenderTest, LbShowIncludesListenersAndGroups) {
@@ -521,18 +592,38 @@ TEST(RenderTest, StatusShowsDaemonPortsAndWorkers) {
                         {{{"name", "client"}, {"device", "net_af_xdp0"}, {"link", "up"}},
                          {{"name", "backend"}, {"device", "net_af_xdp1"}, {"link", "down"}}}},
                        {"workers", {{{"lcore", 1}}, {{"lcore", 2}}}},
-                       {"prober", {{"connected", true}, {"last_seen", 1795000100}}},
+                       {"prober", {{"state", "present"}, {"last_seen", 1795000100}}},
                        {"objects", {{"lbs", 1}, {"groups", 2}, {"listeners", 3}, {"backends", 0}}}};
   const std::string text = Render(ViewOf("status"), status);
   ExpectNoTrailingSpaces(text);
   EXPECT_THAT(text, AllOf(HasSubstr("1d 2h 3m 4s"),
                           HasSubstr("1 load balancer, 2 groups, 3 listeners, 0 backends"),
                           HasSubstr("2026-11-18T11:08:20Z"), HasSubstr("Workers:\nLCORE\n1\n2\n")));
+  EXPECT_THAT(Lines(text), ::testing::Contains(::testing::MatchesRegex(
+                               "prober: +present \\(last poll 2026-11-18T11:08:20Z\\)")));
   const std::vector<std::string> lines = Lines(text);
   const auto header = std::find_if(lines.begin(), lines.end(),
                                    [](const std::string& l) { return l.starts_with("DEVICE"); });
   ASSERT_NE(header, lines.end());
   ExpectColumnAligned({*header, header[1], header[2]}, "LINK", {"up", "down"});
+}
+
+TEST(RenderTest, StatusSaysWhetherAProberIsChecking) {
+  const auto prober_line = [](const json& prober) {
+    for (const std::string& line : Lines(Render(ViewOf("status"), {{"prober", prober}}))) {
+      if (line.starts_with("prober")) {
+        return line;
+      }
+    }
+    return std::string("(no prober line)");
+  };
+  EXPECT_THAT(prober_line({{"state", "absent"}, {"last_seen", 1795000100}}),
+              AllOf(HasSubstr("ABSENT"), HasSubstr("last poll 2026-11-18T11:08:20Z"),
+                    HasSubstr("stays as last reported")));
+  EXPECT_THAT(prober_line({{"state", "never"}, {"last_seen", 0}}),
+              AllOf(HasSubstr("never seen"), HasSubstr("not health-checked")));
+  EXPECT_THAT(prober_line({{"state", "sleepy"}}), testing::EndsWith(" sleepy"));
+  EXPECT_THAT(prober_line(nullptr), testing::EndsWith(" -"));
 }
 
 TEST(RenderTest, StatsShowsNonZeroDropsAndRates) {

@@ -168,13 +168,19 @@ std::string Loose(const json& object, const std::string& key) {
 }
 
 // A table of an array of objects whose shape lbctl does not fix (status's ports, workers):
-// one column per key of the first element.
+// one column per scalar member of the first element, the naming ones ("name", "lcore") first.
+// Nested members (per-reason drops, offload flags, queue lists) would not fit a cell; --json
+// shows them.
 Table GenericTable(const json& items) {
   std::vector<std::string> keys;
   if (!items.empty() && items.front().is_object()) {
     for (const auto& [key, value] : items.front().items()) {
-      keys.push_back(key);
+      if (!value.is_structured()) {
+        keys.push_back(key);
+      }
     }
+    std::stable_partition(keys.begin(), keys.end(),
+                          [](const std::string& key) { return key == "name" || key == "lcore"; });
   }
   std::vector<Table::Column> columns;
   for (const std::string& key : keys) {

@@ -61,21 +61,25 @@ json QueueToJson(bool present, std::uint32_t queue) { return present ? json(queu
 
 json DropsToJson(const WorkerCounters& counters) {
   json drops = json::object();
-  for (std::size_t i = 0; i < kDropReasonCount; ++i) {
-    drops[std::string(DropReasonName(static_cast<DropReason>(i)))] = counters.drops[i].Read();
+  for (const nat::DropReasonInfo& info : nat::kDropReasons) {
+    drops[std::string(info.name)] = counters.Drops(info.reason);
   }
   return drops;
 }
 
 }  // namespace
 
-Result<std::unique_ptr<Dataplane>> Dataplane::Create(const DaemonConfig& config) {
+Result<std::unique_ptr<Dataplane>> Dataplane::Create(const DaemonConfig& config,
+                                                     const DataplaneHooks& hooks) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   Result<EalPlan> plan = BuildEalPlan(config, cpus > 0 ? static_cast<std::uint32_t>(cpus) : 1);
   FULCRUM_RETURN_IF_ERROR(plan.status());
   FULCRUM_RETURN_IF_ERROR(InitEal(*plan));
   // From here on the destructor undoes whatever was set up, EAL included.
   std::unique_ptr<Dataplane> dataplane(new Dataplane(config));
+  if (hooks.after_eal_init) {
+    FULCRUM_RETURN_IF_ERROR(hooks.after_eal_init());
+  }
   FULCRUM_RETURN_IF_ERROR(dataplane->CreatePools());
   FULCRUM_RETURN_IF_ERROR(dataplane->ConfigurePorts());
   dataplane->CreateWorkers(plan->worker_cpus);
@@ -216,6 +220,24 @@ Status Dataplane::SetBurstHandler(BurstHandler handler, void* state) {
   for (auto& worker : workers_) {
     worker->handler = handler;
     worker->handler_state = state;
+    worker->pass_hook = nullptr;
+  }
+  return Status::Ok();
+}
+
+Status Dataplane::SetPipeline(BurstHandler handler, PassHook hook,
+                              const std::vector<void*>& states) {
+  if (running_) {
+    return Error(ErrorCode::kInternal, "the pipeline can change only while workers stop");
+  }
+  if (states.size() != workers_.size()) {
+    return Error(ErrorCode::kInternal, "pipeline: {} worker states for {} workers", states.size(),
+                 workers_.size());
+  }
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    workers_[i]->handler = handler;
+    workers_[i]->pass_hook = hook;
+    workers_[i]->handler_state = states[i];
   }
   return Status::Ok();
 }

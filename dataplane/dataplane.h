@@ -10,18 +10,19 @@
 // workers, stops and closes the ports and cleans EAL up, after which no Dataplane can be
 // created again in this process (a DPDK limit).
 //
-// Threads: Create, Start, Stop, SetBurstHandler and the destructor run on the main lcore's
-// thread (the one that called Create). Describe and the accessors may run on any control
+// Threads: Create, Start, Stop, SetBurstHandler, SetPipeline and the destructor run on the main
+// lcore's thread (the one that called Create). Describe and the accessors may run on any control
 // thread: they read worker counters with relaxed loads (see worker.h) and the ethdev stats,
 // which DPDK allows concurrently with the data path.
 //
 // Queue assignment: worker i polls rx queue i and transmits on tx queue i of every port that
 // has that many queues. A worker beyond a port's queue count neither receives from nor
-// transmits on that port (PortInfo::needs_handoff; its packets for that port are counted as
-// kNoTxQueue drops until the software hand-off between cores exists).
+// transmits on that port (PortInfo::needs_handoff): the pipeline hands what it sends there to a
+// worker that has a queue (dataplane/pipeline.h); EnqueueTx itself counts it as no_tx_queue.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string_view>
@@ -38,10 +39,17 @@ struct rte_mempool;
 
 namespace fulcrum::dataplane {
 
+struct DataplaneHooks {
+  // Runs once EAL is initialised, before the ports are looked up and configured. Tests use it
+  // to replace a net_ring vdev by one built on rings of their own (rte_eth_from_rings).
+  std::function<Status()> after_eal_init;
+};
+
 class Dataplane {
  public:
   // Initialises EAL (once per process) and configures pools, ports and workers.
-  static Result<std::unique_ptr<Dataplane>> Create(const DaemonConfig& config);
+  static Result<std::unique_ptr<Dataplane>> Create(const DaemonConfig& config,
+                                                   const DataplaneHooks& hooks = {});
 
   Dataplane(const Dataplane&) = delete;
   Dataplane& operator=(const Dataplane&) = delete;
@@ -71,8 +79,12 @@ class Dataplane {
   // The mbuf pool of a NUMA socket (every port's socket has one); nullptr otherwise.
   rte_mempool* mbuf_pool(int socket) const;
 
-  // Installs `handler` (with its `state`) on every worker. Only while stopped.
+  // Installs `handler` (with its `state`) on every worker, without a pass hook. Only while
+  // stopped.
   Status SetBurstHandler(BurstHandler handler, void* state);
+  // Installs a packet pipeline: `handler` and `hook` on every worker, worker i with
+  // states[i]. Only while stopped.
+  Status SetPipeline(BurstHandler handler, PassHook hook, const std::vector<void*>& states);
 
  private:
   explicit Dataplane(const DaemonConfig& config) : config_(config) {}

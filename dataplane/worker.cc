@@ -10,10 +10,12 @@
 namespace fulcrum::dataplane {
 namespace {
 
-constexpr std::string_view kDropReasonNames[] = {
-#define FULCRUM_DROP_NAME(name, text) text,
-    FULCRUM_WORKER_DROP_REASONS(FULCRUM_DROP_NAME)
-#undef FULCRUM_DROP_NAME
+using nat::DropReason;
+
+constexpr std::string_view kWorkerEventNames[] = {
+#define FULCRUM_EVENT_NAME(name, text) text,
+    FULCRUM_WORKER_EVENTS(FULCRUM_EVENT_NAME)
+#undef FULCRUM_EVENT_NAME
 };
 
 // Counts how long the worker has found nothing to do and decides how to wait.
@@ -41,12 +43,6 @@ class IdleBackoff {
   std::uint32_t empty_passes_ = 0;
   std::uint32_t sleep_us_ = kFirstSleepUs;
 };
-
-void DropAndFree(WorkerContext& worker, DropReason reason, rte_mbuf** packets,
-                 std::uint16_t count) {
-  worker.counters.Drop(reason, count);
-  rte_pktmbuf_free_bulk(packets, count);
-}
 
 void FlushPort(WorkerContext& worker, std::uint16_t port_id, TxBuffer& buffer) {
   std::uint64_t bytes = 0;
@@ -91,8 +87,14 @@ std::uint32_t PollRxQueues(WorkerContext& worker) {
 
 }  // namespace
 
-std::string_view DropReasonName(DropReason reason) {
-  return kDropReasonNames[static_cast<std::size_t>(reason)];
+std::string_view WorkerEventName(WorkerEvent event) {
+  return kWorkerEventNames[static_cast<std::size_t>(event)];
+}
+
+void DropAndFree(WorkerContext& worker, DropReason reason, rte_mbuf** packets,
+                 std::uint16_t count) {
+  worker.counters.Drop(reason, count);
+  rte_pktmbuf_free_bulk(packets, count);
 }
 
 void DropAllNoService(WorkerContext& worker, std::uint16_t /*rx_port*/, rte_mbuf** packets,
@@ -102,7 +104,7 @@ void DropAllNoService(WorkerContext& worker, std::uint16_t /*rx_port*/, rte_mbuf
 
 void EnqueueTx(WorkerContext& worker, std::uint16_t port_id, rte_mbuf* packet) {
   if (port_id >= kMaxPortIds) {
-    DropAndFree(worker, DropReason::kBadPort, &packet, 1);
+    DropAndFree(worker, DropReason::kNoTxQueue, &packet, 1);
     return;
   }
   TxBuffer& buffer = worker.tx[port_id];
@@ -127,26 +129,23 @@ void FlushTx(WorkerContext& worker) {
 
 int WorkerMain(void* arg) {
   WorkerContext& worker = *static_cast<WorkerContext*>(arg);
-  // seq_cst: a publisher that reads online == false must not miss a snapshot load that
-  // follows this store.
   worker.online.store(true);
   std::uint64_t epoch = worker.quiescent_epoch.load(std::memory_order_relaxed);
   IdleBackoff backoff;
   while (!worker.stop.load(std::memory_order_relaxed)) {
     std::uint64_t start = rte_rdtsc();
     worker.tsc = start;
-    worker.snapshot = worker.published_snapshot.load(std::memory_order_acquire);
-    std::uint32_t received = PollRxQueues(worker);
+    std::uint32_t work = worker.pass_hook != nullptr ? worker.pass_hook(worker) : 0;
+    work += PollRxQueues(worker);
     FlushTx(worker);
-    worker.snapshot = nullptr;
     worker.quiescent_epoch.store(++epoch, std::memory_order_release);
-    if (received > 0) {
+    if (work > 0) {
       backoff.Reset();
     } else if (!worker.busy_poll) {
       backoff.Wait();
     }
     std::uint64_t cycles = rte_rdtsc() - start;
-    (received > 0 ? worker.counters.busy_cycles : worker.counters.idle_cycles).Add(cycles);
+    (work > 0 ? worker.counters.busy_cycles : worker.counters.idle_cycles).Add(cycles);
     worker.counters.passes.Add(1);
   }
   worker.online.store(false, std::memory_order_release);

@@ -2,25 +2,27 @@
 //
 // Theory of operation: each worker lcore runs WorkerMain on one WorkerContext, which it
 // alone writes (Seastar's shard, VPP's per-thread data). A pass of the loop
-//   1. loads the current configuration snapshot once (acquire), so a whole pass sees one
-//      consistent snapshot;
+//   1. runs the pass hook, if one is installed: the packet pipeline adopts the newest
+//      configuration snapshot there, serves its message ring, takes the packets other cores
+//      handed over and reclaims a few expired connections (dataplane/pipeline.h);
 //   2. receives a burst of up to kBurstSize packets from each of its rx queues and hands it
-//      to the burst handler (the packet pipeline), which frees, drops (with a named counter)
-//      or queues each packet for transmission with EnqueueTx;
-//   3. flushes the tx buffers, counting whatever the NIC refuses as kTxFull drops;
-//   4. bumps quiescent_epoch (release): the worker holds no reference to any snapshot
-//      between passes, so once every online worker's epoch has moved past the value read
-//      when a snapshot was unpublished, that snapshot may be freed (QSBR, as in YANET's
-//      generation switch and DPDK's rte_rcu_qsbr).
+//      to the burst handler, which frees, drops (with a named counter) or queues each packet
+//      for transmission with EnqueueTx;
+//   3. flushes the tx buffers, counting whatever the NIC refuses as tx_full drops;
+//   4. bumps quiescent_epoch (release). The epoch is the grace-period clock of everything the
+//      control thread publishes to workers (dataplane/epoch.h): an object unpublished when a
+//      worker's epoch read E is out of that worker's hands once the epoch reaches E + 2.
 // Idle back-off: after kSpinPasses empty passes the worker pauses (rte_pause) for
 // kPausePasses more, then sleeps 10 us doubling to 1 ms per empty pass, so an idle daemon
-// costs almost no CPU on a two-core machine; any received packet returns it to full speed.
-// busy_poll disables the back-off. Busy and idle TSC cycles give the "load" figure.
+// costs almost no CPU on a two-core machine; any received packet (or work the pass hook
+// reports) returns it to full speed. busy_poll disables the back-off. Busy and idle TSC cycles
+// give the "load" figure.
 //
 // Counters are plain per-core values with a single writer. They are std::atomic only so that
 // the control thread's concurrent reads are defined behaviour: the worker updates them with a
 // relaxed load and store (no locked instruction), readers use relaxed loads and may see a
-// value a few passes old, which is fine for statistics.
+// value a few passes old, which is fine for statistics. Drops are counted by the reasons of
+// nat/drop_reasons.h, the one list every drop counter comes from.
 #pragma once
 
 #include <array>
@@ -29,32 +31,45 @@
 #include <string_view>
 #include <vector>
 
+#include "nat/drop_reasons.h"
+
 struct rte_mbuf;
 
 namespace fulcrum::dataplane {
 
-// Drop reasons counted by the worker loop itself. PROVISIONAL: the canonical drop-reason list
-// is being written in nat/; when it lands this list should become (or include) that one.
-#define FULCRUM_WORKER_DROP_REASONS(X)                                   \
-  X(kNoService, "no_service")  /* no pipeline installed yet */           \
-  X(kTxFull, "tx_full")        /* the tx queue refused the packet */     \
-  X(kNoTxQueue, "no_tx_queue") /* this worker has no tx queue on port */ \
-  X(kBadPort, "bad_port")      /* EnqueueTx to a port out of range */
+// Events the workers count that are not drops (docs/dataplane.md describes each).
+// X(enumerator, name)
+#define FULCRUM_WORKER_EVENTS(X)                                                             \
+  X(kHandoffs, "handoffs")                       /* packets handed to the owning core */     \
+  X(kHandoffsReceived, "handoffs_received")      /* packets taken from other cores */        \
+  X(kTxHandoffs, "tx_handoffs")                  /* sent through a core with a tx queue */   \
+  X(kTableFullFallbacks, "table_full_fallbacks") /* dnat flows forwarded without state */    \
+  X(kArpRepliesSent, "arp_replies_sent")         /* answers to requests for our addresses */ \
+  X(kArpRequests, "arp_requests")                /* requests sent for the control thread */  \
+  X(kArpLearned, "arp_learned")                  /* ARP senders reported to the control */   \
+  X(kArpResolveRequests, "arp_resolve_requests") /* unresolved next hops reported */         \
+  X(kIcmpEchoReplies, "icmp_echo_replies")                                                   \
+  X(kIcmpErrorsTranslated, "icmp_errors_translated")                                         \
+  X(kTcpResetsSent, "tcp_resets_sent")                                                       \
+  X(kConnsRescheduled, "conns_rescheduled") /* flows of a dead backend scheduled again */    \
+  X(kConnsFlushed, "conns_flushed")         /* removed by a sweep (listener/backend gone) */ \
+  X(kConnsExpired, "conns_expired")                                                          \
+  X(kControlRingFull, "control_ring_full") /* reports to the control thread lost */
 
-enum class DropReason : std::uint8_t {
-#define FULCRUM_DROP_ENUM(name, text) name,
-  FULCRUM_WORKER_DROP_REASONS(FULCRUM_DROP_ENUM)
-#undef FULCRUM_DROP_ENUM
+enum class WorkerEvent : std::uint8_t {
+#define FULCRUM_EVENT_ENUM(name, text) name,
+  FULCRUM_WORKER_EVENTS(FULCRUM_EVENT_ENUM)
+#undef FULCRUM_EVENT_ENUM
 };
 
-inline constexpr std::size_t kDropReasonCount = 0
-#define FULCRUM_DROP_COUNT(name, text) +1
-    FULCRUM_WORKER_DROP_REASONS(FULCRUM_DROP_COUNT)
-#undef FULCRUM_DROP_COUNT
+inline constexpr std::size_t kWorkerEventCount = 0
+#define FULCRUM_EVENT_COUNT(name, text) +1
+    FULCRUM_WORKER_EVENTS(FULCRUM_EVENT_COUNT)
+#undef FULCRUM_EVENT_COUNT
     ;
 
-// "no_service", ... (the name the CLI and stats show).
-std::string_view DropReasonName(DropReason reason);
+// "handoffs", ... (the name the CLI and stats show).
+std::string_view WorkerEventName(WorkerEvent event);
 
 inline constexpr std::uint16_t kBurstSize = 32;
 inline constexpr std::uint16_t kNoQueue = 0xffff;
@@ -71,6 +86,10 @@ class Counter {
   void Add(std::uint64_t n) {
     value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
+  // For gauges (active connections): the writer may go down as well as up.
+  void Sub(std::uint64_t n) {
+    value_.store(value_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
   std::uint64_t Read() const { return value_.load(std::memory_order_relaxed); }
 
  private:
@@ -83,12 +102,24 @@ struct WorkerCounters {
   Counter tx_packets;
   Counter tx_bytes;
   Counter passes;
-  Counter busy_cycles;  // TSC cycles of passes that received packets
+  Counter busy_cycles;  // TSC cycles of passes that did work
   Counter idle_cycles;  // TSC cycles of empty passes, pauses and sleeps included
-  std::array<Counter, kDropReasonCount> drops;
+  Counter new_conns;
+  Counter active_conns;                              // gauge
+  std::array<Counter, nat::kDropReasonCount> drops;  // by nat::DropReason (kNone unused)
+  std::array<Counter, kWorkerEventCount> events;
 
-  void Drop(DropReason reason, std::uint64_t n = 1) {
+  void Drop(nat::DropReason reason, std::uint64_t n = 1) {
     drops[static_cast<std::size_t>(reason)].Add(n);
+  }
+  void Count(WorkerEvent event, std::uint64_t n = 1) {
+    events[static_cast<std::size_t>(event)].Add(n);
+  }
+  std::uint64_t Drops(nat::DropReason reason) const {
+    return drops[static_cast<std::size_t>(reason)].Read();
+  }
+  std::uint64_t Events(WorkerEvent event) const {
+    return events[static_cast<std::size_t>(event)].Read();
   }
 };
 
@@ -105,9 +136,6 @@ struct TxBuffer {
   std::array<rte_mbuf*, kBurstSize> packets{};
 };
 
-// Defined by the snapshot publisher (next task); workers only carry the pointer.
-struct ConfigSnapshot;
-
 struct WorkerContext;
 
 // Processes one received burst: every packet must be freed, dropped with a counter, or
@@ -115,7 +143,11 @@ struct WorkerContext;
 using BurstHandler = void (*)(WorkerContext& worker, std::uint16_t rx_port, rte_mbuf** packets,
                               std::uint16_t count);
 
-// The default handler until the pipeline exists: counts and frees every packet as kNoService.
+// Runs at the start of every pass, before the rx queues are polled. Returns how much work it
+// did (packets, messages); non-zero keeps the worker from backing off.
+using PassHook = std::uint32_t (*)(WorkerContext& worker);
+
+// The default handler until the pipeline exists: counts and frees every packet as no_service.
 void DropAllNoService(WorkerContext& worker, std::uint16_t rx_port, rte_mbuf** packets,
                       std::uint16_t count);
 
@@ -128,30 +160,31 @@ struct alignas(64) WorkerContext {
   std::vector<RxQueue> rx_queues;
   std::vector<std::uint16_t> tx_ports;  // port ids where tx[port].queue_id != kNoQueue
   BurstHandler handler = DropAllNoService;
+  PassHook pass_hook = nullptr;
   void* handler_state = nullptr;  // owned by whoever installed the handler
 
   // Written by the control thread.
   std::atomic<bool> stop{false};
-  // The snapshot to use from the next pass on; the publisher stores (release), the worker
-  // loads it once per pass (acquire) into `snapshot`.
-  std::atomic<const ConfigSnapshot*> published_snapshot{nullptr};
 
   // Written by the worker only.
   alignas(64) std::atomic<std::uint64_t> quiescent_epoch{0};
-  // True while WorkerMain runs; a worker that is not online holds no snapshot.
+  // True while WorkerMain runs.
   std::atomic<bool> online{false};
-  const ConfigSnapshot* snapshot = nullptr;  // this pass's snapshot
-  std::uint64_t tsc = 0;                     // rte_rdtsc() at the start of this pass
-  std::array<TxBuffer, kMaxPortIds> tx;      // indexed by DPDK port id
+  std::uint64_t tsc = 0;                 // rte_rdtsc() at the start of this pass
+  std::array<TxBuffer, kMaxPortIds> tx;  // indexed by DPDK port id
   WorkerCounters counters;
 };
 
 // Queues `packet` for transmission on `port_id`; flushes when the buffer is full. Packets
-// that cannot be sent are freed and counted.
+// that cannot be sent are freed and counted (no_tx_queue, tx_full).
 void EnqueueTx(WorkerContext& worker, std::uint16_t port_id, rte_mbuf* packet);
 
 // Transmits every buffered packet.
 void FlushTx(WorkerContext& worker);
+
+// Counts and frees `count` packets.
+void DropAndFree(WorkerContext& worker, nat::DropReason reason, rte_mbuf** packets,
+                 std::uint16_t count);
 
 // The lcore entry point for rte_eal_remote_launch; `arg` is the WorkerContext*. Returns 0
 // after `stop` is set.

@@ -43,7 +43,8 @@ namespace fulcrum::nat {
   X(kNoRoute, "no_route", "no connected subnet, route or gateway for the destination")        \
   X(kNoConn, "no_conn", "UDP datagram to a local address with no connection")                 \
   X(kTableFull, "table_full", "connection table full and fnat cannot forward without state")  \
-  X(kNoTxQueue, "no_tx_queue", "no transmit queue on the egress port")
+  X(kNoTxQueue, "no_tx_queue", "no transmit queue on the egress port")                        \
+  X(kTupleConflict, "tuple_conflict", "a new connection's backend-side 5-tuple is in use")
 
 enum class DropReason : std::uint8_t {
   kNone,

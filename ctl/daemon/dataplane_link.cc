@@ -1,78 +1,90 @@
 #include "ctl/daemon/dataplane_link.h"
 
+#include "common/log.h"
+
 namespace fulcrum::ctl {
+namespace {
+
+Logger logger("lbd");
 
 using nlohmann::json;
 
-Status DpdkDataplaneLink::Apply(const model::Model& /*model*/) {
-  // The workers run no packet pipeline yet (every packet is counted as no_service), so there
-  // is nothing to publish to them.
-  return Status::Ok();
+json EmptyStats() {
+  return {{"totals",
+           {{"rx_packets", 0},
+            {"rx_bytes", 0},
+            {"tx_packets", 0},
+            {"tx_bytes", 0},
+            {"new_conns", 0},
+            {"active_conns", 0},
+            {"drops", 0}}},
+          {"drops", json::object()},
+          {"counters", json::object()},
+          {"rates", {{"pps", 0.0}, {"bps", 0.0}, {"new_conns_per_s", 0.0}}},
+          {"listeners", json::array()},
+          {"workers", json::array()}};
 }
 
-json DpdkDataplaneLink::Describe() { return dataplane_.Describe(); }
+}  // namespace
 
-DpdkDataplaneLink::Sample DpdkDataplaneLink::Take() const {
-  Sample sample{.at = std::chrono::steady_clock::now()};
-  for (std::size_t i = 0; i < dataplane_.worker_count(); ++i) {
-    const dataplane::WorkerCounters& counters = dataplane_.worker(i).counters;
-    sample.packets += counters.rx_packets.Read();
-    sample.bytes += counters.rx_bytes.Read();
+DpdkDataplaneLink::DpdkDataplaneLink(dataplane::Dataplane& dataplane,
+                                     const dataplane::ForwarderOptions& options)
+    : dataplane_(dataplane) {
+  const bool was_running = dataplane_.running();
+  dataplane_.Stop();
+  Result<std::unique_ptr<dataplane::Forwarder>> created =
+      dataplane::Forwarder::Create(dataplane_, options);
+  if (created.ok()) {
+    forwarder_ = std::move(*created);
+  } else {
+    setup_error_ = created.status();
+    logger.Error("the forwarding pipeline could not be set up, every packet is dropped: {}",
+                 setup_error_.ToString());
   }
-  return sample;
+  if (was_running) {
+    if (Status started = dataplane_.Start(); !started.ok()) {
+      logger.Error("restarting the workers failed: {}", started.ToString());
+    }
+  }
+}
+
+DpdkDataplaneLink::~DpdkDataplaneLink() {
+  // The Forwarder stops the workers before it frees what they use.
+  forwarder_.reset();
+}
+
+Status DpdkDataplaneLink::Apply(const model::Model& model) {
+  if (forwarder_ == nullptr) {
+    return Error(ErrorCode::kUnavailable, "the forwarding pipeline is not running: {}",
+                 setup_error_.message());
+  }
+  return forwarder_->Apply(model);
+}
+
+json DpdkDataplaneLink::Describe() {
+  return forwarder_ != nullptr ? forwarder_->Describe() : dataplane_.Describe();
 }
 
 void DpdkDataplaneLink::Tick() {
-  Sample now = Take();
-  if (now.at - latest_.at >= std::chrono::seconds(1)) {
-    previous_ = latest_;
-    latest_ = now;
+  if (forwarder_ != nullptr) {
+    forwarder_->Tick();
   }
 }
 
-json DpdkDataplaneLink::Stats(const std::vector<std::string>& /*listener_ids*/) {
-  json totals = {{"rx_packets", 0}, {"rx_bytes", 0},     {"tx_packets", 0}, {"tx_bytes", 0},
-                 {"new_conns", 0},  {"active_conns", 0}, {"drops", 0}};
-  json drops = json::object();
-  json workers = json::array();
-  for (std::size_t i = 0; i < dataplane_.worker_count(); ++i) {
-    const dataplane::WorkerContext& worker = dataplane_.worker(i);
-    const dataplane::WorkerCounters& counters = worker.counters;
-    std::uint64_t worker_drops = 0;
-    for (std::size_t reason = 0; reason < dataplane::kDropReasonCount; ++reason) {
-      const std::string name(dataplane::DropReasonName(static_cast<dataplane::DropReason>(reason)));
-      const std::uint64_t count = counters.drops[reason].Read();
-      drops[name] = drops.value(name, std::uint64_t{0}) + count;
-      worker_drops += count;
-    }
-    totals["rx_packets"] = totals["rx_packets"].get<std::uint64_t>() + counters.rx_packets.Read();
-    totals["rx_bytes"] = totals["rx_bytes"].get<std::uint64_t>() + counters.rx_bytes.Read();
-    totals["tx_packets"] = totals["tx_packets"].get<std::uint64_t>() + counters.tx_packets.Read();
-    totals["tx_bytes"] = totals["tx_bytes"].get<std::uint64_t>() + counters.tx_bytes.Read();
-    totals["drops"] = totals["drops"].get<std::uint64_t>() + worker_drops;
-    workers.push_back({{"lcore", worker.lcore_id},
-                       {"rx_packets", counters.rx_packets.Read()},
-                       {"tx_packets", counters.tx_packets.Read()}});
+json DpdkDataplaneLink::Stats(const std::vector<std::string>& listener_ids) {
+  return forwarder_ != nullptr ? forwarder_->Stats(listener_ids) : EmptyStats();
+}
+
+json DpdkDataplaneLink::Connections(const std::string& listener_id, std::size_t limit) {
+  if (forwarder_ == nullptr) {
+    return {{"connections", json::array()}, {"truncated", false}};
   }
-  const double seconds = std::chrono::duration<double>(latest_.at - previous_.at).count();
-  const bool have_rate = previous_.at.time_since_epoch().count() != 0 && seconds > 0;
-  json rates = {
-      {"pps", have_rate ? static_cast<double>(latest_.packets - previous_.packets) / seconds : 0.0},
-      {"bps", have_rate ? static_cast<double>(latest_.bytes - previous_.bytes) * 8 / seconds : 0.0},
-      {"new_conns_per_s", 0.0}};
-  return {{"totals", totals},           {"drops", drops},
-          {"counters", json::object()}, {"rates", rates},
-          {"listeners", json::array()}, {"workers", workers}};
+  return forwarder_->Connections(listener_id, limit);
 }
 
-json DpdkDataplaneLink::Connections(const std::string& /*listener_id*/, std::size_t /*limit*/) {
-  // No connection is tracked until the forwarding pipeline exists.
-  return {{"connections", json::array()}, {"truncated", false}};
-}
-
-std::uint64_t DpdkDataplaneLink::ActiveConnections(const std::string& /*listener_id*/,
-                                                   const std::string& /*backend*/) {
-  return 0;
+std::uint64_t DpdkDataplaneLink::ActiveConnections(const std::string& listener_id,
+                                                   const std::string& backend) {
+  return forwarder_ != nullptr ? forwarder_->ActiveConnections(listener_id, backend) : 0;
 }
 
 }  // namespace fulcrum::ctl

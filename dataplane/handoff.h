@@ -1,0 +1,36 @@
+// Which worker owns a connection, so that every packet of it is processed by one core.
+//
+// Theory of operation (BRIEF §2 "Flow affinity"):
+//   - fnat, backend side: the reply is addressed to local:lport, and each worker allocates only
+//     the local ports whose low bits name it (nat/port_pool.h). A NIC with rte_flow steers the
+//     reply to that worker's queue (dataplane/flow_rules.h); elsewhere the worker that received
+//     it hands it over.
+//   - dnat, both sides: the reply comes from the backend to the client, with nothing of ours in
+//     it to steer by, so the owner is a hash of the client's address and port: the client-side
+//     packets carry them as source, the replies as destination.
+//   - fnat, client side: on a port with RSS the receiving queue is the owner (RSS sends a flow
+//     to one queue); on a port without RSS (af_packet, af_xdp, net_ring, many VFs) packets may
+//     arrive anywhere (af_packet's fanout even rolls flows over to other sockets under load), so
+//     the client hash decides, as for dnat.
+// A packet that lands on the wrong core travels over an SPSC ring (one per ordered pair of
+// cores) to its owner, which processes it as if it had received it.
+#pragma once
+
+#include <cstdint>
+
+#include "nat/flow_hash.h"
+
+namespace fulcrum::dataplane {
+
+inline constexpr std::uint64_t kOwnerHashSeed = 0x6a09e667f3bcc909ULL;
+
+// The worker (0..workers-1) that owns the connections of client ip:port.
+constexpr std::uint32_t ClientOwner(std::uint32_t client_ip, std::uint16_t client_port,
+                                    std::uint32_t workers) {
+  const std::uint64_t h =
+      nat::Mix64((std::uint64_t{client_ip} << 16 | client_port) ^ kOwnerHashSeed);
+  // Multiply-shift onto [0, workers) (Lemire 2019): no division, uniform for a mixed hash.
+  return static_cast<std::uint32_t>(((h >> 32) * workers) >> 32);
+}
+
+}  // namespace fulcrum::dataplane

@@ -1,0 +1,323 @@
+#include "dataplane/snapshot.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "nat/maglev.h"
+#include "nat/packet.h"
+
+namespace fulcrum::dataplane {
+namespace {
+
+using BackendKey = std::pair<std::uint32_t, std::uint64_t>;
+
+// What a compile accumulates before the tables are built.
+struct Builder {
+  std::vector<nat::ServiceSpec> services;
+  std::vector<nat::AddressSpec> addresses;
+  std::map<std::uint64_t, DnatService> dnat;
+  std::set<std::string> live_listeners;
+  std::set<BackendKey> live_backends;
+};
+
+nat::Health HealthOf(model::HealthState state) {
+  switch (state) {
+    case model::HealthState::kUp:
+      return nat::Health::kUp;
+    case model::HealthState::kDown:
+      return nat::Health::kDown;
+    case model::HealthState::kUnknown:
+      break;
+  }
+  return nat::Health::kUnknown;
+}
+
+std::array<std::uint32_t, nat::kTcpStateCount> TcpTimeouts(const TcpTimeouts& config,
+                                                           std::uint32_t established_ms) {
+  using nat::TcpState;
+  std::array<std::uint32_t, nat::kTcpStateCount> ms{};
+  auto set = [&ms](TcpState state, std::uint32_t value) {
+    ms[static_cast<std::size_t>(state)] = value;
+  };
+  set(TcpState::kNone, config.syn * 1000);
+  set(TcpState::kSynSent, config.syn * 1000);
+  set(TcpState::kSynRecv, config.syn * 1000);
+  set(TcpState::kEstablished, established_ms);
+  set(TcpState::kFinWait, config.fin * 1000);
+  set(TcpState::kCloseWait, config.fin * 1000);
+  set(TcpState::kLastAck, config.fin * 1000);
+  set(TcpState::kTimeWait, config.time_wait * 1000);
+  set(TcpState::kClosed, config.close * 1000);
+  return ms;
+}
+
+Result<nat::RouteTable> BuildRoutes(const DaemonConfig& config) {
+  std::vector<nat::ConnectedSpec> connected;
+  for (std::size_t i = 0; i < config.ports.size(); ++i) {
+    const PortConfig& port = config.ports[i];
+    connected.push_back({port.address.addr().v4(), static_cast<std::uint8_t>(port.address.length()),
+                         static_cast<std::uint8_t>(i),
+                         port.gateway.has_value() ? port.gateway->v4() : 0u});
+  }
+  std::vector<nat::RouteSpec> routes;
+  for (const RouteConfig& route : config.routes) {
+    auto port = std::find_if(config.ports.begin(), config.ports.end(),
+                             [&](const PortConfig& p) { return p.name == route.port; });
+    if (port == config.ports.end()) {
+      return Error(ErrorCode::kInvalidParameter, "route {}: no port is named \"{}\"",
+                   route.prefix.ToString(), route.port);
+    }
+    routes.push_back({route.prefix.addr().v4(), static_cast<std::uint8_t>(route.prefix.length()),
+                      route.via.v4(), static_cast<std::uint8_t>(port - config.ports.begin())});
+  }
+  return nat::RouteTable::Create(connected, routes);
+}
+
+void AddOwnAddresses(const DaemonConfig& config, Builder& b) {
+  for (std::size_t i = 0; i < config.ports.size(); ++i) {
+    const PortConfig& port = config.ports[i];
+    const auto index = static_cast<std::uint8_t>(i);
+    b.addresses.push_back({port.address.addr().v4(), nat::kAddressInterface, index});
+    for (const IpAddress& local : port.local_addresses) {
+      b.addresses.push_back({local.v4(), nat::kAddressLocal, index});
+    }
+  }
+}
+
+DownPolicy PolicyFor(std::uint8_t proto, const CompileOptions& options) {
+  return proto == nat::kIpProtoTcp ? options.tcp_down_policy : options.udp_down_policy;
+}
+
+// The backends of `listener`'s group, with their health under this listener.
+std::vector<nat::BackendSpec> BackendSpecs(const model::Model& model,
+                                           const model::Listener& listener,
+                                           const model::ServerGroup& group) {
+  std::vector<nat::BackendSpec> specs;
+  for (const model::Backend& backend : group.backends) {
+    if (!backend.addr.addr.is_v4()) {
+      continue;
+    }
+    specs.push_back({nat::Endpoint4{backend.addr.addr.v4(), backend.addr.port}, backend.weight,
+                     HealthOf(model.HealthOf(listener.id, backend.addr).state)});
+  }
+  return specs;
+}
+
+// Slots, backend configs and dnat reverse entries for every backend of `lc`.
+Status AddBackends(ListenerConfig& lc, ConfigSnapshot& snap, CompileResult& result, Builder& b) {
+  const auto backends = lc.set.backends();
+  lc.backend_slots.reserve(backends.size());
+  for (std::size_t i = 0; i < backends.size(); ++i) {
+    const nat::Backend& backend = backends[i];
+    const BackendKey key{lc.slot, EndpointKey(backend.endpoint)};
+    Result<std::uint32_t> slot = result.slots.backends.Acquire(key);
+    if (!slot.ok()) {
+      return Error(slot.status().code(), "listener {}: backend slots: {}", lc.id,
+                   slot.status().message());
+    }
+    b.live_backends.insert(key);
+    lc.backend_slots.push_back(*slot);
+    if (snap.backend_by_slot.size() <= *slot) {
+      snap.backend_by_slot.resize(*slot + 1);
+    }
+    snap.backend_by_slot[*slot] =
+        BackendConfig{.alive = true,
+                      .dead = backend.health == nat::Health::kDown && !lc.set.fail_open() &&
+                              lc.down_policy != DownPolicy::kKeep,
+                      .set_index = static_cast<std::uint16_t>(i),
+                      .listener_slot = lc.slot,
+                      .endpoint = backend.endpoint,
+                      .next_hop = snap.routes.Lookup(backend.endpoint.ip)};
+    if (lc.mode == nat::NatMode::kDnat) {
+      b.addresses.push_back({backend.endpoint.ip, nat::kAddressDnatBackend, 0});
+      const std::uint64_t dkey =
+          nat::ServiceTable::Key(backend.endpoint.ip, backend.endpoint.port, lc.proto);
+      auto [it, inserted] = b.dnat.emplace(dkey, DnatService{lc.vip, false});
+      if (!inserted && !(it->second.vip == lc.vip)) {
+        it->second.ambiguous = true;
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status AddListener(const model::Model& model, const model::Listener& listener,
+                   const DaemonConfig& config, const CompileOptions& options,
+                   const SlotState& before, ConfigSnapshot& snap, CompileResult& result,
+                   Builder& b) {
+  const model::LoadBalancer* lb = model.FindLb(listener.lb);
+  const model::ServerGroup* group = model.FindGroup(listener.group);
+  if (lb == nullptr || group == nullptr) {
+    return Error(ErrorCode::kInternal, "listener {}: its LB or group is missing from the model",
+                 listener.id);
+  }
+  if (!lb->vip.is_v4()) {
+    result.warnings.push_back(fmt::format("listener {}: IPv6 VIP {} is not forwarded yet",
+                                          listener.id, lb->vip.ToString()));
+    return Status::Ok();
+  }
+  auto lc = std::make_unique<ListenerConfig>();
+  lc->id = listener.id;
+  const std::string key = fmt::format("{}/{}", listener.id, model::ForwardModeName(listener.mode));
+  Result<std::uint32_t> slot = result.slots.listeners.Acquire(key);
+  if (!slot.ok()) {
+    return Error(slot.status().code(), "listener {}: listener slots: {}", listener.id,
+                 slot.status().message());
+  }
+  lc->slot = *slot;
+  if (!before.listeners.Find(key).has_value()) {
+    result.new_listener_slots.push_back(*slot);
+  }
+  b.live_listeners.insert(key);
+  lc->proto = listener.protocol == model::Protocol::kUdp ? nat::kIpProtoUdp : nat::kIpProtoTcp;
+  lc->mode = listener.mode == model::ForwardMode::kDnat ? nat::NatMode::kDnat : nat::NatMode::kFnat;
+  lc->vip = nat::Endpoint4{lb->vip.v4(), listener.port};
+  lc->idle_timeout_ms = listener.idle_timeout * 1000;
+  lc->tcp_timeout_ms = TcpTimeouts(config.tcp_timeouts, lc->idle_timeout_ms);
+  lc->down_policy = PolicyFor(lc->proto, options);
+
+  const std::vector<nat::BackendSpec> specs = BackendSpecs(model, listener, *group);
+  Result<nat::BackendSet> set = nat::BackendSet::Create(
+      specs, {.scheduler = SchedulerKindOf(listener.scheduler),
+              .maglev_size = MaglevSizeFor(listener.scheduler, specs.size())});
+  if (!set.ok()) {
+    return Error(set.status().code(), "listener {} (group {}): {}", listener.id, group->id,
+                 set.status().message());
+  }
+  lc->set = std::move(*set);
+  FULCRUM_RETURN_IF_ERROR(AddBackends(*lc, snap, result, b));
+  // The states point into lc->set, which stays in place (lc is heap-allocated).
+  for (std::uint32_t w = 0; w < options.workers; ++w) {
+    lc->schedulers.push_back(nat::SchedulerState::Create(lc->set, w));
+  }
+  b.services.push_back({lc->vip.ip, lc->vip.port, lc->proto, lc->slot});
+  snap.has_dnat = snap.has_dnat || lc->mode == nat::NatMode::kDnat;
+  if (snap.listener_by_slot.size() <= lc->slot) {
+    snap.listener_by_slot.resize(lc->slot + 1, nullptr);
+  }
+  snap.listener_by_slot[lc->slot] = lc.get();
+  snap.listeners.push_back(std::move(lc));
+  return Status::Ok();
+}
+
+// Whether `now` kills connections that `previous` did not.
+bool BackendsDied(const ConfigSnapshot& now, const ConfigSnapshot* previous) {
+  for (std::size_t slot = 0; slot < now.backend_by_slot.size(); ++slot) {
+    if (!now.backend_by_slot[slot].dead) {
+      continue;
+    }
+    const BackendConfig* before =
+        previous != nullptr ? previous->backend(static_cast<std::uint32_t>(slot)) : nullptr;
+    if (before == nullptr || !before->dead) {
+      return true;
+    }
+  }
+  return false;
+}
+
+Status BuildTables(ConfigSnapshot& snap, Builder& b) {
+  Result<nat::ServiceTable> services = nat::ServiceTable::Create(b.services);
+  FULCRUM_RETURN_IF_ERROR(services.status());
+  snap.services = std::move(*services);
+  Result<nat::AddressTable> addresses = nat::AddressTable::Create(b.addresses);
+  FULCRUM_RETURN_IF_ERROR(addresses.status());
+  snap.addresses = std::move(*addresses);
+  std::vector<nat::FlatMap<DnatService>::Item> dnat;
+  for (const auto& [key, service] : b.dnat) {
+    dnat.push_back({key, service});
+  }
+  Result<nat::FlatMap<DnatService>> dnat_map = nat::FlatMap<DnatService>::Create(dnat);
+  FULCRUM_RETURN_IF_ERROR(dnat_map.status());
+  snap.dnat_services = std::move(*dnat_map);
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string_view DownPolicyName(DownPolicy policy) {
+  switch (policy) {
+    case DownPolicy::kKeep:
+      return "keep";
+    case DownPolicy::kReset:
+      return "reset";
+    case DownPolicy::kReschedule:
+      return "reschedule";
+  }
+  return "invalid";
+}
+
+nat::SchedulerKind SchedulerKindOf(model::Scheduler scheduler) {
+  switch (scheduler) {
+    case model::Scheduler::kWrr:
+      return nat::SchedulerKind::kWrr;
+    case model::Scheduler::kWlc:
+      return nat::SchedulerKind::kWlc;
+    case model::Scheduler::kRr:
+      return nat::SchedulerKind::kRr;
+    case model::Scheduler::kSh:
+      return nat::SchedulerKind::kSh;
+    case model::Scheduler::kMaglev:
+      return nat::SchedulerKind::kMaglev;
+  }
+  return nat::SchedulerKind::kWrr;
+}
+
+std::uint32_t NextPrime(std::uint32_t n) {
+  n = std::max<std::uint32_t>(n, 2);
+  while (!nat::MaglevTable::IsPrime(n)) {
+    ++n;
+  }
+  return n;
+}
+
+std::uint32_t MaglevSizeFor(model::Scheduler scheduler, std::size_t backends) {
+  if (scheduler == model::Scheduler::kSh || scheduler == model::Scheduler::kMaglev) {
+    return nat::MaglevTable::kDefaultSize;
+  }
+  const std::uint64_t wanted = std::max<std::uint64_t>(1009, 101 * std::uint64_t{backends});
+  return wanted >= nat::MaglevTable::kDefaultSize ? nat::MaglevTable::kDefaultSize
+                                                  : NextPrime(static_cast<std::uint32_t>(wanted));
+}
+
+Result<CompileResult> CompileSnapshot(const model::Model& model, const DaemonConfig& config,
+                                      const CompileOptions& options, const SlotState& slots,
+                                      std::uint64_t generation, const ConfigSnapshot* previous) {
+  CompileResult result{.snapshot = std::make_unique<ConfigSnapshot>(), .slots = slots};
+  ConfigSnapshot& snap = *result.snapshot;
+  snap.generation = generation;
+  snap.workers = options.workers;
+  Result<nat::RouteTable> routes = BuildRoutes(config);
+  FULCRUM_RETURN_IF_ERROR(routes.status());
+  snap.routes = std::move(*routes);
+
+  Builder b;
+  AddOwnAddresses(config, b);
+  for (const auto& [id, lb] : model.lbs()) {
+    if (lb.vip.is_v4()) {
+      b.addresses.push_back({lb.vip.v4(), nat::kAddressVip, 0});
+      snap.vips.push_back(lb.vip.v4());
+    }
+  }
+  std::sort(snap.vips.begin(), snap.vips.end());
+  for (const auto& [id, listener] : model.listeners()) {
+    FULCRUM_RETURN_IF_ERROR(AddListener(model, listener, config, options, slots, snap, result, b));
+  }
+  result.retired_slots +=
+      result.slots.listeners
+          .RetireUnless([&](const std::string& key) { return b.live_listeners.contains(key); },
+                        generation)
+          .size();
+  result.retired_slots +=
+      result.slots.backends
+          .RetireUnless([&](const BackendKey& key) { return b.live_backends.contains(key); },
+                        generation)
+          .size();
+  result.needs_sweep = result.retired_slots > 0 || BackendsDied(snap, previous);
+  FULCRUM_RETURN_IF_ERROR(BuildTables(snap, b));
+  return result;
+}
+
+}  // namespace fulcrum::dataplane

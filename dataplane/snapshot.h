@@ -1,0 +1,181 @@
+// The configuration snapshot: everything a worker reads to forward, compiled from the model.
+//
+// Theory of operation: the control thread compiles the object model (common/model.h) and the
+// machine's configuration (ports, routes, TCP timeouts) into one immutable ConfigSnapshot and
+// publishes it to the workers (dataplane/forwarder.h). A worker loads it at the start of a pass
+// and never sees it change; nobody mutates a published snapshot, except the per-core scheduler
+// states, of which worker w alone touches entry w (they live here because they are sized for,
+// and point into, this snapshot's backend sets).
+//
+// What the compile decides, once, so the packet path does not:
+//   - services: (VIP, port, protocol) -> listener slot. tcp, http and https listeners are
+//     forwarded as TCP at L4 (no L7 proxy yet); IPv6 VIPs are skipped (IPv4 data plane).
+//   - addresses: VIPs (answered for ARP and ping), local addresses, port addresses, and the
+//     addresses of dnat backends (whose replies come back through us).
+//   - per listener: protocol, fnat/dnat, idle timeout, the timeout of every TCP state (from
+//     DaemonConfig::tcp_timeouts, established = the idle timeout), the BackendSet (weights and
+//     health from model.health(): down is excluded, unknown counts as up, fail-open when every
+//     backend is down), and what happens to a dead backend's connections (DownPolicy).
+//   - per backend slot: its listener, its index in the set, its endpoint, whether its
+//     connections are dead (down, not fail-open, policy not keep), and its next hop, resolved
+//     through the route table so that packets to backends never look a route up.
+// Listeners and backends are named by stable slots (dataplane/slots.h); SlotState is that
+// bookkeeping, carried from one compile to the next. A compile never changes its input
+// SlotState: it returns the next one, which the caller keeps only if it publishes the result.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/daemon_config.h"
+#include "common/model.h"
+#include "common/status.h"
+#include "dataplane/slots.h"
+#include "nat/conn_table.h"
+#include "nat/flat_map.h"
+#include "nat/flow_key.h"
+#include "nat/route_table.h"
+#include "nat/scheduler.h"
+#include "nat/service_table.h"
+#include "nat/tcp_state.h"
+
+namespace fulcrum::dataplane {
+
+// What becomes of the connections of a backend that health checks mark down (issue 4 makes it
+// a listener option; until then TCP listeners reset and UDP listeners reschedule).
+enum class DownPolicy : std::uint8_t {
+  kKeep,        // existing connections continue to the dead backend
+  kReset,       // they are dropped; each side gets a TCP reset on its next segment
+  kReschedule,  // they are dropped; the next datagram of the flow is scheduled anew
+};
+std::string_view DownPolicyName(DownPolicy policy);
+
+inline constexpr std::uint32_t kNoSlot = 0xffffffffu;
+
+struct ListenerConfig {
+  std::uint32_t slot = kNoSlot;
+  std::string id;  // "lsn-…", for the control thread
+  std::uint8_t proto = 0;
+  nat::NatMode mode = nat::NatMode::kFnat;
+  nat::Endpoint4 vip;
+  std::uint32_t idle_timeout_ms = 0;
+  // By nat::TcpState; established = idle_timeout_ms.
+  std::array<std::uint32_t, nat::kTcpStateCount> tcp_timeout_ms{};
+  DownPolicy down_policy = DownPolicy::kReset;
+  nat::BackendSet set;
+  std::vector<std::uint32_t> backend_slots;  // by index in set.backends()
+  // One per worker; worker w alone uses schedulers[w] (see the header comment).
+  mutable std::vector<nat::SchedulerState> schedulers;
+
+  std::uint32_t TimeoutMs(nat::TcpState state) const {
+    return tcp_timeout_ms[static_cast<std::size_t>(state)];
+  }
+  // The timeout of a connection of this listener in `state` (UDP: the idle timeout).
+  std::uint32_t ConnTimeoutMs(nat::TcpState state) const {
+    return proto == nat::kIpProtoTcp ? TimeoutMs(state) : idle_timeout_ms;
+  }
+};
+
+struct BackendConfig {
+  bool alive = false;  // the slot names a backend of a listener in this snapshot
+  // Its connections must go (down with a policy other than keep, and not fail-open).
+  bool dead = false;
+  std::uint16_t set_index = 0;  // index in the listener's set.backends()
+  std::uint32_t listener_slot = kNoSlot;
+  nat::Endpoint4 endpoint;
+  nat::NextHop next_hop;  // !ok(): no route to the backend
+};
+
+// For the stateless dnat fallback: the service a dnat backend's reply came from.
+struct DnatService {
+  nat::Endpoint4 vip;
+  bool ambiguous = false;  // the backend serves several dnat listeners: no stateless reply
+};
+
+struct ConfigSnapshot {
+  std::uint64_t generation = 0;
+  std::uint32_t workers = 0;
+  nat::ServiceTable services;
+  nat::AddressTable addresses;
+  nat::RouteTable routes;
+  std::vector<std::unique_ptr<ListenerConfig>> listeners;
+  std::vector<const ListenerConfig*> listener_by_slot;  // nullptr: no such listener now
+  std::vector<BackendConfig> backend_by_slot;
+  // Key: nat::ServiceTable::Key(backend ip, backend port, proto).
+  nat::FlatMap<DnatService> dnat_services;
+  bool has_dnat = false;
+  std::vector<std::uint32_t> vips;  // IPv4 VIPs of every LB, sorted
+
+  const ListenerConfig* listener(std::uint32_t slot) const {
+    return slot < listener_by_slot.size() ? listener_by_slot[slot] : nullptr;
+  }
+  // nullptr when the slot names no backend in this snapshot.
+  const BackendConfig* backend(std::uint32_t slot) const {
+    return slot < backend_by_slot.size() && backend_by_slot[slot].alive ? &backend_by_slot[slot]
+                                                                        : nullptr;
+  }
+  // Whether a connection of (listener, backend) slots has lost its listener or backend, or
+  // its backend is dead: the sweep's predicate.
+  bool ConnDead(std::uint32_t listener_slot, std::uint32_t backend_slot) const {
+    const BackendConfig* b = backend(backend_slot);
+    return listener(listener_slot) == nullptr || b == nullptr || b->dead;
+  }
+};
+
+// Packs an IPv4 endpoint into a map key.
+constexpr std::uint64_t EndpointKey(nat::Endpoint4 e) { return std::uint64_t{e.ip} << 16 | e.port; }
+
+struct SlotState {
+  static constexpr std::uint32_t kDefaultListenerSlots =
+      static_cast<std::uint32_t>(model::kMaxLbs * model::kMaxListenersPerLb);
+  static constexpr std::uint32_t kDefaultBackendSlots = 65536;
+
+  SlotState(std::uint32_t listener_slots = kDefaultListenerSlots,
+            std::uint32_t backend_slots = kDefaultBackendSlots)
+      : listeners(listener_slots), backends(backend_slots) {}
+
+  // Key: listener id and mode ("lsn-0a1b2c3d/fnat"): a mode change is a new listener, whose
+  // connections start afresh (the owner core of a connection depends on the mode).
+  SlotAllocator<std::string> listeners;
+  // Key: (listener slot, EndpointKey(backend)).
+  SlotAllocator<std::pair<std::uint32_t, std::uint64_t>> backends;
+};
+
+struct CompileOptions {
+  std::uint32_t workers = 1;
+  DownPolicy tcp_down_policy = DownPolicy::kReset;
+  DownPolicy udp_down_policy = DownPolicy::kReschedule;
+};
+
+struct CompileResult {
+  std::unique_ptr<ConfigSnapshot> snapshot;
+  SlotState slots;
+  std::vector<std::uint32_t> new_listener_slots;  // given to a listener by this compile
+  std::size_t retired_slots = 0;                  // listener and backend slots retired
+  // Connections must be swept: slots were retired, or backends died since `previous`.
+  bool needs_sweep = false;
+  std::vector<std::string> warnings;  // things the data plane ignores (IPv6 listeners, ...)
+};
+
+// The model's listener options as a BackendSet scheduler.
+nat::SchedulerKind SchedulerKindOf(model::Scheduler scheduler);
+// The Maglev table size of a listener: the paper's 65537 when the scheduler hashes (sh,
+// maglev); otherwise, since the table only serves the table-full fallback, the smallest prime
+// >= max(1009, 101 x backends), at most 65537 (Maglev wants M >> N, the paper uses M >= 100 N).
+std::uint32_t MaglevSizeFor(model::Scheduler scheduler, std::size_t backends);
+// The smallest prime >= n.
+std::uint32_t NextPrime(std::uint32_t n);
+
+// Compiles `model` for `config`'s ports and routes. `previous` (may be null) is the snapshot
+// being replaced, for needs_sweep. Fails, naming the object, when a listener's backends cannot
+// form a set or the slots run out.
+Result<CompileResult> CompileSnapshot(const model::Model& model, const DaemonConfig& config,
+                                      const CompileOptions& options, const SlotState& slots,
+                                      std::uint64_t generation, const ConfigSnapshot* previous);
+
+}  // namespace fulcrum::dataplane

@@ -1,0 +1,248 @@
+// Compiling object models into configuration snapshots (pure: no EAL).
+#include "dataplane/snapshot.h"
+
+#include <gtest/gtest.h>
+
+#include "nat/packet.h"
+#include "tests/dataplane/model_fixture.h"
+#include "tests/support/packet_builder.h"
+
+namespace fulcrum::dataplane {
+namespace {
+
+using fulcrum::testing::Ip4;
+using model::ForwardMode;
+using model::HealthState;
+using model::Protocol;
+using testing::ModelBuilder;
+using testing::TestConfig;
+
+struct Compiled {
+  CompileResult result;
+  const ConfigSnapshot& snap() const { return *result.snapshot; }
+};
+
+Compiled Compile(const model::Model& model, const SlotState& slots = {},
+                 std::uint64_t generation = 1, const ConfigSnapshot* previous = nullptr) {
+  Result<CompileResult> result =
+      CompileSnapshot(model, TestConfig(), {.workers = 2}, slots, generation, previous);
+  EXPECT_TRUE(result.ok()) << result.status().ToString();
+  return Compiled{std::move(*result)};
+}
+
+ModelBuilder WebModel() {
+  ModelBuilder b;
+  b.Group("sg-00000001", {"198.18.1.11:80", "198.18.1.12:80"}, {10, 30})
+      .Group("sg-00000002", {"198.18.1.13:5353"})
+      .Listener("lsn-00000001", Protocol::kTcp, 80, "sg-00000001")
+      .Listener("lsn-00000002", Protocol::kUdp, 53, "sg-00000002", ForwardMode::kFnat, 30)
+      .Listener("lsn-00000003", Protocol::kHttp, 8080, "sg-00000001", ForwardMode::kDnat);
+  return b;
+}
+
+TEST(SnapshotTest, ServicesMapVipPortProtocolToListeners) {
+  ModelBuilder b = WebModel();
+  Compiled c = Compile(b.model());
+  const ConfigSnapshot& snap = c.snap();
+  const std::uint32_t vip = Ip4("198.18.100.10");
+  const ListenerConfig* tcp = snap.listener(snap.services.Find(vip, 80, nat::kIpProtoTcp));
+  ASSERT_NE(tcp, nullptr);
+  EXPECT_EQ(tcp->id, "lsn-00000001");
+  EXPECT_EQ(tcp->mode, nat::NatMode::kFnat);
+  EXPECT_EQ(tcp->idle_timeout_ms, 900'000u);
+  EXPECT_EQ(tcp->down_policy, DownPolicy::kReset);
+  const ListenerConfig* udp = snap.listener(snap.services.Find(vip, 53, nat::kIpProtoUdp));
+  ASSERT_NE(udp, nullptr);
+  EXPECT_EQ(udp->idle_timeout_ms, 30'000u);
+  EXPECT_EQ(udp->ConnTimeoutMs(nat::TcpState::kNone), 30'000u);
+  EXPECT_EQ(udp->down_policy, DownPolicy::kReschedule);
+  // An http listener is forwarded as TCP.
+  const ListenerConfig* http = snap.listener(snap.services.Find(vip, 8080, nat::kIpProtoTcp));
+  ASSERT_NE(http, nullptr);
+  EXPECT_EQ(http->mode, nat::NatMode::kDnat);
+  EXPECT_TRUE(snap.has_dnat);
+  EXPECT_EQ(snap.services.Find(vip, 53, nat::kIpProtoTcp), nat::ServiceTable::kNone);
+  EXPECT_EQ(snap.services.size(), 3u);
+}
+
+TEST(SnapshotTest, TcpTimeoutsComeFromTheConfigAndTheListener) {
+  ModelBuilder b = WebModel();
+  Compiled c = Compile(b.model());
+  const ListenerConfig& l = *c.snap().listener(*c.result.slots.listeners.Find("lsn-00000001/fnat"));
+  EXPECT_EQ(l.TimeoutMs(nat::TcpState::kSynSent), 3000u);
+  EXPECT_EQ(l.TimeoutMs(nat::TcpState::kEstablished), 900'000u);
+  EXPECT_EQ(l.TimeoutMs(nat::TcpState::kFinWait), 3000u);
+  EXPECT_EQ(l.TimeoutMs(nat::TcpState::kTimeWait), 1000u);
+  EXPECT_EQ(l.TimeoutMs(nat::TcpState::kClosed), 1000u);
+}
+
+TEST(SnapshotTest, AddressesAreClassified) {
+  ModelBuilder b = WebModel();
+  Compiled c = Compile(b.model());
+  const nat::AddressTable& a = c.snap().addresses;
+  EXPECT_TRUE(a.Is(Ip4("198.18.100.10"), nat::kAddressVip));
+  EXPECT_TRUE(a.Is(Ip4("198.18.0.1"), nat::kAddressInterface));
+  EXPECT_EQ(a.Find(Ip4("198.18.1.1")).port, 1);
+  for (const char* local : {"198.18.1.2", "198.18.1.3", "198.18.1.4", "198.18.1.5"}) {
+    EXPECT_TRUE(a.Is(Ip4(local), nat::kAddressLocal)) << local;
+    EXPECT_EQ(a.Find(Ip4(local)).port, 1) << local;
+  }
+  // Backends of the dnat listener are known as such; the udp-only backend is not.
+  EXPECT_TRUE(a.Is(Ip4("198.18.1.11"), nat::kAddressDnatBackend));
+  EXPECT_FALSE(a.Is(Ip4("198.18.1.13"), nat::kAddressDnatBackend));
+  EXPECT_EQ(c.snap().vips, std::vector<std::uint32_t>{Ip4("198.18.100.10")});
+}
+
+TEST(SnapshotTest, BackendsGetSlotsNextHopsAndWeights) {
+  ModelBuilder b = WebModel();
+  Compiled c = Compile(b.model());
+  const ConfigSnapshot& snap = c.snap();
+  const ListenerConfig& l = *snap.listener(*c.result.slots.listeners.Find("lsn-00000001/fnat"));
+  ASSERT_EQ(l.set.backends().size(), 2u);
+  ASSERT_EQ(l.backend_slots.size(), 2u);
+  ASSERT_EQ(l.schedulers.size(), 2u);  // one per worker
+  for (std::size_t i = 0; i < 2; ++i) {
+    const BackendConfig* backend = snap.backend(l.backend_slots[i]);
+    ASSERT_NE(backend, nullptr);
+    EXPECT_EQ(backend->listener_slot, l.slot);
+    EXPECT_EQ(backend->set_index, i);
+    EXPECT_EQ(backend->endpoint, l.set.backends()[i].endpoint);
+    EXPECT_EQ(backend->next_hop, (nat::NextHop{backend->endpoint.ip, 1}));
+    EXPECT_FALSE(backend->dead);
+  }
+  EXPECT_EQ(l.set.backends()[1].weight, 30u);
+  // The dnat listener shares the group but has slots of its own.
+  const ListenerConfig& dnat = *snap.listener(*c.result.slots.listeners.Find("lsn-00000003/dnat"));
+  EXPECT_NE(dnat.backend_slots[0], l.backend_slots[0]);
+  EXPECT_EQ(c.result.slots.backends.live(), 5u);
+}
+
+TEST(SnapshotTest, SlotsSurviveRecompilesAndRetireWhenObjectsGo) {
+  ModelBuilder b = WebModel();
+  Compiled first = Compile(b.model());
+  const std::uint32_t tcp_slot = *first.result.slots.listeners.Find("lsn-00000001/fnat");
+  const std::uint32_t udp_slot = *first.result.slots.listeners.Find("lsn-00000002/fnat");
+  EXPECT_EQ(first.result.new_listener_slots.size(), 3u);
+  EXPECT_TRUE(b.model().SetWeight("sg-00000001", testing::Ep("198.18.1.11:80"), 50).ok());
+  Compiled second = Compile(b.model(), first.result.slots, 2, &first.snap());
+  EXPECT_EQ(*second.result.slots.listeners.Find("lsn-00000001/fnat"), tcp_slot);
+  EXPECT_TRUE(second.result.new_listener_slots.empty());
+  EXPECT_EQ(second.result.retired_slots, 0u);
+  EXPECT_FALSE(second.result.needs_sweep);
+
+  ASSERT_TRUE(b.model().DeleteListener("lsn-00000002").ok());
+  Compiled third = Compile(b.model(), second.result.slots, 3, &second.snap());
+  EXPECT_EQ(third.snap().listener(udp_slot), nullptr);
+  EXPECT_EQ(third.result.retired_slots, 2u);  // the listener and its backend
+  EXPECT_TRUE(third.result.needs_sweep);
+  EXPECT_TRUE(third.snap().ConnDead(udp_slot, 0));
+  // A new listener does not get the retired slot before the workers swept.
+  b.Listener("lsn-00000004", Protocol::kUdp, 54, "sg-00000002", ForwardMode::kFnat, 30);
+  Compiled fourth = Compile(b.model(), third.result.slots, 4, &third.snap());
+  const std::uint32_t new_slot = *fourth.result.slots.listeners.Find("lsn-00000004/fnat");
+  EXPECT_NE(new_slot, udp_slot);
+  // Once every worker swept generation 3, the slot is free again.
+  SlotState swept = fourth.result.slots;
+  EXPECT_EQ(swept.listeners.Reclaim(3), 1u);
+  ASSERT_TRUE(b.model().DeleteListener("lsn-00000004").ok());
+  b.Listener("lsn-00000005", Protocol::kUdp, 55, "sg-00000002", ForwardMode::kFnat, 30);
+  Compiled fifth = Compile(b.model(), swept, 5, &fourth.snap());
+  EXPECT_EQ(*fifth.result.slots.listeners.Find("lsn-00000005/fnat"), udp_slot);
+}
+
+TEST(SnapshotTest, ModeChangeIsANewListenerSlot) {
+  ModelBuilder b = WebModel();
+  Compiled first = Compile(b.model());
+  model::ListenerOptions to_dnat;
+  to_dnat.mode = ForwardMode::kDnat;
+  ASSERT_TRUE(b.model().ModifyListener("lsn-00000001", to_dnat).ok());
+  Compiled second = Compile(b.model(), first.result.slots, 2, &first.snap());
+  EXPECT_FALSE(second.result.slots.listeners.Find("lsn-00000001/fnat").has_value());
+  EXPECT_TRUE(second.result.slots.listeners.Find("lsn-00000001/dnat").has_value());
+  EXPECT_TRUE(second.result.needs_sweep);
+}
+
+TEST(SnapshotTest, DownBackendsAreExcludedAndTheirConnectionsDead) {
+  ModelBuilder b = WebModel();
+  Compiled first = Compile(b.model());
+  b.Health("lsn-00000001", "198.18.1.11:80", HealthState::kDown);
+  Compiled second = Compile(b.model(), first.result.slots, 2, &first.snap());
+  const ListenerConfig& l =
+      *second.snap().listener(*second.result.slots.listeners.Find("lsn-00000001/fnat"));
+  EXPECT_FALSE(l.set.backends()[0].eligible);
+  EXPECT_TRUE(l.set.backends()[1].eligible);
+  EXPECT_TRUE(second.snap().backend(l.backend_slots[0])->dead);
+  EXPECT_FALSE(second.snap().backend(l.backend_slots[1])->dead);
+  EXPECT_TRUE(second.result.needs_sweep);
+  // The same health again: nothing new dies, no sweep.
+  Compiled third = Compile(b.model(), second.result.slots, 3, &second.snap());
+  EXPECT_FALSE(third.result.needs_sweep);
+  // Every backend down: fail-open, nobody's connections are killed.
+  b.Health("lsn-00000001", "198.18.1.12:80", HealthState::kDown);
+  Compiled fourth = Compile(b.model(), third.result.slots, 4, &third.snap());
+  const ListenerConfig& all_down = *fourth.snap().listener(l.slot);
+  EXPECT_TRUE(all_down.set.fail_open());
+  EXPECT_FALSE(fourth.snap().backend(all_down.backend_slots[0])->dead);
+  EXPECT_FALSE(fourth.snap().backend(all_down.backend_slots[1])->dead);
+}
+
+TEST(SnapshotTest, KeepPolicyLeavesDownBackendsConnectionsAlone) {
+  ModelBuilder b = WebModel();
+  b.Health("lsn-00000001", "198.18.1.11:80", HealthState::kDown);
+  Result<CompileResult> c =
+      CompileSnapshot(b.model(), TestConfig(), {.workers = 1, .tcp_down_policy = DownPolicy::kKeep},
+                      SlotState{}, 1, nullptr);
+  ASSERT_TRUE(c.ok());
+  const ListenerConfig& l = *c->snapshot->listener(*c->slots.listeners.Find("lsn-00000001/fnat"));
+  EXPECT_FALSE(l.set.backends()[0].eligible);
+  EXPECT_FALSE(c->snapshot->backend(l.backend_slots[0])->dead);
+}
+
+TEST(SnapshotTest, DnatServicesForTheStatelessFallback) {
+  ModelBuilder b = WebModel();
+  Compiled c = Compile(b.model());
+  const DnatService* service =
+      c.snap().dnat_services.Find(nat::ServiceTable::Key(Ip4("198.18.1.12"), 80, nat::kIpProtoTcp));
+  ASSERT_NE(service, nullptr);
+  EXPECT_EQ(service->vip, (nat::Endpoint4{Ip4("198.18.100.10"), 8080}));
+  EXPECT_FALSE(service->ambiguous);
+}
+
+TEST(SnapshotTest, RunsOutOfSlotsWithAClearError) {
+  ModelBuilder b = WebModel();
+  Result<CompileResult> c =
+      CompileSnapshot(b.model(), TestConfig(), {.workers = 1}, SlotState(2, 64), 1, nullptr);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), ErrorCode::kLimitExceeded);
+  EXPECT_NE(c.status().message().find("lsn-00000003"), std::string::npos) << c.status().ToString();
+}
+
+TEST(SnapshotTest, RoutesGatewaysAndBackendsOffLink) {
+  DaemonConfig config =
+      TestConfig(R"("no_huge": true)", R"(, "gateway": "198.18.0.254")",
+                 R"("routes": [{"prefix": "198.51.100.0/24", "via": "198.18.1.250"}],)");
+  ModelBuilder b;
+  b.Group("sg-00000001", {"198.51.100.7:80", "203.0.113.9:80"})
+      .Listener("lsn-00000001", Protocol::kTcp, 80, "sg-00000001");
+  Result<CompileResult> c =
+      CompileSnapshot(b.model(), config, {.workers = 1}, SlotState{}, 1, nullptr);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const ListenerConfig& l = *c->snapshot->listener(*c->slots.listeners.Find("lsn-00000001/fnat"));
+  EXPECT_EQ(c->snapshot->backend(l.backend_slots[0])->next_hop,
+            (nat::NextHop{Ip4("198.18.1.250"), 1}));
+  EXPECT_EQ(c->snapshot->backend(l.backend_slots[1])->next_hop,
+            (nat::NextHop{Ip4("198.18.0.254"), 0}));
+}
+
+TEST(SnapshotTest, MaglevSizes) {
+  EXPECT_EQ(MaglevSizeFor(model::Scheduler::kMaglev, 3), 65537u);
+  EXPECT_EQ(MaglevSizeFor(model::Scheduler::kSh, 3), 65537u);
+  EXPECT_EQ(MaglevSizeFor(model::Scheduler::kWrr, 3), 1009u);
+  EXPECT_EQ(MaglevSizeFor(model::Scheduler::kWrr, 100), NextPrime(10100));
+  EXPECT_EQ(MaglevSizeFor(model::Scheduler::kRr, 1024), 65537u);
+  EXPECT_EQ(NextPrime(1000), 1009u);
+  EXPECT_EQ(NextPrime(65537), 65537u);
+}
+
+}  // namespace
+}  // namespace fulcrum::dataplane

@@ -237,8 +237,9 @@ void Forwarder::InstallSteering() {
     }
     Result<std::vector<rte_flow*>> flows = InstallSteeringRules(port.port_id, rules);
     if (!flows.ok()) {
-      state.reason = flows.status().message();
-      logger.Info("port {}: fnat replies use the software hand-off ({})", port.name, state.reason);
+      state.reason = "the device refused the rte_flow rules";
+      logger.Info("port {}: fnat replies use the software hand-off ({})", port.name,
+                  flows.status().message());
       continue;
     }
     state.mode = SteeringMode::kRteFlow;

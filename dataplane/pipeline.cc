@@ -247,22 +247,6 @@ nat::NextHop BackendHop(const PipelineWorker& pw, const ConnEntry& e) {
 
 // ---- per-packet work of the burst
 
-// A TCP/UDP packet waiting for the bulk lookup.
-struct Pending {
-  rte_mbuf* m;
-  const ListenerConfig* listener;  // client side only
-  FlowDir side;                    // which side sent it
-  bool dnat_reply;                 // from a dnat backend (no local address involved)
-};
-
-struct Burst {
-  std::uint16_t count = 0;
-  std::array<Pending, kBurstSize> pending;
-  std::array<ParsedPacket, kBurstSize> parsed;
-  std::array<FlowKey, kBurstSize> keys;
-  std::array<ConnHit, kBurstSize> hits;
-};
-
 // Forwards a dnat packet without state (the table is full): to a Maglev-chosen backend, or
 // from a backend as its service.
 void ForwardStateless(PipelineWorker& pw, rte_mbuf* m, const ParsedPacket& p,
@@ -402,7 +386,7 @@ void BackendMiss(PipelineWorker& pw, rte_mbuf* m, const ParsedPacket& p, bool dn
   Drop(pw, m, DropReason::kNoConn);
 }
 
-void Verdict(PipelineWorker& pw, const Pending& pending, const ParsedPacket& p, ConnHit hit) {
+void Verdict(PipelineWorker& pw, const PendingPacket& pending, const ParsedPacket& p, ConnHit hit) {
   if (hit.hit() && pw.snapshot->ConnDead(hit.entry->listener, hit.entry->backend)) {
     // Its listener or backend is gone or dead: forget it and treat the packet as new.
     if (pending.side == FlowDir::kFromClient && p.proto == nat::kIpProtoUdp) {
@@ -452,10 +436,10 @@ bool ClientOwnedHere(const PipelineWorker& pw, const rte_mbuf* m, const Listener
 }
 
 void ClassifyL4(PipelineWorker& pw, rte_mbuf* m, const ParsedPacket& p, bool handed_off,
-                Burst& burst) {
+                BurstState& burst) {
   const ConfigSnapshot& snap = *pw.snapshot;
   const nat::AddressInfo dst = snap.addresses.Find(p.dst_ip);
-  Pending pending{m, nullptr, FlowDir::kFromClient, false};
+  PendingPacket pending{m, nullptr, FlowDir::kFromClient, false};
   std::uint32_t owner;
   if ((dst.kinds & nat::kAddressVip) != 0) {
     const std::uint32_t slot = snap.services.Find(p.dst_ip, p.dst_port, p.proto);
@@ -597,7 +581,7 @@ nat::ParseOptions ParseOptionsFor(const rte_mbuf* m) {
               (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) != RTE_MBUF_F_RX_IP_CKSUM_GOOD};
 }
 
-void Classify(PipelineWorker& pw, rte_mbuf* m, bool handed_off, Burst& burst) {
+void Classify(PipelineWorker& pw, rte_mbuf* m, bool handed_off, BurstState& burst) {
   const ParsedPacket p = nat::Parse(FrameOf(m), ParseOptionsFor(m));
   switch (p.kind) {
     case PacketKind::kTcp:
@@ -771,7 +755,8 @@ void RunBurst(PipelineWorker& pw, rte_mbuf** packets, std::uint16_t count, bool 
     rte_pktmbuf_free_bulk(packets, count);
     return;
   }
-  Burst burst;
+  BurstState& burst = pw.burst;
+  burst.count = 0;
   for (std::uint16_t i = 0; i < count && i < kPrefetchAhead; ++i) {
     rte_prefetch0(rte_pktmbuf_mtod(packets[i], void*));
   }

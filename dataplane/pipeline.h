@@ -52,6 +52,7 @@
 #include "nat/arp.h"
 #include "nat/conn_table.h"
 #include "nat/neighbor_table.h"
+#include "nat/packet.h"
 #include "nat/port_pool.h"
 
 struct rte_mbuf;
@@ -143,6 +144,24 @@ inline nat::MacAddress UnpackMac(std::uint64_t v) {
 
 struct PipelineWorker;
 
+// A TCP/UDP packet of the burst waiting for the bulk lookup.
+struct PendingPacket {
+  rte_mbuf* m;
+  const ListenerConfig* listener;  // client side only
+  nat::FlowDir side;               // which side sent it
+  bool dnat_reply;                 // from a dnat backend (no local address involved)
+};
+
+// The stages' working set for one burst. It lives in the PipelineWorker, not on the stack, so
+// that a burst does not pay to initialise ~3 KiB of it.
+struct BurstState {
+  std::uint16_t count = 0;
+  std::array<PendingPacket, kBurstSize> pending;
+  std::array<nat::ParsedPacket, kBurstSize> parsed;
+  std::array<nat::FlowKey, kBurstSize> keys;
+  std::array<nat::ConnHit, kBurstSize> hits;
+};
+
 // Read-only after creation; shared by every worker.
 struct PipelineShared {
   std::uint32_t workers = 1;
@@ -200,6 +219,7 @@ struct alignas(64) PipelineWorker {
     std::array<rte_mbuf*, 2 * kBurstSize> packets{};
   };
   std::vector<Staged> staged;  // by destination worker
+  BurstState burst;
   bool sweeping = false;
   std::uint64_t sweep_generation = 0;
   nat::SweepCursor sweep_cursor;

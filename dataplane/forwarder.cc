@@ -268,7 +268,7 @@ Status Forwarder::Apply(const model::Model& model) {
   generation_ = generation;
   slots_ = std::move(compiled->slots);
   for (std::uint32_t slot : compiled->new_listener_slots) {
-    baselines_[slot] = ListenerTotals(slot);
+    baselines_[slot] = RawListenerTotals(slot);
   }
   listener_slots_.clear();
   for (const auto& l : compiled->snapshot->listeners) {
@@ -282,7 +282,7 @@ Status Forwarder::Apply(const model::Model& model) {
     RequestSweeps(generation);
   }
   AfterApply(old_vips);
-  grace_.Reclaim();
+  ReclaimRetired();
   if (!published.ok()) {
     return Error(published.code(), "configuration generation {} not acknowledged: {}", generation,
                  published.message());
@@ -316,6 +316,17 @@ void Forwarder::RequestSweeps(std::uint64_t generation) {
       SweepAll(*pw);
     }
   }
+}
+
+void Forwarder::ReclaimRetired() {
+  // Stopped workers count as past every grace period, but one that never ran since the last
+  // publish still holds its previous snapshot for InheritConnections: adopt for it first.
+  if (!dataplane_.running()) {
+    for (auto& pw : workers_) {
+      AdoptPublished(*pw);
+    }
+  }
+  grace_.Reclaim();
 }
 
 std::uint64_t Forwarder::SweptGeneration() const {
@@ -375,7 +386,7 @@ std::uint64_t Forwarder::NowMs() const {
 void Forwarder::Tick() {
   ProcessReports();
   TickNeighbors();
-  grace_.Reclaim();
+  ReclaimRetired();
   ReclaimSlots();
   SampleRates();
 }
@@ -511,7 +522,7 @@ void Forwarder::SampleRates() {
 
 // ---- observation
 
-Forwarder::Totals Forwarder::ListenerTotals(std::uint32_t slot) const {
+Forwarder::Totals Forwarder::RawListenerTotals(std::uint32_t slot) const {
   Totals t;
   for (const auto& pw : workers_) {
     const ListenerCounters& c = pw->listener_counters[slot];
@@ -522,6 +533,12 @@ Forwarder::Totals Forwarder::ListenerTotals(std::uint32_t slot) const {
     t.tx_packets += c.tx_packets.Read();
     t.tx_bytes += c.tx_bytes.Read();
   }
+  return t;
+}
+
+Forwarder::Totals Forwarder::ListenerTotals(std::uint32_t slot) const {
+  Totals t = RawListenerTotals(slot);
+  // The cumulative counters started before this listener got the slot.
   if (auto it = baselines_.find(slot); it != baselines_.end()) {
     t.new_conns -= it->second.new_conns;
     t.rx_packets -= it->second.rx_packets;

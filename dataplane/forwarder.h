@@ -150,6 +150,7 @@ class Forwarder {
   Status Publish(std::unique_ptr<ConfigSnapshot> snapshot);
   void RequestSweeps(std::uint64_t generation);
   void ReclaimSlots();
+  void ReclaimRetired();
   void AfterApply(const std::vector<std::uint32_t>& old_vips);
   void ProcessReports();
   void TickNeighbors();
@@ -160,6 +161,7 @@ class Forwarder {
   std::uint64_t NowMs() const;
 
   Totals ListenerTotals(std::uint32_t slot) const;
+  Totals RawListenerTotals(std::uint32_t slot) const;
   Rates RatesOf(const Sample& before, const Sample& after) const;
   nlohmann::json ListenerJson(const ListenerConfig& listener) const;
   nlohmann::json ConnJson(std::uint32_t worker, const ConnRecord& record) const;

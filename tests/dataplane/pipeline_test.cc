@@ -588,9 +588,26 @@ TEST_F(PipelineTest, RemovingAListenerRefusesNewSynsAndFlushesItsConnections) {
   EXPECT_GT(fw_->retired_slots(), 0u);
   fw_->Tick();
   EXPECT_EQ(fw_->retired_slots(), 0u);
-  // A new SYN is refused; a segment of a flushed connection gets a reset.
-  ExpectDropped(kClientPort, 0, FromClient(cports[0], 80).Tcp(cports[0], 80, nat::kTcpSyn).Build(),
+  // A new SYN is refused.
+  const auto owner0 = static_cast<std::uint16_t>(ClientOwner(kClient, cports[0], kWorkers));
+  ExpectDropped(kClientPort, owner0,
+                FromClient(cports[0], 80).Tcp(cports[0], 80, nat::kTcpSyn).Build(),
                 DropReason::kNoService);
+  // A new listener gets the freed slot, and its figures start from zero.
+  b.Listener("lsn-00000003", Protocol::kTcp, 80, "sg-00000001");
+  Apply(b.model());
+  EXPECT_EQ(fw_->ListenerSlot("lsn-00000003"), tcp_slot);
+  json fresh = fw_->Stats({"lsn-00000003"});
+  ASSERT_EQ(fresh["listeners"].size(), 1u);
+  EXPECT_EQ(fresh["listeners"][0]["new_conns"], 0);
+  EXPECT_EQ(fresh["listeners"][0]["rx_packets"], 0);
+  EXPECT_EQ(fresh["listeners"][0]["active_conns"], 0);
+  Exchange(kClientPort, owner0, FromClient(cports[0], 80).Tcp(cports[0], 80, nat::kTcpSyn).Build(),
+           kBackendPort, owner0);
+  fresh = fw_->Stats({"lsn-00000003"});
+  EXPECT_EQ(fresh["listeners"][0]["new_conns"], 1);
+  EXPECT_EQ(fresh["totals"]["new_conns"], 1);
+  EXPECT_EQ(fresh["totals"]["active_conns"], 1);
 }
 
 TEST_F(PipelineTest, IdleConnectionsExpire) {

@@ -174,6 +174,7 @@ Status Forwarder::CreateWorkers() {
   }
   load_.resize(workers);
   load_previous_.resize(workers);
+  sweep_backlog_.assign(workers, 0);
   return Status::Ok();
 }
 
@@ -310,10 +311,21 @@ Status Forwarder::Publish(std::unique_ptr<ConfigSnapshot> snapshot) {
 }
 
 void Forwarder::RequestSweeps(std::uint64_t generation) {
-  for (auto& pw : workers_) {
-    pw->sweep_requested.store(generation, std::memory_order_release);
+  for (std::uint32_t w = 0; w < workers_.size(); ++w) {
     if (!dataplane_.running()) {
-      SweepAll(*pw);
+      SweepAll(*workers_[w]);
+      continue;
+    }
+    sweep_backlog_[w] = std::max(sweep_backlog_[w], generation);
+  }
+  SendSweeps();
+}
+
+void Forwarder::SendSweeps() {
+  for (std::uint32_t w = 0; w < workers_.size(); ++w) {
+    if (sweep_backlog_[w] != 0 &&
+        SendToWorker(w, Message{.type = MessageType::kSweep, .seq = sweep_backlog_[w]})) {
+      sweep_backlog_[w] = 0;
     }
   }
 }
@@ -384,6 +396,7 @@ std::uint64_t Forwarder::NowMs() const {
 }
 
 void Forwarder::Tick() {
+  SendSweeps();
   ProcessReports();
   TickNeighbors();
   ReclaimRetired();

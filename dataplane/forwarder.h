@@ -149,6 +149,7 @@ class Forwarder {
   void InstallSteering();
   Status Publish(std::unique_ptr<ConfigSnapshot> snapshot);
   void RequestSweeps(std::uint64_t generation);
+  void SendSweeps();
   void ReclaimSlots();
   void ReclaimRetired();
   void AfterApply(const std::vector<std::uint32_t>& old_vips);
@@ -182,6 +183,7 @@ class Forwarder {
   nat::NeighborCache neighbors_;
   std::map<std::uint32_t, Totals> baselines_;  // by listener slot: counters when it was given
   std::map<std::string, std::uint32_t> listener_slots_;  // id -> slot, current snapshot
+  std::vector<std::uint64_t> sweep_backlog_;  // by worker: a kSweep the ring had no room for
   std::uint64_t dump_seq_ = 0;
   std::map<std::uint64_t, std::unique_ptr<Dump>> dumps_in_flight_;  // by seq
   std::chrono::steady_clock::time_point started_;

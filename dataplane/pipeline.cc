@@ -1,5 +1,6 @@
 #include "dataplane/pipeline.h"
 
+#include <algorithm>
 #include <cstring>
 #include <span>
 
@@ -31,6 +32,9 @@ constexpr std::uint32_t kTableFullWindowMs = 60'000;
 // Room kept in the worker -> control ring for replies the control thread waits for.
 constexpr unsigned kReplyReserve = 16;
 constexpr unsigned kMessagesPerPass = 8;
+// The control ring is served every kMessagePasses passes: the control thread can wait a few
+// microseconds, and a burst should not pay for an empty ring every time.
+constexpr std::uint32_t kMessagePasses = 8;
 constexpr std::size_t kPrefetchAhead = 3;
 constexpr std::uintptr_t kTxOnlyTag = 1;
 
@@ -645,6 +649,9 @@ std::uint32_t ServeMessages(PipelineWorker& pw) {
         }
         Transmit(pw, message.port, static_cast<rte_mbuf*>(message.pointer));
         break;
+      case MessageType::kSweep:
+        pw.sweep_requested = std::max(pw.sweep_requested, message.seq);
+        break;
       case MessageType::kDump:
         pw.dump = static_cast<DumpRequest*>(message.pointer);
         pw.dump->count = 0;
@@ -692,7 +699,7 @@ std::uint32_t DrainHandoffs(PipelineWorker& pw) {
 
 void StepSweep(PipelineWorker& pw) {
   if (!pw.sweeping) {
-    const std::uint64_t requested = pw.sweep_requested.load(std::memory_order_acquire);
+    const std::uint64_t requested = pw.sweep_requested;
     if (requested <= pw.swept.load(std::memory_order_relaxed) ||
         pw.snapshot->generation < requested) {
       return;
@@ -791,7 +798,7 @@ std::uint32_t PassBegin(WorkerContext& worker) {
     Adopt(pw, next);
   }
   pw.neighbors = pw.published_neighbors.load(std::memory_order_acquire);
-  std::uint32_t work = ServeMessages(pw);
+  std::uint32_t work = ++pw.passes % kMessagePasses == 0 ? ServeMessages(pw) : 0;
   work += DrainHandoffs(pw);
   FlushStaged(pw);
   if (pw.snapshot != nullptr) {
@@ -813,7 +820,7 @@ void SweepAll(PipelineWorker& pw) {
     return;
   }
   pw.sweeping = false;
-  pw.sweep_requested.store(pw.snapshot->generation, std::memory_order_relaxed);
+  pw.sweep_requested = pw.snapshot->generation;
   pw.swept.store(0, std::memory_order_relaxed);
   do {
     StepSweep(pw);

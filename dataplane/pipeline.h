@@ -104,6 +104,7 @@ enum class MessageType : std::uint8_t {
   // control -> worker
   kTransmit,  // send `pointer` (an rte_mbuf) out of port index `port`
   kDump,      // fill the DumpRequest at `pointer`
+  kSweep,     // erase the connections snapshot `seq` (or newer) declares dead
   // worker -> control
   kArpSeen,   // `ip` is at MAC `value` (low 48 bits) on port `port`; flags & kForUs
   kResolve,   // next hop `ip` on port `port` has no MAC
@@ -197,17 +198,17 @@ struct alignas(64) PipelineWorker {
   // Written by the control thread (release), read by the worker once per pass.
   std::atomic<const ConfigSnapshot*> published_snapshot{nullptr};
   std::atomic<const nat::NeighborMap*> published_neighbors{nullptr};
-  // Written by the control thread: sweep when sweep_requested > swept.
-  std::atomic<std::uint64_t> sweep_requested{0};
 
   // Written by the worker, read by the control thread.
   std::atomic<std::uint64_t> adopted_generation{0};
-  std::atomic<std::uint64_t> swept{0};  // generation of the last completed sweep's snapshot
+  // Generation of the snapshot the last completed sweep used (the reply to kSweep).
+  std::atomic<std::uint64_t> swept{0};
 
   // The worker's own.
   const ConfigSnapshot* snapshot = nullptr;  // adopted; kept across passes
   const nat::NeighborMap* neighbors = nullptr;
   std::uint32_t now_ms = 0;
+  std::uint32_t passes = 0;
   nat::ConnTable table;
   std::vector<std::optional<nat::PortPool>> pools;  // by egress port index
   rte_ring* to_worker = nullptr;
@@ -220,6 +221,7 @@ struct alignas(64) PipelineWorker {
   };
   std::vector<Staged> staged;  // by destination worker
   BurstState burst;
+  std::uint64_t sweep_requested = 0;  // from kSweep: sweep while it is above `swept`
   bool sweeping = false;
   std::uint64_t sweep_generation = 0;
   nat::SweepCursor sweep_cursor;

@@ -5,6 +5,7 @@
 #   scripts/testbed.sh down     stop lbd, remove every namespace, link and file `up` made
 #   scripts/testbed.sh restart  restart lbd alone (same config, same state file)
 #   scripts/testbed.sh status   namespaces, links, addresses and lbd's state
+#   scripts/testbed.sh prober start|stop   start or stop lb-healthd alone (up starts it)
 #
 #   lbt-client  lbt-c 198.18.0.2/24, route 198.18.100.0/24 via 198.18.0.1
 #       |
@@ -23,7 +24,8 @@
 #
 # Environment: FULCRUM_BUILD (build dir holding ctl/daemon/lbd and ctl/cli/lbctl; default
 # ./build), FULCRUM_TESTBED_NO_LBD=1 (topology only), FULCRUM_TESTBED_BUSY_POLL=1 (workers
-# busy-poll), FULCRUM_TESTBED_LOG_LEVEL (lbd's log_level, default info).
+# busy-poll), FULCRUM_TESTBED_LOG_LEVEL (lbd's log_level, default info),
+# FULCRUM_TESTBED_NO_HEALTHD=1 (do not start lb-healthd).
 set -Eeuo pipefail
 
 readonly NS_CLIENT=lbt-client
@@ -43,6 +45,9 @@ readonly STOP_TIMEOUT_S=10
 BUILD_DIR=${FULCRUM_BUILD:-./build}
 readonly LBD="$BUILD_DIR/ctl/daemon/lbd"
 readonly LBCTL="$BUILD_DIR/ctl/cli/lbctl"
+readonly LB_HEALTHD="$BUILD_DIR/healthcheck/lb-healthd"
+readonly HEALTHD_PID_FILE="$RUN_DIR/lb-healthd.pid"
+readonly HEALTHD_LOG_FILE="$RUN_DIR/lb-healthd.log"
 
 log() { printf 'testbed: %s\n' "$*" >&2; }
 die() {
@@ -219,6 +224,37 @@ start_lbd() {
   log "lbd running (pid $pid), socket $SOCKET"
 }
 
+healthd_pid() {  # prints the pid of the lb-healthd this script started, if it still runs
+  [[ -f $HEALTHD_PID_FILE ]] || return 1
+  local pid
+  pid=$(cat "$HEALTHD_PID_FILE")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") == *lb-healthd* ]] || return 1
+  printf '%s' "$pid"
+}
+
+# lb-healthd probes from lbt-lb over the management veth (198.18.1.254), with the kernel's
+# stack, and reports to lbd over the same socket lbctl uses.
+start_healthd() {
+  [[ -x $LB_HEALTHD ]] || die "no lb-healthd at $LB_HEALTHD (build first, or set FULCRUM_BUILD)"
+  healthd_pid >/dev/null && die "lb-healthd already runs (pid $(healthd_pid))"
+  local path
+  path=$(realpath "$LB_HEALTHD")
+  setsid ip netns exec "$NS_LB" "$path" --socket "$SOCKET" --source 198.18.1.254 \
+    >>"$HEALTHD_LOG_FILE" 2>&1 </dev/null &
+  printf '%s\n' "$!" >"$HEALTHD_PID_FILE"
+  log "lb-healthd running (pid $!, log $HEALTHD_LOG_FILE)"
+}
+
+stop_healthd() {
+  local pid
+  if pid=$(healthd_pid); then
+    log "stopping lb-healthd (pid $pid)"
+    terminate "$pid"
+  fi
+  rm -f "$HEALTHD_PID_FILE"
+}
+
 # Sends TERM, waits (bounded), then KILL. Only to pids this test bed owns.
 terminate() {
   local pid=$1 deadline=$((SECONDS + STOP_TIMEOUT_S))
@@ -276,12 +312,14 @@ cmd_up() {
     log "FULCRUM_TESTBED_NO_LBD=1: not starting lbd"
   else
     start_lbd
+    [[ ${FULCRUM_TESTBED_NO_HEALTHD:-0} == 1 ]] || start_healthd
   fi
   trap - ERR
 }
 
 cmd_down() {
   require_root
+  stop_healthd
   stop_lbd
   stop_namespace_processes
   local ns
@@ -318,6 +356,11 @@ cmd_status() {
     echo "bridge br0 ports:"
     ip -n "$NS_SW" -brief link show master br0 | sed 's/^/  /'
   fi
+  if pid=$(healthd_pid); then
+    echo "lb-healthd: running, pid $pid, log $HEALTHD_LOG_FILE"
+  else
+    echo "lb-healthd: not running"
+  fi
   if pid=$(lbd_pid); then
     echo "lbd: running, pid $pid, config $CONFIG, log $LOG_FILE"
     if [[ -x $LBCTL ]]; then
@@ -337,9 +380,17 @@ main() {
     up) cmd_up ;;
     down) cmd_down ;;
     restart) cmd_restart ;;
+    prober)
+      require_root
+      case "${2:-}" in
+        start) start_healthd ;;
+        stop) stop_healthd ;;
+        *) die "usage: $0 prober start|stop" ;;
+      esac
+      ;;
     status) cmd_status ;;
     *)
-      echo "usage: $0 up|down|restart|status" >&2
+      echo "usage: $0 up|down|restart|status|prober start|stop" >&2
       exit 2
       ;;
   esac

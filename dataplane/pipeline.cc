@@ -204,6 +204,27 @@ void SendReset(PipelineWorker& pw, rte_mbuf* m, const ParsedPacket& p) {
   Transmit(pw, port, m);
 }
 
+// A new connection from an on-link client whose MAC nobody knows yet (after a restart, the
+// client's ARP cache still holds ours, so it will not ARP): its frame's source MAC is the
+// client's, and the reply will need it within a millisecond, long before the control thread
+// could resolve it. Kept in this core's learnt table, and the control thread is asked to
+// confirm it with ARP.
+void LearnFromClient(PipelineWorker& pw, const rte_mbuf* m, const ParsedPacket& p) {
+  if (pw.neighbors != nullptr && pw.neighbors->Find(p.src_ip) != nullptr) {
+    return;
+  }
+  const std::uint8_t port = PortIndexOf(pw, m);
+  nat::Neighbor known;
+  if (port == kNoPortIndex || pw.snapshot->routes.ConnectedPort(p.src_ip) != port ||
+      ReadLearnt(pw, p.src_ip, known)) {
+    return;
+  }
+  nat::MacAddress mac;
+  std::memcpy(mac.data(), rte_pktmbuf_mtod(m, const std::uint8_t*) + 6, mac.size());
+  WriteLearnt(pw, p.src_ip, mac, port);
+  AskResolve(pw, nat::NextHop{p.src_ip, port});
+}
+
 // ---- connections
 
 // What expiry, sweeps and replacement do when a connection ends.
@@ -345,6 +366,7 @@ void OpenConn(PipelineWorker& pw, rte_mbuf* m, const ParsedPacket& p, const List
     }
     return;
   }
+  LearnFromClient(pw, m, p);
   ListenerCounters& counters = pw.listener(l.slot);
   counters.new_conns.Add(1);
   counters.active_conns.Add(1);

@@ -698,35 +698,83 @@ TEST_F(PipelineTest, ADeadBackendsTcpIsResetAndUdpRescheduled) {
 }
 
 TEST_F(PipelineTest, UnresolvedNextHopIsCountedAndResolved) {
+  // A backend whose MAC nobody knows: Apply asks for it at once, on the backend port.
+  const std::uint32_t stranger = Ip4("198.18.1.20");
+  ModelBuilder b;
+  b.Group("sg-00000001", {"198.18.1.20:80"})
+      .Listener("lsn-00000001", Protocol::kTcp, 80, "sg-00000001");
+  const std::uint64_t requests_before = Events(WorkerEvent::kArpRequests);
+  ASSERT_TRUE(fw_->Apply(b.model()).ok());
+  bool asked = false;
+  const auto deadline = std::chrono::steady_clock::now() + testing::kWaitLimit;
+  while (!asked && std::chrono::steady_clock::now() < deadline) {
+    for (const Frame& frame : env_->Take(kBackendPort, 0)) {
+      std::optional<nat::ArpMessage> arp = nat::ParseArp(frame);
+      asked = asked || (arp && arp->op == nat::kArpRequest && arp->target_ip == stranger &&
+                        arp->sender_ip == Ip4("198.18.1.1"));
+    }
+    std::this_thread::sleep_for(200us);
+  }
+  EXPECT_TRUE(asked) << "no ARP request for the backend";
+  EXPECT_GT(Events(WorkerEvent::kArpRequests), requests_before);
+  Quiesce();
+
+  // Until it answers, SYNs to it are dropped, and counted.
+  const std::uint16_t cport = ClientPortOwnedBy(0, 48000);
+  Bytes syn = FromClient(cport, 80).Tcp(cport, 80, nat::kTcpSyn).Build();
+  ExpectDropped(kClientPort, 0, syn, DropReason::kArpUnresolved);
+  EXPECT_EQ(Events(WorkerEvent::kArpResolveRequests), 1u);
+
+  // Its reply is learnt; the client's retransmitted SYN goes through.
+  const fulcrum::testing::Mac stranger_mac = {0x02, 0xbe, 0, 0, 0, 0x20};
+  Bytes reply = PacketBuilder()
+                    .Macs(dp_->port(kBackendPort).mac, stranger_mac)
+                    .Arp(nat::kArpReply, stranger_mac, stranger, Ip4("198.18.1.1"))
+                    .Build();
+  const std::uint64_t learnt_before = Events(WorkerEvent::kArpLearned);
+  env_->Inject(kBackendPort, 1, reply);
+  ASSERT_TRUE(WaitFor([&] { return Events(WorkerEvent::kArpLearned) > learnt_before; }));
+  // Worker 1 learnt it; worker 0 forwards with it before the control thread publishes it.
+  Frame out = Exchange(kClientPort, 0, syn, kBackendPort, 0);
+  ExpectMacs(out, stranger_mac, dp_->port(kBackendPort).mac);
+  fw_->Tick();
+  const nat::NeighborEntry* learnt = fw_->neighbor_cache().Find(stranger);
+  ASSERT_NE(learnt, nullptr);
+  EXPECT_EQ(learnt->mac, stranger_mac);
+  EXPECT_EQ(learnt->state, nat::NeighborState::kReachable);
+}
+
+TEST_F(PipelineTest, LearnsAnOnLinkClientFromItsSyn) {
   ModelBuilder b;
   b.Group("sg-00000001", {"198.18.1.11:80"})
       .Listener("lsn-00000001", Protocol::kTcp, 80, "sg-00000001");
   Apply(b.model());
-  // A client the LB has never heard of: its SYN goes out, the SYN-ACK has no MAC to go to.
+  // A client the LB never heard of (its ARP cache still has us, from before a restart).
   const std::uint32_t stranger = Ip4("198.18.0.77");
+  const fulcrum::testing::Mac stranger_mac = {0x02, 0xc1, 0, 0, 0, 0x77};
   const std::uint16_t cport = 48000;
   const auto owner = static_cast<std::uint16_t>(ClientOwner(stranger, cport, kWorkers));
-  ParsedPacket syn =
-      ParseOut(Exchange(kClientPort, owner,
-                        PacketBuilder().Ipv4(stranger, kVipIp).Tcp(cport, 80, nat::kTcpSyn).Build(),
-                        kBackendPort, owner));
-  ExpectDropped(kBackendPort, owner,
-                FromBackend(1, syn.src_ip, 80, syn.src_port)
-                    .Tcp(80, syn.src_port, nat::kTcpSyn | nat::kTcpAck)
-                    .Build(),
-                DropReason::kArpUnresolved);
+  PacketBuilder from_stranger;
+  from_stranger.Macs(dp_->port(kClientPort).mac, stranger_mac).Ipv4(stranger, kVipIp);
+  ParsedPacket syn = ParseOut(Exchange(
+      kClientPort, owner, from_stranger.Tcp(cport, 80, nat::kTcpSyn).Build(), kBackendPort, owner));
+  // The SYN-ACK, received by the other core, finds the MAC the SYN came from.
+  Frame syn_ack = Exchange(kBackendPort, Other(owner),
+                           FromBackend(1, syn.src_ip, 80, syn.src_port)
+                               .Tcp(80, syn.src_port, nat::kTcpSyn | nat::kTcpAck)
+                               .Build(),
+                           kClientPort, owner);
+  ExpectMacs(syn_ack, stranger_mac, dp_->port(kClientPort).mac);
+  EXPECT_EQ(Drops(DropReason::kArpUnresolved), 0u);
+  // The control thread is asked to confirm it with ARP.
   EXPECT_EQ(Events(WorkerEvent::kArpResolveRequests), 1u);
-  // The control thread asks who has it, through a worker, on the client port.
-  const std::uint64_t requests_before = Events(WorkerEvent::kArpRequests);
   fw_->Tick();
   std::vector<Frame> requests = env_->Await(kClientPort, 0, 1);
   ASSERT_EQ(requests.size(), 1u);
   std::optional<nat::ArpMessage> request = nat::ParseArp(requests[0]);
   ASSERT_TRUE(request.has_value());
-  EXPECT_EQ(request->op, nat::kArpRequest);
   EXPECT_EQ(request->target_ip, stranger);
   EXPECT_EQ(request->sender_ip, Ip4("198.18.0.1"));
-  EXPECT_TRUE(WaitFor([&] { return Events(WorkerEvent::kArpRequests) == requests_before + 1; }));
 }
 
 TEST_F(PipelineTest, StatsAndStatusCarryEveryCounter) {

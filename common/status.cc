@@ -10,10 +10,9 @@ struct CodeName {
   std::string_view name;
 };
 
-constexpr std::array kCodeNames = {
-    CodeName{ErrorCode::kOk, "Ok"},
+constexpr std::array kCodeNames = {CodeName{ErrorCode::kOk, "Ok"},
 #define FULCRUM_NAME_ENTRY(name, wire) CodeName{ErrorCode::name, wire},
-    FULCRUM_ERROR_CODES(FULCRUM_NAME_ENTRY)
+                                   FULCRUM_ERROR_CODES(FULCRUM_NAME_ENTRY)
 #undef FULCRUM_NAME_ENTRY
 };
 

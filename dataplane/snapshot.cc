@@ -87,8 +87,17 @@ void AddOwnAddresses(const DaemonConfig& config, Builder& b) {
   }
 }
 
-DownPolicy PolicyFor(std::uint8_t proto, const CompileOptions& options) {
-  return proto == nat::kIpProtoTcp ? options.tcp_down_policy : options.udp_down_policy;
+// The listener's on_backend_down option (the model gives each protocol its default).
+DownPolicy PolicyFor(model::BackendDownPolicy policy) {
+  switch (policy) {
+    case model::BackendDownPolicy::kKeep:
+      return DownPolicy::kKeep;
+    case model::BackendDownPolicy::kReset:
+      return DownPolicy::kReset;
+    case model::BackendDownPolicy::kReschedule:
+      return DownPolicy::kReschedule;
+  }
+  return DownPolicy::kReset;
 }
 
 // The backends of `listener`'s group, with their health under this listener.
@@ -177,7 +186,7 @@ Status AddListener(const model::Model& model, const model::Listener& listener,
   lc->vip = nat::Endpoint4{lb->vip.v4(), listener.port};
   lc->idle_timeout_ms = listener.idle_timeout * 1000;
   lc->tcp_timeout_ms = TcpTimeouts(config.tcp_timeouts, lc->idle_timeout_ms);
-  lc->down_policy = PolicyFor(lc->proto, options);
+  lc->down_policy = PolicyFor(listener.on_backend_down);
 
   const std::vector<nat::BackendSpec> specs = BackendSpecs(model, listener, *group);
   Result<nat::BackendSet> set = nat::BackendSet::Create(

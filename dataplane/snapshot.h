@@ -148,8 +148,6 @@ struct SlotState {
 
 struct CompileOptions {
   std::uint32_t workers = 1;
-  DownPolicy tcp_down_policy = DownPolicy::kReset;
-  DownPolicy udp_down_policy = DownPolicy::kReschedule;
 };
 
 struct CompileResult {

@@ -188,11 +188,15 @@ TEST(SnapshotTest, DownBackendsAreExcludedAndTheirConnectionsDead) {
 
 TEST(SnapshotTest, KeepPolicyLeavesDownBackendsConnectionsAlone) {
   ModelBuilder b = WebModel();
+  model::ListenerOptions keep;
+  keep.on_backend_down = model::BackendDownPolicy::kKeep;
+  ASSERT_TRUE(b.model().ModifyListener("lsn-00000001", keep).ok());
   b.Health("lsn-00000001", "198.18.1.11:80", HealthState::kDown);
   Result<CompileResult> c =
-      CompileSnapshot(b.model(), TestConfig(), {.workers = 1, .tcp_down_policy = DownPolicy::kKeep},
-                      SlotState{}, 1, nullptr);
+      CompileSnapshot(b.model(), TestConfig(), {.workers = 1}, SlotState{}, 1, nullptr);
   ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->snapshot->listener(*c->slots.listeners.Find("lsn-00000001/fnat"))->down_policy,
+            DownPolicy::kKeep);
   const ListenerConfig& l = *c->snapshot->listener(*c->slots.listeners.Find("lsn-00000001/fnat"));
   EXPECT_FALSE(l.set.backends()[0].eligible);
   EXPECT_FALSE(c->snapshot->backend(l.backend_slots[0])->dead);

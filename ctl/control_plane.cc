@@ -56,23 +56,6 @@ void LogFailOpenChange(const std::string& listener, const model::HealthSummary& 
   }
 }
 
-// A stats answer for a target without listeners: nothing has happened on it.
-json ZeroStats() {
-  return json{{"totals",
-               {{"rx_packets", 0},
-                {"rx_bytes", 0},
-                {"tx_packets", 0},
-                {"tx_bytes", 0},
-                {"new_conns", 0},
-                {"active_conns", 0},
-                {"drops", 0}}},
-              {"drops", json::object()},
-              {"counters", json::object()},
-              {"rates", {{"pps", 0.0}, {"bps", 0.0}, {"new_conns_per_s", 0.0}}},
-              {"listeners", json::array()},
-              {"workers", json::array()}};
-}
-
 }  // namespace
 
 const std::vector<ControlPlane::Command>& ControlPlane::Commands() {
@@ -469,7 +452,7 @@ Result<json> ControlPlane::Stats(JsonFields& args) {
     FULCRUM_RETURN_IF_ERROR(model_.GetLb(*target).status());
     listener_ids = model_.ListenersOfLb(*target);
     if (listener_ids.empty()) {
-      json zero = ZeroStats();
+      json zero = EmptyStats();
       zero["target"] = *target;
       return zero;
     }

@@ -36,4 +36,22 @@ class DataplaneLink {
                                           const std::string& backend) = 0;
 };
 
+// The `stats` result (without "target") when nothing has been counted: a target without
+// listeners, or a data plane that is not forwarding.
+inline nlohmann::json EmptyStats() {
+  return {{"totals",
+           {{"rx_packets", 0},
+            {"rx_bytes", 0},
+            {"tx_packets", 0},
+            {"tx_bytes", 0},
+            {"new_conns", 0},
+            {"active_conns", 0},
+            {"drops", 0}}},
+          {"drops", nlohmann::json::object()},
+          {"counters", nlohmann::json::object()},
+          {"rates", {{"pps", 0.0}, {"bps", 0.0}, {"new_conns_per_s", 0.0}}},
+          {"listeners", nlohmann::json::array()},
+          {"workers", nlohmann::json::array()}};
+}
+
 }  // namespace fulcrum::ctl

@@ -43,20 +43,15 @@ Result<std::uint64_t> EventLoop::Tag(const Handler* handler, std::uint64_t cooki
 
 Status EventLoop::Watch(int fd, std::uint32_t events, const Handler* handler,
                         std::uint64_t cookie) {
-  Result<std::uint64_t> tag = Tag(handler, cookie);
-  if (!tag.ok()) {
-    return tag.status();
-  }
-  epoll_event event{};
-  event.events = events;
-  event.data.u64 = *tag;
-  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) {
-    return Error(ErrorCode::kInternal, "epoll_ctl ADD fd {}: {}", fd, std::strerror(errno));
-  }
-  return Status::Ok();
+  return Control(EPOLL_CTL_ADD, fd, events, handler, cookie);
 }
 
 Status EventLoop::Rewatch(int fd, std::uint32_t events, const Handler* handler,
+                          std::uint64_t cookie) {
+  return Control(EPOLL_CTL_MOD, fd, events, handler, cookie);
+}
+
+Status EventLoop::Control(int op, int fd, std::uint32_t events, const Handler* handler,
                           std::uint64_t cookie) {
   Result<std::uint64_t> tag = Tag(handler, cookie);
   if (!tag.ok()) {
@@ -65,8 +60,9 @@ Status EventLoop::Rewatch(int fd, std::uint32_t events, const Handler* handler,
   epoll_event event{};
   event.events = events;
   event.data.u64 = *tag;
-  if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &event) != 0) {
-    return Error(ErrorCode::kInternal, "epoll_ctl MOD fd {}: {}", fd, std::strerror(errno));
+  if (epoll_ctl(epoll_fd_, op, fd, &event) != 0) {
+    return Error(ErrorCode::kInternal, "epoll_ctl {} fd {}: {}",
+                 op == EPOLL_CTL_ADD ? "ADD" : "MOD", fd, std::strerror(errno));
   }
   return Status::Ok();
 }

@@ -64,6 +64,8 @@ class EventLoop {
  private:
   explicit EventLoop(int epoll_fd);
   Result<std::uint64_t> Tag(const Handler* handler, std::uint64_t cookie) const;
+  Status Control(int op, int fd, std::uint32_t events, const Handler* handler,
+                 std::uint64_t cookie);
 
   int epoll_fd_;
   std::vector<Handler*> handlers_;  // index = the cookie's top byte; removed = nullptr

@@ -9,22 +9,6 @@ Logger logger("lbd");
 
 using nlohmann::json;
 
-json EmptyStats() {
-  return {{"totals",
-           {{"rx_packets", 0},
-            {"rx_bytes", 0},
-            {"tx_packets", 0},
-            {"tx_bytes", 0},
-            {"new_conns", 0},
-            {"active_conns", 0},
-            {"drops", 0}}},
-          {"drops", json::object()},
-          {"counters", json::object()},
-          {"rates", {{"pps", 0.0}, {"bps", 0.0}, {"new_conns_per_s", 0.0}}},
-          {"listeners", json::array()},
-          {"workers", json::array()}};
-}
-
 }  // namespace
 
 DpdkDataplaneLink::DpdkDataplaneLink(dataplane::Dataplane& dataplane,

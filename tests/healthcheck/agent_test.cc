@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/healthcheck/test_servers.h"
@@ -87,6 +88,12 @@ TEST_F(AgentTest, BackendGoesAwayAndComesBack) {
   EXPECT_EQ(up.addr, addr);
   EXPECT_EQ(up.state, "up");
   EXPECT_EQ(up.reason, "connected");
+  // A probe's connect completes in the kernel before the server's thread accepts it, so the
+  // server's count may trail the report for a moment.
+  const auto accept_deadline = std::chrono::steady_clock::now() + milliseconds(2000);
+  while (server->accepted() < 2 && std::chrono::steady_clock::now() < accept_deadline) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
   EXPECT_GE(server->accepted(), 2);
   EXPECT_TRUE(lbd.prober_flag_seen());
 

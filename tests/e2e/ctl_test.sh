@@ -152,10 +152,10 @@ check "socket mode is 0660" test "$(stat -c %a "$LBD_SOCKET")" = "660"
 
 echo "restart keeps the state"
 # Health is not persisted (the prober re-learns it; docs/ctl-protocol.md "Durability").
-before=$(lbctl --json lb show "$lb" | jq -S 'del(.group_objects[]?.backends[]?.health)')
+before=$(lbctl --json lb show "$lb" | jq -S 'del(.group_objects[]?.backends[]?.health, .group_objects[]?.listener_health, .listener_objects[]?.fail_open)')
 lbd_stop
 lbd_start "$config" || exit 1
-after=$(lbctl --json lb show "$lb" | jq -S 'del(.group_objects[]?.backends[]?.health)')
+after=$(lbctl --json lb show "$lb" | jq -S 'del(.group_objects[]?.backends[]?.health, .group_objects[]?.listener_health, .listener_objects[]?.fail_open)')
 expect_eq "LB, listeners and groups survive a restart" "$after" "$before"
 expect_rc 0 "groups survive" lbctl --json group show "$group"
 expect_eq "health starts unknown after a restart" "$(jq -r --arg l "$lsn" '.backends[] | select(.addr=="198.18.1.11:80") | .health[] | select(.listener==$l) | .state' <<<"$OUT")" "unknown"

@@ -1,0 +1,181 @@
+#include "bench/rig.h"
+
+#include <unistd.h>
+
+#include <array>
+#include <filesystem>
+#include <string>
+
+#include <fmt/format.h>
+#include <rte_bus_vdev.h>
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "bench/traffic.h"
+#include "common/daemon_config.h"
+
+namespace fulcrum::bench {
+namespace {
+
+// rte_eth_from_rings names its device "net_ring_" + name.
+constexpr std::array<const char*, kPorts> kRingNames = {"lbbc", "lbbb"};
+
+std::string IpText(std::uint32_t ip) {
+  return fmt::format("{}.{}.{}.{}", ip >> 24, ip >> 16 & 0xff, ip >> 8 & 0xff, ip & 0xff);
+}
+
+// The machine lb-bench pretends to be: configs/bench-ring.json's shape (one worker, no
+// hugepages, a client port and a backend port), with a gateway towards the clients and enough
+// fnat local addresses for 10M connections on one worker.
+Result<DaemonConfig> BenchConfig(const RigOptions& options) {
+  const std::string text = fmt::format(
+      R"({{
+        "log_level": "warning",
+        "busy_poll": true,
+        "eal": {{"no_huge": true, "memory_mb": 512, "file_prefix": "lb-bench-{pid}",
+                 "extra_args": ["--no-shconf"]}},
+        "workers": {{"count": 1}},
+        "tcp_timeouts": {{"syn": 10, "fin": 10, "time_wait": 1, "close": 1}},
+        "ports": [
+          {{"name": "client", "vdev": "net_ring_{c}", "address": "198.18.0.1/24",
+            "gateway": "{gateway}"}},
+          {{"name": "backend", "vdev": "net_ring_{b}", "address": "198.18.1.1/24",
+            "local_addresses": ["{first}-{last}"]}}]}})",
+      fmt::arg("pid", getpid()), fmt::arg("c", kRingNames[kClientPort]),
+      fmt::arg("b", kRingNames[kBackendPort]), fmt::arg("gateway", IpText(kGateway)),
+      fmt::arg("first", IpText(kLocalBase)),
+      fmt::arg("last", IpText(kLocalBase + options.local_addresses - 1)));
+  return DaemonConfig::Parse(text);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Rig>> Rig::Create(const RigOptions& options) {
+  if (options.local_addresses == 0 || options.local_addresses > kMaxLocalAddresses) {
+    return Error(ErrorCode::kInvalidParameter, "local addresses: {} is outside 1..{}",
+                 options.local_addresses, kMaxLocalAddresses);
+  }
+  Result<DaemonConfig> config = BenchConfig(options);
+  FULCRUM_RETURN_IF_ERROR(config.status());
+  std::unique_ptr<Rig> rig(new Rig());
+  rig->options_ = options;
+  dataplane::DataplaneHooks hooks{.after_eal_init = [&rig] { return rig->ReplaceRingPorts(); }};
+  Result<std::unique_ptr<dataplane::Dataplane>> created =
+      dataplane::Dataplane::Create(*config, hooks);
+  FULCRUM_RETURN_IF_ERROR(created.status());
+  rig->dataplane_ = std::move(*created);
+  rig->runtime_dir_ = rte_eal_get_runtime_dir();
+  // The ports start with the first Start (a stopped port receives nothing); the workers stop
+  // again at once, leaving their state to this thread.
+  FULCRUM_RETURN_IF_ERROR(rig->dataplane_->Start());
+  rig->dataplane_->Stop();
+  rig->pool_ = rte_pktmbuf_pool_create("lbb_frames", options.mbufs, 256, 0,
+                                       RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+  if (rig->pool_ == nullptr) {
+    return Error(ErrorCode::kUnavailable, "the bench's mbuf pool ({} mbufs): {}", options.mbufs,
+                 rte_strerror(rte_errno));
+  }
+  return rig;
+}
+
+Rig::~Rig() {
+  if (dataplane_ != nullptr) {
+    dataplane_->Stop();
+    DrainAll();
+  }
+  dataplane_.reset();  // closes the ports and cleans EAL up; the pool and rings go with it
+  if (!runtime_dir_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(runtime_dir_, ignored);
+  }
+}
+
+Status Rig::ReplaceRingPorts() {
+  for (std::size_t p = 0; p < kPorts; ++p) {
+    const std::string device = fmt::format("net_ring_{}", kRingNames[p]);
+    if (rte_vdev_uninit(device.c_str()) != 0) {
+      return Error(ErrorCode::kInternal, "cannot remove {}", device);
+    }
+    rx_[p] = rte_ring_create(fmt::format("lbb_rx{}", p).c_str(), kRingSize, SOCKET_ID_ANY,
+                             RING_F_SP_ENQ | RING_F_SC_DEQ);
+    tx_[p] = rte_ring_create(fmt::format("lbb_tx{}", p).c_str(), kRingSize, SOCKET_ID_ANY,
+                             RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (rx_[p] == nullptr || tx_[p] == nullptr) {
+      return Error(ErrorCode::kInternal, "cannot create the rings of {}: {}", device,
+                   rte_strerror(rte_errno));
+    }
+    if (rte_eth_from_rings(kRingNames[p], &rx_[p], 1, &tx_[p], 1, rte_socket_id()) < 0) {
+      return Error(ErrorCode::kInternal, "cannot rebuild {} on rings: {}", device,
+                   rte_strerror(rte_errno));
+    }
+  }
+  return Status::Ok();
+}
+
+std::uint32_t Rig::Pass() {
+  dataplane::WorkerContext& w = worker();
+  w.tsc = rte_rdtsc();
+  std::uint32_t received = w.pass_hook != nullptr ? w.pass_hook(w) : 0;
+  for (const dataplane::RxQueue& queue : w.rx_queues) {
+    rte_mbuf* burst[dataplane::kBurstSize];
+    const std::uint16_t count =
+        rte_eth_rx_burst(queue.port_id, queue.queue_id, burst, dataplane::kBurstSize);
+    if (count == 0) {
+      continue;
+    }
+    std::uint64_t bytes = 0;
+    for (std::uint16_t i = 0; i < count; ++i) {
+      bytes += rte_pktmbuf_pkt_len(burst[i]);
+    }
+    w.counters.rx_packets.Add(count);
+    w.counters.rx_bytes.Add(bytes);
+    w.handler(w, queue.port_id, burst, count);
+    received += count;
+  }
+  dataplane::FlushTx(w);
+  w.quiescent_epoch.store(w.quiescent_epoch.load(std::memory_order_relaxed) + 1,
+                          std::memory_order_release);
+  w.counters.passes.Add(1);
+  return received;
+}
+
+std::uint64_t Rig::RunUntilIdle() {
+  const std::uint64_t start = rte_rdtsc();
+  while (Pass() > 0) {
+  }
+  return rte_rdtsc() - start;
+}
+
+std::uint64_t Rig::Measure() {
+  const std::uint64_t received = worker().counters.rx_packets.Read();
+  const std::uint64_t start = rte_rdtsc();
+  while (Pass() > 0) {
+  }
+  const std::uint64_t cycles = rte_rdtsc() - start;
+  timed_packets_ += worker().counters.rx_packets.Read() - received;
+  return cycles;
+}
+
+unsigned Rig::DrainAll() {
+  unsigned drained = 0;
+  for (std::size_t p = 0; p < kPorts; ++p) {
+    for (rte_ring* ring : {tx_[p], rx_[p]}) {
+      if (ring == nullptr) {
+        continue;
+      }
+      void* objects[256];
+      unsigned n;
+      while ((n = rte_ring_dequeue_burst(ring, objects, 256, nullptr)) > 0) {
+        rte_pktmbuf_free_bulk(reinterpret_cast<rte_mbuf**>(objects), n);
+        drained += n;
+      }
+    }
+  }
+  return drained;
+}
+
+}  // namespace fulcrum::bench

@@ -1,0 +1,88 @@
+// lb-bench's scenarios: what traffic each one offers the worker, and how it is measured.
+//
+// Theory of operation: a scenario runs in rounds. A round (1) puts up to kMaxRoundPackets
+// pre-built frames on each rx ring (allocation and frame writing are not measured), (2) runs
+// worker passes (Rig::Pass: PassBegin, rx burst, ProcessBurst/RunBurst, tx flush) until the
+// rings are empty, timed with rte_rdtsc, and (3) takes what the worker transmitted off the tx
+// rings and checks every frame's addresses, ports, MACs and TTL against the connection it
+// belongs to, and one frame in kChecksumSample's checksums from scratch (not measured). A
+// repetition is many rounds; its rate is packets / measured time, and a scenario reports the
+// median over its repetitions, after a warm-up (the first repetition, or the first seconds
+// when the scenario reaches a steady state of creation and expiry).
+//
+//   io_floor         the same rings, forwarded untouched: rx burst -> tx burst (a burst
+//                    handler that only calls EnqueueTx), the cost the pipeline adds to.
+//   established_N    ACKs of N established fnat connections, picked at random, half from
+//                    clients and half from backends. The connections are opened through the
+//                    pipeline first (SYN, SYN-ACK, ACK), not measured.
+//   tcp_lifecycle    whole fnat connections: SYN, SYN-ACK, ACK, data, then FIN and ACK both
+//                    ways (8 packets), no RST; time_wait lasts 1 s, after which expiry frees
+//                    the entry and its port, so connections are created and destroyed.
+//   udp_new          every datagram opens a new fnat flow (1 s idle timeout).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bench/rig.h"
+
+namespace fulcrum::bench {
+
+struct BenchOptions {
+  bool quick = false;
+  std::uint32_t reps = 7;                       // measured repetitions per scenario
+  std::uint64_t packets_per_rep = 4'000'000;    // packets offered per repetition
+  double steady_warmup_s = 2.5;                 // lifecycle and udp_new warm-up
+  std::uint32_t steady_capacity = 4 * 1048576;  // their connection table
+  std::uint64_t scale_down = 1;                 // divides established_N's N (quick)
+};
+
+struct ScenarioResult {
+  std::string name;
+  std::uint64_t connections = 0;  // concurrent connections held (established_N)
+  std::vector<double> mpps_reps;
+  double mpps = 0;  // median of mpps_reps
+  double ns_per_packet = 0;
+  double ratio_to_io_floor = 0;
+  std::optional<double> conns_per_s;  // median, lifecycle scenarios
+  std::uint64_t packets = 0;          // offered in measured rounds
+  std::uint64_t forwarded = 0;        // frames out of the worker in measured rounds
+  std::uint64_t checked = 0;          // output frames whose addresses were checked
+  std::uint64_t checksummed = 0;      // ... and whose checksums were recomputed
+  std::uint64_t timed_packets = 0;    // received inside Rig::Measure (warm-up included)
+  std::uint64_t opened = 0;           // connections the pipeline opened (lifecycle scenarios)
+  std::uint64_t expired = 0;          // ... and freed by expiry
+  std::map<std::string, std::uint64_t> drops;  // non-zero drop counters, whole scenario
+  std::vector<std::string> errors;             // what failed (first few)
+  double seconds = 0;                          // wall time of the scenario, setup included
+};
+
+// Time to build a Maglev table of 65537 slots, by backend count.
+struct MaglevFigures {
+  std::map<std::uint32_t, double> build_ms;  // median
+};
+
+struct PublishFigures {
+  double apply_us = 0;    // median Forwarder::Apply with running workers: compile + publish
+  double compile_us = 0;  // median CompileSnapshot alone
+  double max_apply_us = 0;
+  std::vector<std::string> errors;
+};
+
+ScenarioResult RunIoFloor(Rig& rig, const BenchOptions& options);
+ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::string& name,
+                              std::uint64_t connections);
+ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options);
+ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options);
+MaglevFigures RunMaglev(const BenchOptions& options);
+PublishFigures RunPublish(Rig& rig, const BenchOptions& options);
+
+// Reserved bytes per connection of a connection table of `capacity` (entry, index, free stack).
+double TableBytesPerConnection(std::uint32_t capacity);
+// fnat port pool bytes per connection when `connections` fill one worker's pool.
+double PoolBytesPerConnection(std::uint32_t local_addresses, std::uint64_t connections);
+
+}  // namespace fulcrum::bench

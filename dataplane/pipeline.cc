@@ -35,6 +35,12 @@ constexpr unsigned kMessagesPerPass = 8;
 // The control ring is served every kMessagePasses passes: the control thread can wait a few
 // microseconds, and a burst should not pay for an empty ring every time.
 constexpr std::uint32_t kMessagePasses = 8;
+
+// Expiry must keep pace with opening: with k entries examined per connection opened, a full
+// round of the table's used part takes at most 1/k of the time it took to fill it, so a
+// connection lingers at most that long past its timeout and the table holds at most
+// k / (k - 1) of the live connections (4/3 here).
+constexpr std::uint32_t kExpirePerOpen = 4;
 constexpr std::size_t kPrefetchAhead = 3;
 constexpr std::uintptr_t kTxOnlyTag = 1;
 
@@ -367,6 +373,7 @@ void OpenConn(PipelineWorker& pw, rte_mbuf* m, const ParsedPacket& p, const List
     return;
   }
   LearnFromClient(pw, m, p);
+  ++pw.opened;
   ListenerCounters& counters = pw.listener(l.slot);
   counters.new_conns.Add(1);
   counters.active_conns.Add(1);
@@ -761,9 +768,15 @@ void StepDump(PipelineWorker& pw) {
   }
 }
 
+// A busy worker (packets arrived or the hook had work) examines few entries per pass, so
+// forwarding keeps the core; an idle one catches up.
+std::uint32_t ExpireBudget(const PipelineWorker& pw, bool busy) {
+  return busy ? pw.shared->expire_budget_busy + kExpirePerOpen * pw.opened
+              : pw.shared->expire_budget_idle;
+}
+
 std::uint32_t Housekeeping(PipelineWorker& pw, bool busy) {
-  const std::uint32_t expired = pw.table.ExpireSome(
-      pw.now_ms, busy ? pw.shared->expire_budget_busy : pw.shared->expire_budget_idle, FreeFn(pw));
+  const std::uint32_t expired = pw.table.ExpireSome(pw.now_ms, ExpireBudget(pw, busy), FreeFn(pw));
   Count(pw, WorkerEvent::kConnsExpired, expired);
   StepSweep(pw);
   if (pw.dump != nullptr) {
@@ -786,6 +799,7 @@ void RunBurst(PipelineWorker& pw, rte_mbuf** packets, std::uint16_t count, bool 
   }
   BurstState& burst = pw.burst;
   burst.count = 0;
+  pw.received += count;
   for (std::uint16_t i = 0; i < count && i < kPrefetchAhead; ++i) {
     rte_prefetch0(rte_pktmbuf_mtod(packets[i], void*));
   }
@@ -824,8 +838,10 @@ std::uint32_t PassBegin(WorkerContext& worker) {
   work += DrainHandoffs(pw);
   FlushStaged(pw);
   if (pw.snapshot != nullptr) {
-    work += Housekeeping(pw, work > 0);
+    work += Housekeeping(pw, work > 0 || pw.received > 0);
   }
+  pw.received = 0;
+  pw.opened = 0;
   return work;
 }
 

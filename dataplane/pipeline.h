@@ -172,6 +172,8 @@ struct PipelineShared {
   std::vector<PipelineWorker*> all;                    // by worker index
   std::uint64_t tsc_base = 0;
   std::uint64_t tsc_per_ms = 1;
+  // Entries ExpireSome examines per pass: the busy budget plus kExpirePerOpen for each
+  // connection opened since the last pass while packets arrive, the idle budget otherwise.
   std::uint32_t expire_budget_busy = 64;
   std::uint32_t expire_budget_idle = 1024;
   std::uint32_t sweep_budget = 4096;
@@ -209,6 +211,8 @@ struct alignas(64) PipelineWorker {
   const nat::NeighborMap* neighbors = nullptr;
   std::uint32_t now_ms = 0;
   std::uint32_t passes = 0;
+  std::uint32_t received = 0;  // packets RunBurst took since the last PassBegin
+  std::uint32_t opened = 0;    // connections opened since the last PassBegin
   nat::ConnTable table;
   std::vector<std::optional<nat::PortPool>> pools;  // by egress port index
   rte_ring* to_worker = nullptr;

@@ -104,6 +104,7 @@ ConnTable& ConnTable::operator=(ConnTable&& other) noexcept {
     capacity_ = std::exchange(other.capacity_, 0);
     size_ = std::exchange(other.size_, 0);
     expire_cursor_ = std::exchange(other.expire_cursor_, 0);
+    high_water_ = std::exchange(other.high_water_, 0);
     stats_ = std::exchange(other.stats_, {});
   }
   return *this;
@@ -181,6 +182,7 @@ InsertResult ConnTable::InsertNew(const ConnEntry& entry, const ConnHash& client
     return InsertResult{InsertStatus::kFull, 0};
   }
   --free_top_;
+  high_water_ = index >= high_water_ ? index + 1 : high_water_;
   ConnEntry& e = entries_[index];
   e = entry;
   e.created_ms = now_ms;

@@ -31,7 +31,10 @@
 // Expiry: entries carry last_seen_ms and timeout_ms (set by the worker from nat/tcp_state.h).
 // A lookup that finds an expired entry reports a miss; the entry is freed later by
 // ExpireSome, which examines a fixed budget of entries per call from a round-robin cursor, so
-// reclaiming never stops the worker for long. EraseIfSome does the same for a predicate
+// reclaiming never stops the worker for long. Free entries are handed out lowest number first,
+// so every live entry lies below the high-water mark (one past the highest number ever used);
+// the cursors stop there, which keeps a full expiry round of an oversized table as short as the
+// peak occupancy allows. EraseIfSome does the same for a predicate
 // (backend or listener removed). Both call the caller's on_free(entry) first, so it can return
 // the fnat port and drop the backend's connection count.
 //
@@ -318,6 +321,7 @@ class ConnTable {
   std::uint32_t capacity_ = 0;
   std::uint32_t size_ = 0;
   std::uint32_t expire_cursor_ = 0;
+  std::uint32_t high_water_ = 0;  // every entry in use has a lower number
   ConnTableStats stats_;
 };
 
@@ -353,9 +357,9 @@ InsertResult ConnTable::Insert(const ConnEntry& entry, std::uint32_t now_ms, OnF
 template <typename OnFree>
 std::uint32_t ConnTable::ExpireSome(std::uint32_t now_ms, std::uint32_t budget, OnFree&& on_free) {
   std::uint32_t freed = 0;
-  for (std::uint32_t n = budget < capacity_ ? budget : capacity_; n > 0; --n) {
+  for (std::uint32_t n = budget < high_water_ ? budget : high_water_; n > 0; --n) {
     const std::uint32_t index = expire_cursor_;
-    expire_cursor_ = index + 1 == capacity_ ? 0 : index + 1;
+    expire_cursor_ = index + 1 >= high_water_ ? 0 : index + 1;
     const ConnEntry& e = entries_[index];
     if (e.in_use() && Expired(e, now_ms)) {
       on_free(e);
@@ -371,7 +375,7 @@ template <typename Pred, typename OnFree>
 std::uint32_t ConnTable::EraseIfSome(SweepCursor& cursor, std::uint32_t budget, Pred&& pred,
                                      OnFree&& on_free) {
   std::uint32_t erased = 0;
-  for (; budget > 0 && cursor.next < capacity_; --budget, ++cursor.next) {
+  for (; budget > 0 && cursor.next < high_water_; --budget, ++cursor.next) {
     const ConnEntry& e = entries_[cursor.next];
     if (e.in_use() && pred(e)) {
       on_free(e);
@@ -379,19 +383,19 @@ std::uint32_t ConnTable::EraseIfSome(SweepCursor& cursor, std::uint32_t budget, 
       ++erased;
     }
   }
-  cursor.done = cursor.next >= capacity_;
+  cursor.done = cursor.next >= high_water_;
   return erased;
 }
 
 template <typename Fn>
 void ConnTable::VisitSome(SweepCursor& cursor, std::uint32_t budget, Fn&& fn) const {
-  for (; budget > 0 && cursor.next < capacity_; --budget, ++cursor.next) {
+  for (; budget > 0 && cursor.next < high_water_; --budget, ++cursor.next) {
     const ConnEntry& e = entries_[cursor.next];
     if (e.in_use()) {
       fn(cursor.next, e);
     }
   }
-  cursor.done = cursor.next >= capacity_;
+  cursor.done = cursor.next >= high_water_;
 }
 
 }  // namespace fulcrum::nat

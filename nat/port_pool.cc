@@ -3,6 +3,14 @@
 #include <algorithm>
 
 namespace fulcrum::nat {
+namespace {
+
+// Fibonacci hashing: the high bits of ip * 2^32/phi spread consecutive addresses well.
+std::uint32_t IndexSlot(std::uint32_t ip, std::uint32_t mask) {
+  return static_cast<std::uint32_t>((std::uint64_t{ip} * 0x9E3779B1u) >> 16) & mask;
+}
+
+}  // namespace
 
 Result<PortPool> PortPool::Create(std::span<const std::uint32_t> local_ips, std::uint32_t worker,
                                   std::uint32_t workers) {
@@ -35,6 +43,19 @@ Result<PortPool> PortPool::Create(std::span<const std::uint32_t> local_ips, std:
   pool.ports_per_address_ = static_cast<std::uint32_t>(slice.size());
   pool.bits_per_address_ = (std::uint32_t{kMaxPort} >> pool.steering_.shift()) + 1;
   pool.ips_.assign(local_ips.begin(), local_ips.end());
+  std::size_t index_size = 4;
+  while (index_size < 2 * local_ips.size()) {
+    index_size *= 2;
+  }
+  pool.address_index_.assign(index_size, 0);
+  pool.address_index_mask_ = static_cast<std::uint32_t>(index_size - 1);
+  for (std::size_t a = 0; a < local_ips.size(); ++a) {
+    std::uint32_t slot = IndexSlot(local_ips[a], pool.address_index_mask_);
+    while (pool.address_index_[slot] != 0) {
+      slot = (slot + 1) & pool.address_index_mask_;
+    }
+    pool.address_index_[slot] = static_cast<std::uint32_t>(a + 1);
+  }
   pool.addresses_.resize(local_ips.size());
   pool.rings_.reserve(slice.size() * local_ips.size());
   for (std::size_t a = 0; a < local_ips.size(); ++a) {
@@ -65,15 +86,29 @@ std::optional<Endpoint4> PortPool::Allocate() {
   return std::nullopt;
 }
 
+std::int32_t PortPool::AddressOf(std::uint32_t ip) const {
+  // At most half full, so a probe ends at an empty slot soon.
+  for (std::uint32_t slot = IndexSlot(ip, address_index_mask_);;
+       slot = (slot + 1) & address_index_mask_) {
+    const std::uint32_t entry = address_index_[slot];
+    if (entry == 0) {
+      return -1;
+    }
+    if (ips_[entry - 1] == ip) {
+      return static_cast<std::int32_t>(entry - 1);
+    }
+  }
+}
+
 bool PortPool::Release(Endpoint4 local) {
   if (local.port < kMinPort || steering_.OwnerOf(local.port) != worker_) {
     return false;
   }
-  const auto it = std::find(ips_.begin(), ips_.end(), local.ip);
-  if (it == ips_.end()) {
+  const std::int32_t found = AddressOf(local.ip);
+  if (found < 0) {
     return false;
   }
-  const auto a = static_cast<std::size_t>(it - ips_.begin());
+  const auto a = static_cast<std::size_t>(found);
   const std::size_t bit = BitOf(a, local.port);
   if (!Allocated(bit)) {
     return false;

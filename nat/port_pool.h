@@ -15,7 +15,8 @@
 // TIME_WAIT for a (local:lport, backend:bport) pair has the longest time to pass before the
 // pair is used again. Allocation rotates over the local addresses; a bitmap of allocated ports
 // makes a double or foreign release a refused no-op instead of a corrupted pool. O(1)
-// allocate and release (release scans the address list, which is a handful long).
+// allocate and release: release finds the address through a small open-addressing index, as
+// a node may have hundreds of local addresses.
 //
 // One owner: the worker. No locks, no allocation after Create().
 #pragma once
@@ -95,6 +96,8 @@ class PortPool {
   std::size_t BitOf(std::size_t address, std::uint16_t port) const {
     return address * bits_per_address_ + (port >> steering_.shift());
   }
+  // The index of local address `ip` in ips_, or -1.
+  std::int32_t AddressOf(std::uint32_t ip) const;
   bool Allocated(std::size_t bit) const { return (allocated_[bit / 64] >> (bit % 64) & 1) != 0; }
   void SetAllocated(std::size_t bit, bool on) {
     const std::uint64_t mask = std::uint64_t{1} << (bit % 64);
@@ -108,6 +111,8 @@ class PortPool {
   std::uint32_t available_ = 0;
   std::uint32_t next_address_ = 0;
   std::vector<std::uint32_t> ips_;
+  std::vector<std::uint32_t> address_index_;  // open addressing: ips_ index + 1, 0 = empty
+  std::uint32_t address_index_mask_ = 0;
   std::vector<Address> addresses_;
   std::vector<std::uint16_t> rings_;      // ports_per_address_ per address
   std::vector<std::uint64_t> allocated_;  // bits_per_address_ bits per address

@@ -316,6 +316,27 @@ TEST(ConnTableTest, ExpireSomeCoversTheTableInBudgetSteps) {
   }
 }
 
+TEST(ConnTableTest, ExpireSomeRoundsOnlyThePartEverUsed) {
+  constexpr std::uint32_t kCapacity = 10'000;
+  ConnTable table = MakeTable(kCapacity);
+  for (std::uint32_t i = 0; i < 100; ++i) {
+    ConnEntry conn = FnatConn(i);
+    conn.timeout_ms = 100;
+    ASSERT_EQ(table.Insert(conn, 0).status, InsertStatus::kInserted);
+  }
+  // Entries 0..99 are the only ones ever used: two calls of 50 free them all, and a third
+  // call comes round to the front again instead of walking the 9,900 never-used entries.
+  EXPECT_EQ(table.ExpireSome(200, 50, [](const ConnEntry&) {}), 50u);
+  EXPECT_EQ(table.ExpireSome(200, 50, [](const ConnEntry&) {}), 50u);
+  EXPECT_EQ(table.size(), 0u);
+  ConnEntry again = FnatConn(7);
+  again.timeout_ms = 100;
+  ASSERT_EQ(table.Insert(again, 200).status, InsertStatus::kInserted);
+  EXPECT_EQ(table.ExpireSome(250, 100, [](const ConnEntry&) {}), 0u);
+  EXPECT_EQ(table.ExpireSome(400, 100, [](const ConnEntry&) {}), 1u);
+  EXPECT_EQ(table.size(), 0u);
+}
+
 TEST(ConnTableTest, EraseIfSomeSweepsIncrementally) {
   constexpr std::uint32_t kCapacity = 300;
   ConnTable table = MakeTable(kCapacity);
@@ -332,7 +353,7 @@ TEST(ConnTableTest, EraseIfSomeSweepsIncrementally) {
         [&](const ConnEntry& e) { erased_backends.insert(e.backend); });
     ++calls;
   }
-  EXPECT_EQ(calls, 5);  // ceil(300 / 64)
+  EXPECT_EQ(calls, 4);  // ceil(250 / 64): the sweep stops at the high-water mark, not at 300
   std::uint32_t want = 0;
   for (std::uint32_t i = 0; i < 250; ++i) {
     want += i % 4 == 2 ? 1 : 0;

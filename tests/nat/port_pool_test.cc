@@ -107,6 +107,31 @@ TEST(PortPoolTest, RefusesForeignAndDoubleReleases) {
   EXPECT_EQ(pool.available(), available + 1);
 }
 
+TEST(PortPoolTest, ReleaseFindsEachOfManyAddresses) {
+  // Hundreds of local addresses, scattered, some with equal low bits: every one is found,
+  // and addresses next to them are not.
+  std::vector<std::uint32_t> locals;
+  for (std::uint32_t i = 0; i < 300; ++i) {
+    locals.push_back(Ip4("198.18.0.0") + i * 257);
+  }
+  PortPool pool = MakePool(locals, 0, 1);
+  std::vector<Endpoint4> taken;
+  for (std::size_t i = 0; i < 2 * locals.size(); ++i) {
+    const std::optional<Endpoint4> local = pool.Allocate();
+    ASSERT_TRUE(local.has_value());
+    taken.push_back(*local);
+  }
+  const std::uint32_t available = pool.available();
+  for (const std::uint32_t ip : locals) {
+    EXPECT_FALSE(pool.Release({ip + 1, taken.front().port})) << ip;
+  }
+  EXPECT_EQ(pool.available(), available);
+  for (const Endpoint4& local : taken) {
+    EXPECT_TRUE(pool.Release(local)) << local.ip << ":" << local.port;
+  }
+  EXPECT_EQ(pool.available(), pool.capacity());
+}
+
 TEST(PortPoolTest, ReusesTheLongestFreedPortFirst) {
   // One address, one worker: the ring hands out ports in order, and a released port goes
   // to the back, behind every port never used.

@@ -19,13 +19,14 @@
 namespace fulcrum::nat {
 
 // Folds a ones' complement accumulator to 16 bits with end-around carry. The result is 0 only
-// when the accumulator is 0.
+// when the accumulator is 0. 64 to 32 bits: add the halves and the carry back in. 32 to 16: a
+// word plus its 16-bit rotation holds hi + lo + the carry of lo + hi in its high half.
 constexpr std::uint16_t ChecksumFold(std::uint64_t sum) {
-  sum = (sum & 0xffffffffu) + (sum >> 32);
-  sum = (sum & 0xffffu) + (sum >> 16);
-  sum = (sum & 0xffffu) + (sum >> 16);
-  sum = (sum & 0xffffu) + (sum >> 16);
-  return static_cast<std::uint16_t>(sum);
+  const auto low = static_cast<std::uint32_t>(sum);
+  std::uint32_t folded = low + static_cast<std::uint32_t>(sum >> 32);
+  folded += folded < low ? 1 : 0;
+  folded += std::rotr(folded, 16);
+  return static_cast<std::uint16_t>(folded >> 16);
 }
 
 // Adds `data` as big-endian 16-bit words (a trailing odd byte is padded with a zero byte, as
@@ -71,6 +72,21 @@ inline std::uint64_t ChecksumAdd(std::span<const std::uint8_t> data, std::uint64
   return acc + folded;
 }
 
+// Whether an IPv4 header (`length` bytes from IHL: 20 or more, a multiple of 4) sums to 0xFFFF,
+// i.e. has a correct checksum. Summed as native 32-bit words: the ones' complement sum is
+// byte-order independent and 0xFFFF is its own byte swap.
+inline bool Ipv4HeaderChecksumOk(const std::uint8_t* header, std::size_t length) {
+  std::uint32_t w[5];
+  std::memcpy(w, header, sizeof(w));  // every header has these 20 bytes
+  std::uint64_t native = std::uint64_t{w[0]} + w[1] + w[2] + w[3] + w[4];
+  for (std::size_t i = sizeof(w); i < length; i += 4) {  // options
+    std::uint32_t option;
+    std::memcpy(&option, header + i, 4);
+    native += option;
+  }
+  return ChecksumFold(native) == 0xffff;
+}
+
 // The checksum of `data` (what goes in the header when the checksum field is zero in `data`).
 inline std::uint16_t InternetChecksum(std::span<const std::uint8_t> data, std::uint64_t acc = 0) {
   return static_cast<std::uint16_t>(~ChecksumFold(ChecksumAdd(data, acc)));
@@ -90,9 +106,11 @@ class ChecksumDelta {
     sum_ += static_cast<std::uint16_t>(~old_value);
     sum_ += new_value;
   }
+  // A 32-bit word adds as a whole: 2^16 = 1 in ones' complement arithmetic, so it counts as
+  // its two 16-bit halves, and the fold in Apply takes the carries.
   constexpr void Add32(std::uint32_t old_value, std::uint32_t new_value) {
-    Add16(static_cast<std::uint16_t>(old_value >> 16), static_cast<std::uint16_t>(new_value >> 16));
-    Add16(static_cast<std::uint16_t>(old_value), static_cast<std::uint16_t>(new_value));
+    sum_ += static_cast<std::uint32_t>(~old_value);
+    sum_ += new_value;
   }
   constexpr void Add(const ChecksumDelta& other) { sum_ += other.sum_; }
 

@@ -151,6 +151,7 @@ class ConnTable {
   static constexpr std::uint32_t kMaxCapacity = 1u << 30;
   static constexpr std::size_t kSlotsPerBucket = 8;
   static constexpr std::size_t kBulkChunk = 32;
+  static constexpr std::size_t kExpireBatch = 16;
 
   // Reserves and prefaults all memory for `capacity` connections.
   static Result<ConnTable> Create(std::uint32_t capacity);
@@ -356,16 +357,27 @@ InsertResult ConnTable::Insert(const ConnEntry& entry, std::uint32_t now_ms, OnF
 
 template <typename OnFree>
 std::uint32_t ConnTable::ExpireSome(std::uint32_t now_ms, std::uint32_t budget, OnFree&& on_free) {
+  // The expired entries of a stretch are found first, with their index buckets prefetched,
+  // and erased after: the erases' cache misses overlap instead of adding up.
+  std::array<std::uint32_t, kExpireBatch> batch;
   std::uint32_t freed = 0;
-  for (std::uint32_t n = budget < high_water_ ? budget : high_water_; n > 0; --n) {
-    const std::uint32_t index = expire_cursor_;
-    expire_cursor_ = index + 1 >= high_water_ ? 0 : index + 1;
-    const ConnEntry& e = entries_[index];
-    if (e.in_use() && Expired(e, now_ms)) {
-      on_free(e);
-      Erase(index);
-      ++freed;
+  for (std::uint32_t n = budget < high_water_ ? budget : high_water_; n > 0;) {
+    std::size_t count = 0;
+    for (; n > 0 && count < batch.size(); --n) {
+      const std::uint32_t index = expire_cursor_;
+      expire_cursor_ = index + 1 >= high_water_ ? 0 : index + 1;
+      const ConnEntry& e = entries_[index];
+      if (e.in_use() && Expired(e, now_ms)) {
+        Prefetch(Hash(e.from_client));
+        Prefetch(Hash(e.from_backend));
+        batch[count++] = index;
+      }
     }
+    for (std::size_t i = 0; i < count; ++i) {
+      on_free(std::as_const(entries_[batch[i]]));
+      Erase(batch[i]);
+    }
+    freed += static_cast<std::uint32_t>(count);
   }
   stats_.expired += freed;
   return freed;

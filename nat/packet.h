@@ -203,8 +203,7 @@ inline void ParseIpv4(std::span<const std::uint8_t> frame, const ParseOptions& o
   if (frame.size() < l3 + total_len) {
     return SetDrop(p, DropReason::kTruncated);
   }
-  if (options.verify_ipv4_checksum &&
-      ChecksumFold(ChecksumAdd(frame.subspan(l3, header_len))) != 0xffff) {
+  if (options.verify_ipv4_checksum && !Ipv4HeaderChecksumOk(ip, header_len)) {
     return SetDrop(p, DropReason::kBadChecksum);
   }
   p.ip_header_len = static_cast<std::uint8_t>(header_len);

@@ -50,6 +50,22 @@ TEST(ChecksumTest, MatchesReferenceOnRandomUnalignedData) {
   EXPECT_EQ(InternetChecksum({}), 0xffff);
 }
 
+TEST(ChecksumTest, Ipv4HeaderCheckAcceptsCorrectAndRefusesAnyOneBitError) {
+  std::mt19937 rng(791);
+  for (int iteration = 0; iteration < 2000; ++iteration) {
+    std::vector<std::uint8_t> header(4 * (5 + rng() % 11));  // 20..60 bytes, options included
+    for (auto& b : header) {
+      b = static_cast<std::uint8_t>(rng() % 4 == 0 ? 0 : rng());
+    }
+    testing::Put16(header, 10, 0);
+    testing::Put16(header, 10, RefChecksum(header));
+    ASSERT_TRUE(Ipv4HeaderChecksumOk(header.data(), header.size())) << iteration;
+    const std::size_t bit = rng() % (8 * header.size());
+    header[bit / 8] ^= static_cast<std::uint8_t>(1u << (bit % 8));
+    ASSERT_FALSE(Ipv4HeaderChecksumOk(header.data(), header.size())) << iteration << " " << bit;
+  }
+}
+
 TEST(ChecksumTest, Rfc1624Example) {
   // RFC 1624 section 4: eqn. 3 gives 0x0000 where eqn. 2 gives the -0 form 0xFFFF.
   EXPECT_EQ(ChecksumUpdate16(0xdd2f, 0x5555, 0x3285), 0x0000);

@@ -311,8 +311,57 @@ bool TableFullRecently(const PipelineWorker& pw) {
   return pw.table_full_seen && pw.now_ms - pw.table_full_ms < kTableFullWindowMs;
 }
 
-// Opens a connection for a client-side packet without one.
-void OpenConn(PipelineWorker& pw, rte_mbuf* m, const ParsedPacket& p, const ListenerConfig& l) {
+// Whether Verdict will open a connection for the packet: a client-side miss that may start one.
+bool Opens(const PendingPacket& pending, const ParsedPacket& p, const ConnHit& hit) {
+  return !hit.hit() && pending.side == FlowDir::kFromClient &&
+         (p.proto == nat::kIpProtoUdp || nat::ClassifyTcpFlags(p.tcp_flags) == nat::TcpEvent::kSyn);
+}
+
+// Picks the backend and the local port of a new connection, builds its entry and prefetches
+// what inserting it will touch (`ahead`: how many inserts come before it).
+void PrepareConn(PipelineWorker& pw, const ParsedPacket& p, const ListenerConfig& l,
+                 std::uint32_t ahead, PreparedConn& out) {
+  out.ready = true;
+  out.drop = DropReason::kNone;
+  nat::SchedulerState& scheduler = l.schedulers[pw.index];
+  out.set_index = scheduler.Pick(nat::FlowKeyOf(p));
+  if (out.set_index == nat::kNoBackend) {
+    out.drop = DropReason::kNoBackend;
+    return;
+  }
+  const std::uint32_t backend_slot = l.backend_slots[out.set_index];
+  const BackendConfig& b = pw.snapshot->backend_by_slot[backend_slot];
+  const nat::Endpoint4 client{p.src_ip, p.src_port};
+  if (l.mode == nat::NatMode::kFnat) {
+    std::optional<nat::Endpoint4> local;
+    if (b.next_hop.ok() && pw.pools[b.next_hop.port].has_value()) {
+      local = pw.pools[b.next_hop.port]->Allocate();
+    }
+    if (!local) {
+      scheduler.OnConnectionClosed(out.set_index);
+      out.drop = DropReason::kPortExhausted;
+      return;
+    }
+    out.entry = nat::MakeFnatEntry(p.proto, client, l.vip, *local, b.endpoint);
+  } else {
+    out.entry = nat::MakeDnatEntry(p.proto, client, l.vip, b.endpoint);
+  }
+  out.entry.listener = l.slot;
+  out.entry.backend = backend_slot;
+  out.entry.tcp_state =
+      p.proto == nat::kIpProtoTcp
+          ? nat::TcpNextState(nat::TcpState::kNone, FlowDir::kFromClient, p.tcp_flags)
+          : nat::TcpState::kNone;
+  out.entry.timeout_ms = l.ConnTimeoutMs(out.entry.tcp_state);
+  out.client_hash = pw.table.Hash(out.entry.from_client);
+  out.backend_hash = pw.table.Hash(out.entry.from_backend);
+  pw.table.PrefetchInsert(out.client_hash, out.backend_hash, ahead);
+}
+
+// Opens a connection for a client-side packet without one, from `prepared` when the burst
+// prepared it.
+void OpenConn(PipelineWorker& pw, rte_mbuf* m, const ParsedPacket& p, const ListenerConfig& l,
+              PreparedConn& prepared) {
   const bool tcp = p.proto == nat::kIpProtoTcp;
   if (tcp && nat::ClassifyTcpFlags(p.tcp_flags) != nat::TcpEvent::kSyn) {
     if (l.mode == nat::NatMode::kDnat && TableFullRecently(pw)) {
@@ -323,42 +372,24 @@ void OpenConn(PipelineWorker& pw, rte_mbuf* m, const ParsedPacket& p, const List
     SendReset(pw, m, p);
     return;
   }
-  const FlowKey key = nat::FlowKeyOf(p);
-  nat::SchedulerState& scheduler = l.schedulers[pw.index];
-  const std::uint16_t index = scheduler.Pick(key);
-  if (index == nat::kNoBackend) {
-    Drop(pw, m, DropReason::kNoBackend);
+  if (!prepared.ready) {
+    PrepareConn(pw, p, l, 0, prepared);
+  }
+  prepared.ready = false;
+  if (prepared.drop != DropReason::kNone) {
+    Drop(pw, m, prepared.drop);
     return;
   }
-  const std::uint32_t backend_slot = l.backend_slots[index];
-  const BackendConfig& b = pw.snapshot->backend_by_slot[backend_slot];
-  const nat::Endpoint4 client{p.src_ip, p.src_port};
-  ConnEntry entry;
-  if (l.mode == nat::NatMode::kFnat) {
-    std::optional<nat::Endpoint4> local;
-    if (b.next_hop.ok() && pw.pools[b.next_hop.port].has_value()) {
-      local = pw.pools[b.next_hop.port]->Allocate();
-    }
-    if (!local) {
-      scheduler.OnConnectionClosed(index);
-      Drop(pw, m, DropReason::kPortExhausted);
-      return;
-    }
-    entry = nat::MakeFnatEntry(p.proto, client, l.vip, *local, b.endpoint);
-  } else {
-    entry = nat::MakeDnatEntry(p.proto, client, l.vip, b.endpoint);
-  }
-  entry.listener = l.slot;
-  entry.backend = backend_slot;
-  entry.tcp_state = tcp ? nat::TcpNextState(nat::TcpState::kNone, FlowDir::kFromClient, p.tcp_flags)
-                        : nat::TcpState::kNone;
-  entry.timeout_ms = l.ConnTimeoutMs(entry.tcp_state);
-  const nat::InsertResult inserted = pw.table.Insert(entry, pw.now_ms, FreeFn(pw));
+  const ConnEntry& entry = prepared.entry;
+  nat::SchedulerState& scheduler = l.schedulers[pw.index];
+  const BackendConfig& b = pw.snapshot->backend_by_slot[entry.backend];
+  const nat::InsertResult inserted = pw.table.InsertHashed(
+      entry, prepared.client_hash, prepared.backend_hash, pw.now_ms, FreeFn(pw));
   if (inserted.status != nat::InsertStatus::kInserted) {
     if (l.mode == nat::NatMode::kFnat) {
       pw.pools[b.next_hop.port]->Release(entry.local());
     }
-    scheduler.OnConnectionClosed(index);
+    scheduler.OnConnectionClosed(prepared.set_index);
     if (inserted.status != nat::InsertStatus::kFull) {
       // The backend-side tuple belongs to a live connection (dnat: the same client port to
       // another VIP with the same backend).
@@ -377,7 +408,7 @@ void OpenConn(PipelineWorker& pw, rte_mbuf* m, const ParsedPacket& p, const List
   ListenerCounters& counters = pw.listener(l.slot);
   counters.new_conns.Add(1);
   counters.active_conns.Add(1);
-  pw.backend_active[backend_slot].Add(1);
+  pw.backend_active[entry.backend].Add(1);
   pw.new_conns.Add(1);
   pw.active_conns.Add(1);
   nat::RewriteToBackend(FrameOf(m), p, pw.table.entry(inserted.index));
@@ -419,7 +450,8 @@ void BackendMiss(PipelineWorker& pw, rte_mbuf* m, const ParsedPacket& p, bool dn
   Drop(pw, m, DropReason::kNoConn);
 }
 
-void Verdict(PipelineWorker& pw, const PendingPacket& pending, const ParsedPacket& p, ConnHit hit) {
+void Verdict(PipelineWorker& pw, const PendingPacket& pending, const ParsedPacket& p, ConnHit hit,
+             PreparedConn& prepared) {
   if (hit.hit() && pw.snapshot->ConnDead(hit.entry->listener, hit.entry->backend)) {
     // Its listener or backend is gone or dead: forget it and treat the packet as new.
     if (pending.side == FlowDir::kFromClient && p.proto == nat::kIpProtoUdp) {
@@ -443,7 +475,7 @@ void Verdict(PipelineWorker& pw, const PendingPacket& pending, const ParsedPacke
   ListenerCounters& counters = pw.listener(pending.listener->slot);
   counters.rx_packets.Add(1);
   counters.rx_bytes.Add(rte_pktmbuf_pkt_len(pending.m));
-  OpenConn(pw, pending.m, p, *pending.listener);
+  OpenConn(pw, pending.m, p, *pending.listener, prepared);
 }
 
 // ---- classification (stage 1)
@@ -811,8 +843,16 @@ void RunBurst(PipelineWorker& pw, rte_mbuf** packets, std::uint16_t count, bool 
   }
   pw.table.LookupBulk(std::span(burst.keys.data(), burst.count),
                       std::span(burst.hits.data(), burst.count), pw.now_ms);
+  std::uint32_t opening = 0;
   for (std::uint16_t i = 0; i < burst.count; ++i) {
-    Verdict(pw, burst.pending[i], burst.parsed[i], burst.hits[i]);
+    PreparedConn& prepared = burst.prepared[i];
+    prepared.ready = false;
+    if (Opens(burst.pending[i], burst.parsed[i], burst.hits[i])) {
+      PrepareConn(pw, burst.parsed[i], *burst.pending[i].listener, opening++, prepared);
+    }
+  }
+  for (std::uint16_t i = 0; i < burst.count; ++i) {
+    Verdict(pw, burst.pending[i], burst.parsed[i], burst.hits[i], burst.prepared[i]);
   }
   FlushStaged(pw);
 }

@@ -212,6 +212,21 @@ class ConnTable {
   InsertResult Insert(const ConnEntry& entry, std::uint32_t now_ms) {
     return Insert(entry, now_ms, [](const ConnEntry&) {});
   }
+  // Insert with the keys' hashes already computed (Hash(entry.from_client) and
+  // Hash(entry.from_backend)), for a caller that prefetched with PrefetchInsert.
+  template <typename OnFree>
+  InsertResult InsertHashed(const ConnEntry& entry, const ConnHash& client_hash,
+                            const ConnHash& backend_hash, std::uint32_t now_ms, OnFree&& on_free);
+  // Prefetches what the `ahead`-th next insert (0 = the next) with these hashes will touch:
+  // the four buckets and the free entry it will most likely take.
+  void PrefetchInsert(const ConnHash& client_hash, const ConnHash& backend_hash,
+                      std::uint32_t ahead) const {
+    Prefetch(client_hash);
+    Prefetch(backend_hash);
+    if (free_top_ > ahead) {
+      __builtin_prefetch(&entries_[free_[free_top_ - 1 - ahead]], 1);
+    }
+  }
 
   // Removes entry `index` and both of its index slots; a free index is ignored.
   void Erase(std::uint32_t index);
@@ -328,16 +343,19 @@ class ConnTable {
 
 template <typename OnFree>
 InsertResult ConnTable::Insert(const ConnEntry& entry, std::uint32_t now_ms, OnFree&& on_free) {
-  if (!entry.in_use() || entry.from_client == entry.from_backend) {
-    return InsertResult{InsertStatus::kInvalid, 0};
-  }
   const ConnHash client_hash = Hash(entry.from_client);
   const ConnHash backend_hash = Hash(entry.from_backend);
   // Overlap the misses: four buckets, and the entry the insert will most likely take.
-  Prefetch(client_hash);
-  Prefetch(backend_hash);
-  if (free_top_ != 0) {
-    __builtin_prefetch(&entries_[free_[free_top_ - 1]], 1);
+  PrefetchInsert(client_hash, backend_hash, 0);
+  return InsertHashed(entry, client_hash, backend_hash, now_ms, on_free);
+}
+
+template <typename OnFree>
+InsertResult ConnTable::InsertHashed(const ConnEntry& entry, const ConnHash& client_hash,
+                                     const ConnHash& backend_hash, std::uint32_t now_ms,
+                                     OnFree&& on_free) {
+  if (!entry.in_use() || entry.from_client == entry.from_backend) {
+    return InsertResult{InsertStatus::kInvalid, 0};
   }
   for (const auto& [key, hash] : {std::pair{&entry.from_client, &client_hash},
                                   std::pair{&entry.from_backend, &backend_hash}}) {

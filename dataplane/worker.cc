@@ -44,25 +44,6 @@ class IdleBackoff {
   std::uint32_t sleep_us_ = kFirstSleepUs;
 };
 
-void FlushPort(WorkerContext& worker, std::uint16_t port_id, TxBuffer& buffer) {
-  std::uint64_t bytes = 0;
-  for (std::uint16_t i = 0; i < buffer.count; ++i) {
-    bytes += rte_pktmbuf_pkt_len(buffer.packets[i]);
-  }
-  std::uint16_t sent =
-      rte_eth_tx_burst(port_id, buffer.queue_id, buffer.packets.data(), buffer.count);
-  if (sent < buffer.count) {
-    for (std::uint16_t i = sent; i < buffer.count; ++i) {
-      bytes -= rte_pktmbuf_pkt_len(buffer.packets[i]);
-    }
-    DropAndFree(worker, DropReason::kTxFull, buffer.packets.data() + sent,
-                static_cast<std::uint16_t>(buffer.count - sent));
-  }
-  worker.counters.tx_packets.Add(sent);
-  worker.counters.tx_bytes.Add(bytes);
-  buffer.count = 0;
-}
-
 // Receives one burst from each rx queue and hands it to the handler; returns the number of
 // packets received.
 std::uint32_t PollRxQueues(WorkerContext& worker) {
@@ -87,6 +68,25 @@ std::uint32_t PollRxQueues(WorkerContext& worker) {
 
 }  // namespace
 
+void FlushPort(WorkerContext& worker, std::uint16_t port_id, TxBuffer& buffer) {
+  std::uint64_t bytes = 0;
+  for (std::uint16_t i = 0; i < buffer.count; ++i) {
+    bytes += rte_pktmbuf_pkt_len(buffer.packets[i]);
+  }
+  std::uint16_t sent =
+      rte_eth_tx_burst(port_id, buffer.queue_id, buffer.packets.data(), buffer.count);
+  if (sent < buffer.count) {
+    for (std::uint16_t i = sent; i < buffer.count; ++i) {
+      bytes -= rte_pktmbuf_pkt_len(buffer.packets[i]);
+    }
+    DropAndFree(worker, DropReason::kTxFull, buffer.packets.data() + sent,
+                static_cast<std::uint16_t>(buffer.count - sent));
+  }
+  worker.counters.tx_packets.Add(sent);
+  worker.counters.tx_bytes.Add(bytes);
+  buffer.count = 0;
+}
+
 std::string_view WorkerEventName(WorkerEvent event) {
   return kWorkerEventNames[static_cast<std::size_t>(event)];
 }
@@ -100,22 +100,6 @@ void DropAndFree(WorkerContext& worker, DropReason reason, rte_mbuf** packets,
 void DropAllNoService(WorkerContext& worker, std::uint16_t /*rx_port*/, rte_mbuf** packets,
                       std::uint16_t count) {
   DropAndFree(worker, DropReason::kNoService, packets, count);
-}
-
-void EnqueueTx(WorkerContext& worker, std::uint16_t port_id, rte_mbuf* packet) {
-  if (port_id >= kMaxPortIds) {
-    DropAndFree(worker, DropReason::kNoTxQueue, &packet, 1);
-    return;
-  }
-  TxBuffer& buffer = worker.tx[port_id];
-  if (buffer.queue_id == kNoQueue) {
-    DropAndFree(worker, DropReason::kNoTxQueue, &packet, 1);
-    return;
-  }
-  buffer.packets[buffer.count++] = packet;
-  if (buffer.count == kBurstSize) {
-    FlushPort(worker, port_id, buffer);
-  }
 }
 
 void FlushTx(WorkerContext& worker) {

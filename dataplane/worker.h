@@ -175,16 +175,30 @@ struct alignas(64) WorkerContext {
   WorkerCounters counters;
 };
 
-// Queues `packet` for transmission on `port_id`; flushes when the buffer is full. Packets
-// that cannot be sent are freed and counted (no_tx_queue, tx_full).
-void EnqueueTx(WorkerContext& worker, std::uint16_t port_id, rte_mbuf* packet);
-
-// Transmits every buffered packet.
-void FlushTx(WorkerContext& worker);
-
 // Counts and frees `count` packets.
 void DropAndFree(WorkerContext& worker, nat::DropReason reason, rte_mbuf** packets,
                  std::uint16_t count);
+
+// Transmits the packets buffered for `port_id`, counting what the NIC refuses as tx_full.
+void FlushPort(WorkerContext& worker, std::uint16_t port_id, TxBuffer& buffer);
+
+// Queues `packet` for transmission on `port_id`; flushes when the buffer is full. Packets
+// that cannot be sent are freed and counted (no_tx_queue, tx_full). Inline: every forwarded
+// packet comes through here.
+inline void EnqueueTx(WorkerContext& worker, std::uint16_t port_id, rte_mbuf* packet) {
+  if (port_id >= kMaxPortIds || worker.tx[port_id].queue_id == kNoQueue) {
+    DropAndFree(worker, nat::DropReason::kNoTxQueue, &packet, 1);
+    return;
+  }
+  TxBuffer& buffer = worker.tx[port_id];
+  buffer.packets[buffer.count++] = packet;
+  if (buffer.count == kBurstSize) {
+    FlushPort(worker, port_id, buffer);
+  }
+}
+
+// Transmits every buffered packet.
+void FlushTx(WorkerContext& worker);
 
 // The lcore entry point for rte_eal_remote_launch; `arg` is the WorkerContext*. Returns 0
 // after `stop` is set.

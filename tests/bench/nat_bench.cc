@@ -1,5 +1,6 @@
-// Micro-benchmarks of the packet core: connection table at 1K, 1M and 10M connections, and the
-// per-packet parse, rewrite and checksum work. Run: build-x/tests/bench/bench_nat
+// Micro-benchmarks of the packet core: connection table at 1K, 1M and 10M connections, Maglev
+// table build and lookup, and the per-packet parse, rewrite and checksum work. Run:
+// build-x/tests/bench/bench_nat
 // ("per_op" is the CPU time of one lookup, insert, packet or connection lifecycle).
 //
 // Tables are built once per size and shared by the benchmarks (10M takes ~1 GB and a few
@@ -15,6 +16,8 @@
 
 #include "nat/checksum.h"
 #include "nat/conn_table.h"
+#include "nat/flow_hash.h"
+#include "nat/maglev.h"
 #include "nat/packet.h"
 #include "nat/port_pool.h"
 #include "nat/rewrite.h"
@@ -300,6 +303,50 @@ void BM_EstablishedBurst(benchmark::State& state) {
   SetTimePerOp(state, kBurst);
 }
 
+std::vector<MaglevBackend> MaglevBackends(std::size_t count) {
+  std::vector<MaglevBackend> backends;
+  for (std::size_t i = 0; i < count; ++i) {
+    backends.push_back(
+        {.key = std::uint64_t{Ip4("198.18.1.0") + static_cast<std::uint32_t>(i)} << 16 | 8080,
+         .weight = 1});
+  }
+  return backends;
+}
+
+// One build of the 65,537-slot table for state.range(0) backends of equal weight.
+void BM_MaglevBuild(benchmark::State& state) {
+  const std::vector<MaglevBackend> backends =
+      MaglevBackends(static_cast<std::size_t>(state.range(0)));
+  for (auto _ : state) {
+    Result<MaglevTable> table = MaglevTable::Build(backends);
+    if (!table.ok()) {
+      state.SkipWithError("maglev build failed");
+      return;
+    }
+    benchmark::DoNotOptimize(table.value().slots().data());
+  }
+  SetTimePerOp(state, 1);
+}
+
+// A backend pick per packet as the stateless path makes it: flow hash, then the table slot.
+void BM_MaglevLookup(benchmark::State& state) {
+  Result<MaglevTable> table = MaglevTable::Build(MaglevBackends(100));
+  if (!table.ok()) {
+    state.SkipWithError("maglev build failed");
+    return;
+  }
+  std::mt19937 rng(65537);
+  std::vector<FlowKey> flows;
+  for (std::size_t i = 0; i < 4096; ++i) {
+    flows.push_back(Conn(static_cast<std::uint32_t>(rng())).from_client);
+  }
+  std::size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(table.value().Lookup(HashFlow(flows[i++ & 4095])));
+  }
+  SetTimePerOp(state, 1);
+}
+
 #define FULCRUM_TABLE_SIZES Arg(1'000)->Arg(1'000'000)->Arg(10'000'000)
 
 BENCHMARK(BM_ConnLookup)->FULCRUM_TABLE_SIZES;
@@ -309,6 +356,8 @@ BENCHMARK(BM_ConnExpireScan)->FULCRUM_TABLE_SIZES;
 BENCHMARK(BM_ConnExpireFree)->Arg(1'000)->Arg(1'000'000);
 BENCHMARK(BM_TcpLifecycle)->FULCRUM_TABLE_SIZES;
 BENCHMARK(BM_EstablishedBurst)->FULCRUM_TABLE_SIZES;
+BENCHMARK(BM_MaglevBuild)->Arg(10)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MaglevLookup);
 BENCHMARK(BM_Parse);
 BENCHMARK(BM_ParseRewrite);
 BENCHMARK(BM_InternetChecksum)->Arg(20)->Arg(64)->Arg(1500);

@@ -11,7 +11,9 @@
 //      from a dnat backend (a dnat reply). A packet that another core owns (dataplane/handoff.h)
 //      is staged for that core instead.
 //   2. look every remaining packet's 5-tuple up in the core's connection table at once
-//      (ConnTable::LookupBulk: hash and prefetch all, then compare).
+//      (ConnTable::LookupBulk: hash and prefetch all, then compare), then prepare every
+//      connection the burst will open (backend, local port, entry) with its insert's buckets
+//      prefetched (PreparedConn), so that the inserts' misses overlap too.
 //   3. per packet: a hit updates the TCP state and timeout (nat/tcp_state.h, with the
 //      listener's timeouts) and is rewritten (nat/rewrite.h); a client-side miss that may open a
 //      connection (TCP SYN, any UDP datagram) is scheduled (the listener's BackendSet and this

@@ -419,12 +419,20 @@ void OpenConn(PipelineWorker& pw, rte_mbuf* m, const ParsedPacket& p, const List
 void ForwardHit(PipelineWorker& pw, rte_mbuf* m, const ParsedPacket& p, const ConnHit& hit) {
   ConnEntry& e = *hit.entry;
   const ListenerConfig* l = pw.snapshot->listener(e.listener);
+  ListenerCounters& counters = pw.listener(e.listener);
   if (e.proto() == nat::kIpProtoTcp) {
-    e.tcp_state = nat::TcpNextState(e.tcp_state, hit.dir, p.tcp_flags);
+    const nat::TcpState before = e.tcp_state;
+    e.tcp_state = nat::TcpNextState(before, hit.dir, p.tcp_flags);
+    if (e.tcp_state == nat::TcpState::kSynSent && before != nat::TcpState::kSynSent) {
+      // A client SYN reopened a time_wait or closed tuple: a new connection on the old entry
+      // (same backend and local port), counted and aged as one.
+      e.created_ms = pw.now_ms;
+      counters.new_conns.Add(1);
+      pw.new_conns.Add(1);
+    }
   }
   e.timeout_ms = l->ConnTimeoutMs(e.tcp_state);
   e.last_seen_ms = pw.now_ms;
-  ListenerCounters& counters = pw.listener(e.listener);
   nat::RewriteForConn(FrameOf(m), p, e, hit.dir);
   const nat::NextHop hop = hit.dir == FlowDir::kFromClient
                                ? BackendHop(pw, e)

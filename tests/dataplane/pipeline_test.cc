@@ -399,6 +399,24 @@ TEST_F(PipelineTest, FnatTcpLifecycleWithHandOff) {
   EXPECT_EQ(fw_->ActiveConnections("lsn-00000001", "198.18.1.11:80"), 1u);
   EXPECT_EQ(fw_->ActiveConnections("lsn-00000001", "198.18.1.12:80"), 0u);
   EXPECT_EQ(Drops(DropReason::kArpUnresolved), 0u);
+
+  // The client reuses its port while the tuple is in time_wait: the SYN reopens the entry
+  // (same local port and backend) and counts as a new connection.
+  Frame again =
+      Exchange(kClientPort, owner,
+               FromClient(cport, 80).Tcp(cport, 80, nat::kTcpSyn).TcpSeq(90000, 0).Build(),
+               kBackendPort, owner);
+  p = ParseOut(again);
+  EXPECT_EQ(p.src_ip, local_ip);
+  EXPECT_EQ(p.src_port, lport);
+  EXPECT_EQ(p.tcp_flags, nat::kTcpSyn);
+  conns = Conns();
+  ASSERT_EQ(conns.size(), 1u);
+  EXPECT_EQ(conns[0]["state"], "syn_sent");
+  stats = fw_->Stats({});
+  EXPECT_EQ(stats["totals"]["new_conns"], 2);
+  EXPECT_EQ(stats["listeners"][0]["new_conns"], 2);
+  EXPECT_EQ(stats["totals"]["active_conns"], 1);
 }
 
 TEST_F(PipelineTest, UdpBothWays) {

@@ -34,6 +34,7 @@ done
   echo "$0: --dst-mac must be the node's client-side MAC, like 3c:fd:fe:00:00:01" >&2
   exit 2
 }
+mkdir -p "$out"
 
 profile() {  # profile NAME SRC_IP_MAX SRC_PORT_MAX DESCRIPTION
   cat >"$out/$1.pkt" <<PKT

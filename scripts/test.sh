@@ -42,7 +42,9 @@ stage "unit tests" meson test -C "$build" --suite unit --print-errorlogs --num-p
 if [[ $only == all ]]; then
   asan_build() {
     if [[ ! -f build-asan/build.ninja ]]; then
-      meson setup build-asan -Ddataplane=false -Dbenchmarks=false \
+      # -O0 (buildtype debug): the sanitizers find the same bugs, and the build takes a
+      # quarter of the -O2 time (3 instead of 11 minutes on two cores).
+      meson setup build-asan --buildtype=debug -Ddataplane=false -Dbenchmarks=false \
         -Db_sanitize=address,undefined -Db_lundef=false >/dev/null || return 1
     fi
     ninja -C build-asan -j "$(nproc)" &&

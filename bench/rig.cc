@@ -116,32 +116,7 @@ Status Rig::ReplaceRingPorts() {
   return Status::Ok();
 }
 
-std::uint32_t Rig::Pass() {
-  dataplane::WorkerContext& w = worker();
-  w.tsc = rte_rdtsc();
-  std::uint32_t received = w.pass_hook != nullptr ? w.pass_hook(w) : 0;
-  for (const dataplane::RxQueue& queue : w.rx_queues) {
-    rte_mbuf* burst[dataplane::kBurstSize];
-    const std::uint16_t count =
-        rte_eth_rx_burst(queue.port_id, queue.queue_id, burst, dataplane::kBurstSize);
-    if (count == 0) {
-      continue;
-    }
-    std::uint64_t bytes = 0;
-    for (std::uint16_t i = 0; i < count; ++i) {
-      bytes += rte_pktmbuf_pkt_len(burst[i]);
-    }
-    w.counters.rx_packets.Add(count);
-    w.counters.rx_bytes.Add(bytes);
-    w.handler(w, queue.port_id, burst, count);
-    received += count;
-  }
-  dataplane::FlushTx(w);
-  w.quiescent_epoch.store(w.quiescent_epoch.load(std::memory_order_relaxed) + 1,
-                          std::memory_order_release);
-  w.counters.passes.Add(1);
-  return received;
-}
+std::uint32_t Rig::Pass() { return dataplane::RunPass(worker()); }
 
 std::uint64_t Rig::RunUntilIdle() {
   const std::uint64_t start = rte_rdtsc();

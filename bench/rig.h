@@ -8,8 +8,8 @@
 // them and takes what it transmits, with no kernel in the way.
 //
 // The worker is driven from the main thread while the Dataplane is stopped (the control thread
-// owns a stopped worker's state, dataplane/pipeline.h): Pass() is WorkerMain's loop body
-// (dataplane/worker.cc) without the idle back-off: stamp the TSC, run the installed pass hook
+// owns a stopped worker's state, dataplane/pipeline.h): Pass() is dataplane::RunPass, the body
+// of WorkerMain's loop without the idle back-off: stamp the TSC, run the installed pass hook
 // (PassBegin), receive a burst from every rx queue, hand it to the installed burst handler
 // (ProcessBurst, which calls RunBurst), flush the tx buffers, bump the epoch. Whatever
 // handler the Forwarder or the bench installed is what runs, exactly as on a worker lcore.

@@ -111,26 +111,31 @@ void FlushTx(WorkerContext& worker) {
   }
 }
 
+std::uint32_t RunPass(WorkerContext& worker) {
+  worker.tsc = rte_rdtsc();
+  std::uint32_t work = worker.pass_hook != nullptr ? worker.pass_hook(worker) : 0;
+  work += PollRxQueues(worker);
+  FlushTx(worker);
+  // Single writer: a plain increment, published with release.
+  worker.quiescent_epoch.store(worker.quiescent_epoch.load(std::memory_order_relaxed) + 1,
+                               std::memory_order_release);
+  worker.counters.passes.Add(1);
+  return work;
+}
+
 int WorkerMain(void* arg) {
   WorkerContext& worker = *static_cast<WorkerContext*>(arg);
   worker.online.store(true);
-  std::uint64_t epoch = worker.quiescent_epoch.load(std::memory_order_relaxed);
   IdleBackoff backoff;
   while (!worker.stop.load(std::memory_order_relaxed)) {
-    std::uint64_t start = rte_rdtsc();
-    worker.tsc = start;
-    std::uint32_t work = worker.pass_hook != nullptr ? worker.pass_hook(worker) : 0;
-    work += PollRxQueues(worker);
-    FlushTx(worker);
-    worker.quiescent_epoch.store(++epoch, std::memory_order_release);
+    const std::uint32_t work = RunPass(worker);
     if (work > 0) {
       backoff.Reset();
     } else if (!worker.busy_poll) {
       backoff.Wait();
     }
-    std::uint64_t cycles = rte_rdtsc() - start;
+    const std::uint64_t cycles = rte_rdtsc() - worker.tsc;
     (work > 0 ? worker.counters.busy_cycles : worker.counters.idle_cycles).Add(cycles);
-    worker.counters.passes.Add(1);
   }
   worker.online.store(false, std::memory_order_release);
   return 0;

@@ -200,6 +200,12 @@ inline void EnqueueTx(WorkerContext& worker, std::uint16_t port_id, rte_mbuf* pa
 // Transmits every buffered packet.
 void FlushTx(WorkerContext& worker);
 
+// One pass of the worker loop: stamp tsc, run the pass hook, receive a burst from every rx
+// queue and hand it to the handler, flush the tx buffers, bump quiescent_epoch. Returns the work
+// done (the hook's plus the packets received). WorkerMain runs it with the idle back-off in
+// between; a benchmark may run it directly on a stopped Dataplane's worker.
+std::uint32_t RunPass(WorkerContext& worker);
+
 // The lcore entry point for rte_eal_remote_launch; `arg` is the WorkerContext*. Returns 0
 // after `stop` is set.
 int WorkerMain(void* arg);

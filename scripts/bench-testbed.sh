@@ -208,21 +208,10 @@ terminate() {  # terminate PID: TERM, a bounded wait, then KILL
   wait "$pid" 2>/dev/null || true
 }
 
-# The test bed has no "stop lbd" command; this does what its stop_lbd does, to the pid it
-# recorded, and `testbed.sh restart` starts lbd again from the same config and state file.
-stop_lbd() {
-  local pid
-  if pid=$(lbd_pid); then
-    log "stopping lbd (pid $pid)"
-    terminate "$pid"
-  fi
-  rm -f "$LBD_PID_FILE"
-  [[ -S $LBD_SOCKET ]] && rm -f "$LBD_SOCKET"
-  return 0
-}
+stop_lbd() { "$REPO/scripts/testbed.sh" lbd stop >&2; }
 
 start_lbd() {
-  "$REPO/scripts/testbed.sh" restart >&2 || return 1
+  "$REPO/scripts/testbed.sh" lbd start >&2 || return 1
   lbd_pid >/dev/null
 }
 

@@ -6,6 +6,7 @@
 #   scripts/testbed.sh restart  restart lbd alone (same config, same state file)
 #   scripts/testbed.sh status   namespaces, links, addresses and lbd's state
 #   scripts/testbed.sh prober start|stop   start or stop lb-healthd alone (up starts it)
+#   scripts/testbed.sh lbd start|stop      start or stop lbd alone (same config, same state file)
 #
 #   lbt-client  lbt-c 198.18.0.2/24, route 198.18.100.0/24 via 198.18.0.1
 #       |
@@ -333,10 +334,14 @@ cmd_down() {
   log "down"
 }
 
-cmd_restart() {
-  require_root
+require_bed_up() {
   ns_exists "$NS_LB" || die "the bed is not up; run '$0 up'"
   [[ -f $CONFIG ]] || die "no config at $CONFIG; run '$0 down' and '$0 up'"
+}
+
+cmd_restart() {
+  require_root
+  require_bed_up
   stop_lbd
   start_lbd
 }
@@ -388,9 +393,17 @@ main() {
         *) die "usage: $0 prober start|stop" ;;
       esac
       ;;
+    lbd)
+      require_root
+      case "${2:-}" in
+        start) require_bed_up && start_lbd ;;
+        stop) stop_lbd ;;
+        *) die "usage: $0 lbd start|stop" ;;
+      esac
+      ;;
     status) cmd_status ;;
     *)
-      echo "usage: $0 up|down|restart|status|prober start|stop" >&2
+      echo "usage: $0 up|down|restart|status|prober start|stop|lbd start|stop" >&2
       exit 2
       ;;
   esac

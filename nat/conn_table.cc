@@ -287,14 +287,19 @@ void ConnTable::Erase(std::uint32_t index) {
   if (index >= capacity_ || !entries_[index].in_use()) {
     return;
   }
-  ConnEntry& e = entries_[index];
+  const ConnEntry& e = entries_[index];
   const ConnHash client_hash = Hash(e.from_client);
   const ConnHash backend_hash = Hash(e.from_backend);
   Prefetch(client_hash);
   Prefetch(backend_hash);
+  EraseHashed(index, client_hash, backend_hash);
+}
+
+void ConnTable::EraseHashed(std::uint32_t index, const ConnHash& client_hash,
+                            const ConnHash& backend_hash) {
   RemoveSlot(client_hash, Ref(index, FlowDir::kFromClient));
   RemoveSlot(backend_hash, Ref(index, FlowDir::kFromBackend));
-  e.from_client.proto = 0;
+  entries_[index].from_client.proto = 0;
   free_[free_top_++] = index;
   --size_;
   ++stats_.erases;

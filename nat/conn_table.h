@@ -322,6 +322,8 @@ class ConnTable {
   bool AddSlot(const ConnHash& h, std::uint32_t ref);
   bool AddSlotByDisplacement(const ConnHash& h, std::uint32_t ref);
   void RemoveSlot(const ConnHash& h, std::uint32_t ref);
+  // Erase of a live entry whose keys' hashes the caller already has.
+  void EraseHashed(std::uint32_t index, const ConnHash& client_hash, const ConnHash& backend_hash);
 
   static constexpr std::uint32_t kNoRef = 0xffffffffu;
 
@@ -377,7 +379,12 @@ template <typename OnFree>
 std::uint32_t ConnTable::ExpireSome(std::uint32_t now_ms, std::uint32_t budget, OnFree&& on_free) {
   // The expired entries of a stretch are found first, with their index buckets prefetched,
   // and erased after: the erases' cache misses overlap instead of adding up.
-  std::array<std::uint32_t, kExpireBatch> batch;
+  struct Expiring {
+    std::uint32_t index;
+    ConnHash client_hash;
+    ConnHash backend_hash;
+  };
+  std::array<Expiring, kExpireBatch> batch;
   std::uint32_t freed = 0;
   for (std::uint32_t n = budget < high_water_ ? budget : high_water_; n > 0;) {
     std::size_t count = 0;
@@ -386,14 +393,15 @@ std::uint32_t ConnTable::ExpireSome(std::uint32_t now_ms, std::uint32_t budget, 
       expire_cursor_ = index + 1 >= high_water_ ? 0 : index + 1;
       const ConnEntry& e = entries_[index];
       if (e.in_use() && Expired(e, now_ms)) {
-        Prefetch(Hash(e.from_client));
-        Prefetch(Hash(e.from_backend));
-        batch[count++] = index;
+        Expiring& x = batch[count++];
+        x = {index, Hash(e.from_client), Hash(e.from_backend)};
+        Prefetch(x.client_hash);
+        Prefetch(x.backend_hash);
       }
     }
     for (std::size_t i = 0; i < count; ++i) {
-      on_free(std::as_const(entries_[batch[i]]));
-      Erase(batch[i]);
+      on_free(std::as_const(entries_[batch[i].index]));
+      EraseHashed(batch[i].index, batch[i].client_hash, batch[i].backend_hash);
     }
     freed += static_cast<std::uint32_t>(count);
   }

@@ -45,6 +45,7 @@ json PortToJson(const PortInfo& port) {
           {"rx_descriptors", port.rx_descriptors},
           {"tx_descriptors", port.tx_descriptors},
           {"needs_handoff", port.needs_handoff},
+          {"home_worker", port.home_worker},
           {"rx_packets", counters.rx_packets},
           {"tx_packets", counters.tx_packets},
           {"rx_bytes", counters.rx_bytes},
@@ -126,6 +127,9 @@ Status Dataplane::ConfigurePorts() {
       return Error(ErrorCode::kNotSupported, "port \"{}\": DPDK port id {} is above {}",
                    config.name, port->port_id, kMaxPortIds - 1);
     }
+    if (port->needs_handoff) {
+      port->home_worker = static_cast<std::uint32_t>(ports_.size()) % workers;
+    }
     ports_.push_back(std::move(*port));
   }
   return Status::Ok();
@@ -138,12 +142,15 @@ void Dataplane::CreateWorkers(const std::vector<std::uint32_t>& cpus) {
     worker->lcore_id = i + 1;
     worker->cpu = cpus[i];
     worker->busy_poll = config_.busy_poll;
+    const auto workers = static_cast<std::uint32_t>(cpus.size());
     for (const PortInfo& port : ports_) {
-      if (i < port.rx_queues) {
-        worker->rx_queues.push_back({port.port_id, static_cast<std::uint16_t>(i)});
+      const int rx = WorkerQueue(i, port.home_worker, port.rx_queues, workers);
+      if (rx >= 0) {
+        worker->rx_queues.push_back({port.port_id, static_cast<std::uint16_t>(rx)});
       }
-      if (i < port.tx_queues) {
-        worker->tx[port.port_id].queue_id = static_cast<std::uint16_t>(i);
+      const int tx = WorkerQueue(i, port.home_worker, port.tx_queues, workers);
+      if (tx >= 0) {
+        worker->tx[port.port_id].queue_id = static_cast<std::uint16_t>(tx);
         worker->tx_ports.push_back(port.port_id);
       }
     }
@@ -254,8 +261,10 @@ json Dataplane::Describe() const {
     std::uint64_t idle = counters.idle_cycles.Read();
     json queues = json::array();
     for (const PortInfo& port : ports_) {
+      const int rx = WorkerQueue(worker->index, port.home_worker, port.rx_queues,
+                                 static_cast<std::uint32_t>(workers_.size()));
       queues.push_back({{"port", port.name},
-                        {"rx", QueueToJson(worker->index < port.rx_queues, worker->index)},
+                        {"rx", QueueToJson(rx >= 0, static_cast<std::uint16_t>(rx))},
                         {"tx", QueueToJson(worker->tx[port.port_id].queue_id != kNoQueue,
                                            worker->tx[port.port_id].queue_id)}});
     }

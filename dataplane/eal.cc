@@ -95,7 +95,7 @@ void AppendDeviceArgs(const DaemonConfig& config, std::vector<std::string>& args
   }
   for (const PortConfig& port : config.ports) {
     args.push_back(port.is_pci() ? "-a" : "--vdev");
-    args.push_back(PortDeviceArgs(port, config.workers.count));
+    args.push_back(PortDeviceArgs(port));
   }
 }
 
@@ -201,15 +201,31 @@ bool ProbeRteFlow(const PortInfo& port, const PortConfig& config) {
 
 }  // namespace
 
-std::string PortDeviceArgs(const PortConfig& port, std::uint32_t workers) {
+std::string PortDeviceArgs(const PortConfig& port) {
   if (port.is_pci()) {
     return port.pci;
   }
   std::string args = port.vdev;
-  if (port.DeviceName().starts_with("net_af_packet") && !HasDevarg(args, "qpairs")) {
-    args += fmt::format(",qpairs={}", workers);
+  if (!port.DeviceName().starts_with("net_af_packet")) {
+    return args;
+  }
+  // The PMD's default is one pair too; saying so keeps the EAL log explicit. More than one is
+  // refused by the config parser (fanout rollover reorders flows).
+  if (!HasDevarg(args, "qpairs")) {
+    args += ",qpairs=1";
+  }
+  // The packet ring is the queue the kernel fills while the worker is busy elsewhere; the PMD
+  // ignores the descriptor counts, and its default (512 frames) overflows under a bulk flow.
+  // Frames come in pairs per 4 KiB block: round up to even.
+  if (!HasDevarg(args, "framecnt")) {
+    args +=
+        fmt::format(",framecnt={}", (std::max(port.rx_descriptors, port.tx_descriptors) + 1) & ~1u);
   }
   return args;
+}
+
+std::uint16_t OrderedQueueLimit(std::string_view driver) {
+  return driver == "net_af_packet" || driver == "net_tap" ? 1 : 0xffff;
 }
 
 int DpdkLogLevel(LogLevel level) {
@@ -328,8 +344,9 @@ Result<PortInfo> ConfigurePort(const PortConfig& config, std::uint16_t workers, 
     return DpdkError(rc, "reading device info", config.name);
   }
   info.driver = dev_info.driver_name != nullptr ? dev_info.driver_name : "";
-  info.rx_queues = std::min<std::uint16_t>(workers, dev_info.max_rx_queues);
-  info.tx_queues = std::min<std::uint16_t>(workers, dev_info.max_tx_queues);
+  const std::uint16_t limit = std::min(workers, OrderedQueueLimit(info.driver));
+  info.rx_queues = std::min<std::uint16_t>(limit, dev_info.max_rx_queues);
+  info.tx_queues = std::min<std::uint16_t>(limit, dev_info.max_tx_queues);
   if (info.rx_queues == 0 || info.tx_queues == 0) {
     return Error(ErrorCode::kUnavailable, "port \"{}\": device offers no rx or tx queue",
                  config.name);

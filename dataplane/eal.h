@@ -7,7 +7,7 @@
 //                                                   lcore i+1 is worker i; CPUs may repeat
 //   --main-lcore 0, --proc-type primary, --file-prefix <eal.file_prefix>, --no-telemetry
 //   --no-pci when no port is PCI, else -a <pci> for each PCI port (allow-list)
-//   --vdev <args> per vdev port (net_af_packet gets qpairs=<workers> unless it says)
+//   --vdev <args> per vdev port (net_af_packet gets qpairs=1 unless it says)
 //   --no-huge -m N, or -m N with hugepages when eal.memory_mb is set
 //   --log-level <n> from log_level, then eal.extra_args verbatim.
 // InitEal runs rte_eal_init once per process: DPDK cannot initialise again after
@@ -15,12 +15,18 @@
 // behaviour. Ports get one rx and one tx queue per worker, or as many as the device has
 // when that is fewer (PortInfo::needs_handoff: the software hand-off between cores covers
 // the rest); multi-queue rx uses RSS with a symmetric Toeplitz key so that both directions
-// of a flow hash to the same queue.
+// of a flow hash to the same queue. Devices whose kernel side may move one flow between
+// queues (af_packet's fanout rolls over under load; tun steers a flow to the queue lbd last
+// sent it on) get one queue pair, because order within a flow is kept only if every packet
+// of a flow arrives on one queue (docs/dataplane.md, "Order"). A port with fewer queues than
+// workers spreads them from its home worker on (QueueWorker), so that two single-queue ports
+// are polled by two workers.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/daemon_config.h"
@@ -39,7 +45,26 @@ struct EalPlan {
 Result<EalPlan> BuildEalPlan(const DaemonConfig& config, std::uint32_t cpu_count);
 
 // The --vdev / -a argument for `port`.
-std::string PortDeviceArgs(const PortConfig& port, std::uint32_t workers);
+std::string PortDeviceArgs(const PortConfig& port);
+
+// The most queues of a device (DPDK driver name) that keep each flow on one queue: 1 for
+// net_af_packet and net_tap, unlimited (0xffff) for the others.
+std::uint16_t OrderedQueueLimit(std::string_view driver);
+
+// The worker that polls rx queue (and owns tx queue) `queue` of a port with `queues` queues
+// whose home worker is `home`. Queue q goes to worker (home + q) mod workers.
+constexpr std::uint32_t QueueWorker(std::uint16_t queue, std::uint32_t home,
+                                    std::uint32_t workers) {
+  return (home + queue) % workers;
+}
+
+// The queue of a port that `worker` polls (or transmits on), or -1 when it has none: the
+// inverse of QueueWorker for `queues` <= `workers`.
+constexpr int WorkerQueue(std::uint32_t worker, std::uint32_t home, std::uint16_t queues,
+                          std::uint32_t workers) {
+  const std::uint32_t q = (worker + workers - home % workers) % workers;
+  return q < queues ? static_cast<int>(q) : -1;
+}
 
 // DPDK's numeric log level (RTE_LOG_*) for lbd's level: EAL is one notch quieter than lbd,
 // because DPDK's info level is chatty.
@@ -73,6 +98,9 @@ struct PortInfo {
   std::uint16_t rx_descriptors = 0;  // after the device's alignment rules
   std::uint16_t tx_descriptors = 0;
   bool needs_handoff = false;  // fewer rx or tx queues than workers
+  // The worker that polls queue 0 (QueueWorker): the port's index in the config modulo the
+  // workers when the port has fewer queues than workers, else 0.
+  std::uint32_t home_worker = 0;
   bool promiscuous = false;
   PortOffloads offloads;
 };

@@ -16,6 +16,7 @@
 #include <rte_ring_elem.h>
 
 #include "common/log.h"
+#include "dataplane/handoff.h"
 #include "nat/arp.h"
 
 namespace fulcrum::dataplane {
@@ -26,7 +27,6 @@ Logger logger("dataplane");
 using json = nlohmann::json;
 
 constexpr unsigned kMessageRingSize = 1024;
-constexpr unsigned kHandoffRingSize = 1024;
 constexpr std::size_t kMaxNeighborsShown = 256;
 // Ethernet's minimum frame without the CRC: ARP frames are padded to it.
 constexpr std::uint16_t kMinFrame = 60;
@@ -136,7 +136,7 @@ Status Forwarder::CreateWorkers() {
                                      .mac = port.mac,
                                      .address = config.ports[i].address.addr().v4(),
                                      .rss_affinity = port.offloads.rss && port.rx_queues >= workers,
-                                     .tx_worker = 0});
+                                     .tx_worker = port.home_worker});
   }
   const std::uint32_t capacity =
       options_.conn_capacity != 0 ? options_.conn_capacity : config.conn_table.capacity_per_worker;
@@ -178,6 +178,18 @@ Status Forwarder::CreateWorkers() {
   return Status::Ok();
 }
 
+// The rx descriptors of every queue worker `w` polls.
+std::uint32_t Forwarder::SenderRxDescriptors(std::uint32_t w) const {
+  std::uint32_t total = 0;
+  for (std::size_t i = 0; i < dataplane_.port_count(); ++i) {
+    const PortInfo& port = dataplane_.port(i);
+    if (WorkerQueue(w, port.home_worker, port.rx_queues, shared_.workers) >= 0) {
+      total += port.rx_descriptors;
+    }
+  }
+  return total;
+}
+
 Status Forwarder::CreateRings() {
   const std::uint32_t workers = shared_.workers;
   const int socket = dataplane_.port_count() > 0 ? dataplane_.port(0).socket : 0;
@@ -200,12 +212,13 @@ Status Forwarder::CreateRings() {
     pw.handoff_out.assign(workers, nullptr);
   }
   for (std::uint32_t from = 0; from < workers; ++from) {
+    const std::uint32_t size = HandoffRingSize(SenderRxDescriptors(from), kBurstSize);
     for (std::uint32_t to = 0; to < workers; ++to) {
       if (from == to) {
         continue;
       }
       rte_ring* ring = rte_ring_create(fmt::format("fw{}_ho{}_{}", instance_, from, to).c_str(),
-                                       kHandoffRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+                                       size, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
       if (ring == nullptr) {
         return Error(ErrorCode::kUnavailable, "hand-off ring {} -> {}: {}", from, to,
                      rte_strerror(rte_errno));

@@ -146,6 +146,7 @@ class Forwarder {
 
   Status CreateWorkers();
   Status CreateRings();
+  std::uint32_t SenderRxDescriptors(std::uint32_t w) const;
   void InstallSteering();
   Status Publish(std::unique_ptr<ConfigSnapshot> snapshot);
   void RequestSweeps(std::uint64_t generation);

@@ -33,4 +33,18 @@ constexpr std::uint32_t ClientOwner(std::uint32_t client_ip, std::uint16_t clien
   return static_cast<std::uint32_t>(((h >> 32) * workers) >> 32);
 }
 
+// Entries of the hand-off ring from one worker to another (a power of two; rte_ring uses all
+// but one). The ring extends the sender's rx queues: it holds everything the sender can take
+// off them at once (their descriptors) plus two bursts staged from its other work, so an owner
+// that stalls loses no more to the ring than it would lose to an rx queue of its own. At
+// least kMinHandoffRing.
+inline constexpr std::uint32_t kMinHandoffRing = 1024;
+constexpr std::uint32_t HandoffRingSize(std::uint32_t sender_rx_descriptors, std::uint32_t burst) {
+  std::uint32_t size = kMinHandoffRing;
+  while (size <= sender_rx_descriptors + 2 * burst) {
+    size <<= 1;
+  }
+  return size;
+}
+
 }  // namespace fulcrum::dataplane

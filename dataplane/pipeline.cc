@@ -43,6 +43,7 @@ constexpr std::uint32_t kMessagePasses = 8;
 constexpr std::uint32_t kExpirePerOpen = 4;
 constexpr std::size_t kPrefetchAhead = 3;
 constexpr std::uintptr_t kTxOnlyTag = 1;
+constexpr std::uint32_t kHandoffDrainBursts = 8;
 
 std::span<std::uint8_t> FrameOf(rte_mbuf* m) {
   return {rte_pktmbuf_mtod(m, std::uint8_t*), rte_pktmbuf_data_len(m)};
@@ -63,11 +64,25 @@ void Count(PipelineWorker& pw, WorkerEvent event, std::uint64_t n = 1) {
 }
 
 // ---- hand-off
+//
+// Order: a flow's packets reach this core from one rx queue (docs/dataplane.md, "Order"), so
+// they are staged, enqueued and dequeued in arrival order, and the owner processes them in
+// ring order; nothing ever overtakes on this path. What cannot be handed over is dropped and
+// counted by the ring it was meant for: handoff_ring_full (to the owner) or
+// tx_handoff_ring_full (to the core that transmits on the egress port).
 
+DropReason HandoffDrop(std::uintptr_t raw) {
+  return (raw & kTxOnlyTag) != 0 ? DropReason::kTxHandoffRingFull : DropReason::kHandoffRingFull;
+}
+
+rte_mbuf* Untagged(std::uintptr_t raw) { return reinterpret_cast<rte_mbuf*>(raw & ~kTxOnlyTag); }
+
+// `m` may carry kTxOnlyTag.
 void Stage(PipelineWorker& pw, std::uint32_t owner, rte_mbuf* m) {
   PipelineWorker::Staged& staged = pw.staged[owner];
   if (staged.count == staged.packets.size()) {
-    Drop(pw, m, DropReason::kHandoffRingFull);
+    const auto raw = reinterpret_cast<std::uintptr_t>(m);
+    Drop(pw, Untagged(raw), HandoffDrop(raw));
     return;
   }
   staged.packets[staged.count++] = m;
@@ -83,9 +98,8 @@ void FlushStaged(PipelineWorker& pw) {
         pw.handoff_out[w], reinterpret_cast<void* const*>(staged.packets.data()), staged.count,
         nullptr);
     for (unsigned i = sent; i < staged.count; ++i) {
-      auto* m = reinterpret_cast<rte_mbuf*>(reinterpret_cast<std::uintptr_t>(staged.packets[i]) &
-                                            ~kTxOnlyTag);
-      Drop(pw, m, DropReason::kHandoffRingFull);
+      const auto raw = reinterpret_cast<std::uintptr_t>(staged.packets[i]);
+      Drop(pw, Untagged(raw), HandoffDrop(raw));
     }
     staged.count = 0;
   }
@@ -735,33 +749,44 @@ std::uint32_t ServeMessages(PipelineWorker& pw) {
   return n;
 }
 
+// One burst from a hand-off ring, in ring order: tx-only packets are queued for transmission,
+// the others go through the stages as if received here. Returns the packets dequeued.
+unsigned DrainHandoffBurst(PipelineWorker& pw, rte_ring* ring) {
+  std::array<rte_mbuf*, kBurstSize> burst;
+  const unsigned n =
+      rte_ring_dequeue_burst(ring, reinterpret_cast<void**>(burst.data()), kBurstSize, nullptr);
+  std::uint16_t kept = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    const auto raw = reinterpret_cast<std::uintptr_t>(burst[i]);
+    if ((raw & kTxOnlyTag) != 0) {
+      rte_mbuf* m = Untagged(raw);
+      EnqueueTx(*pw.ctx, static_cast<std::uint16_t>(m->hash.usr), m);
+    } else {
+      burst[kept++] = burst[i];
+    }
+  }
+  if (kept > 0) {
+    Count(pw, WorkerEvent::kHandoffsReceived, kept);
+    RunBurst(pw, burst.data(), kept, true);
+  }
+  return n;
+}
+
+// Takes up to kHandoffDrainBursts bursts from every ring: a sender stages up to a burst per rx
+// queue per pass, so draining one burst per pass would let a busy ring grow until it drops.
 std::uint32_t DrainHandoffs(PipelineWorker& pw) {
   std::uint32_t received = 0;
-  for (std::uint32_t from = 0; from < pw.handoff_in.size(); ++from) {
-    if (pw.handoff_in[from] == nullptr) {
+  for (rte_ring* ring : pw.handoff_in) {
+    if (ring == nullptr) {
       continue;
     }
-    std::array<rte_mbuf*, kBurstSize> burst;
-    const unsigned n = rte_ring_dequeue_burst(
-        pw.handoff_in[from], reinterpret_cast<void**>(burst.data()), kBurstSize, nullptr);
-    if (n == 0) {
-      continue;
-    }
-    std::uint16_t kept = 0;
-    for (unsigned i = 0; i < n; ++i) {
-      const auto raw = reinterpret_cast<std::uintptr_t>(burst[i]);
-      if ((raw & kTxOnlyTag) != 0) {
-        auto* m = reinterpret_cast<rte_mbuf*>(raw & ~kTxOnlyTag);
-        EnqueueTx(*pw.ctx, static_cast<std::uint16_t>(m->hash.usr), m);
-      } else {
-        burst[kept++] = burst[i];
+    for (std::uint32_t b = 0; b < kHandoffDrainBursts; ++b) {
+      const unsigned n = DrainHandoffBurst(pw, ring);
+      received += n;
+      if (n < kBurstSize) {
+        break;
       }
     }
-    Count(pw, WorkerEvent::kHandoffsReceived, kept);
-    if (kept > 0) {
-      RunBurst(pw, burst.data(), kept, true);
-    }
-    received += n;
   }
   return received;
 }

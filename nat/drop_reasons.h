@@ -44,7 +44,9 @@ namespace fulcrum::nat {
   X(kNoConn, "no_conn", "UDP datagram to a local address with no connection")                 \
   X(kTableFull, "table_full", "connection table full and fnat cannot forward without state")  \
   X(kNoTxQueue, "no_tx_queue", "no transmit queue on the egress port")                        \
-  X(kTupleConflict, "tuple_conflict", "a new connection's backend-side 5-tuple is in use")
+  X(kTupleConflict, "tuple_conflict", "a new connection's backend-side 5-tuple is in use")    \
+  X(kTxHandoffRingFull, "tx_handoff_ring_full",                                               \
+    "hand-off ring to the core that transmits on the egress port full")
 
 enum class DropReason : std::uint8_t {
   kNone,

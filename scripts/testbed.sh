@@ -10,8 +10,8 @@
 #
 #   lbt-client  lbt-c 198.18.0.2/24, route 198.18.100.0/24 via 198.18.0.1
 #       |
-#   lbt-lb      lb-c  (DPDK af_packet, port "client", 198.18.0.1/24 owned by lbd)
-#               lb-b  (DPDK af_packet, port "backend", 198.18.1.1/24, fnat 198.18.1.2-.5)
+#   lbt-lb      lb-c  (DPDK af_packet or af_xdp, port "client", 198.18.0.1/24 owned by lbd)
+#               lb-b  (DPDK af_packet or af_xdp, port "backend", 198.18.1.1/24, fnat .2-.5)
 #               lb-m  198.18.1.254/24 (kernel: management, lb-healthd probes from here)
 #       |  lb-b, lb-m
 #   lbt-sw      br0 joining sw-lb, sw-m, sw-be1..4
@@ -26,7 +26,8 @@
 # Environment: FULCRUM_BUILD (build dir holding ctl/daemon/lbd and ctl/cli/lbctl; default
 # ./build), FULCRUM_TESTBED_NO_LBD=1 (topology only), FULCRUM_TESTBED_BUSY_POLL=1 (workers
 # busy-poll), FULCRUM_TESTBED_LOG_LEVEL (lbd's log_level, default info),
-# FULCRUM_TESTBED_NO_HEALTHD=1 (do not start lb-healthd).
+# FULCRUM_TESTBED_NO_HEALTHD=1 (do not start lb-healthd), FULCRUM_TESTBED_PORTS=af_packet|af_xdp
+# (the PMD of lbd's ports; default af_packet).
 set -Eeuo pipefail
 
 readonly NS_CLIENT=lbt-client
@@ -41,6 +42,9 @@ readonly LOG_FILE="$RUN_DIR/lbd.log"
 readonly SOCKET=/run/lbd/lbd.sock
 readonly EAL_PREFIX=fulcrum-testbed
 readonly WORKERS=2
+# Frames of each port's receive ring: what the kernel holds while a worker is away (two vCPUs
+# shared with the clients and backends); 1024 overflows under a bulk TCP flow.
+readonly RX_DESCRIPTORS=4096
 readonly START_TIMEOUT_S=20
 readonly STOP_TIMEOUT_S=10
 BUILD_DIR=${FULCRUM_BUILD:-./build}
@@ -152,6 +156,18 @@ worker_cpus() {  # one CPU per worker after CPU 0, wrapping: workers share the C
   printf '%s' "$list"
 }
 
+# port_vdev N IFACE: the DPDK vdev for lbd's port on IFACE, by FULCRUM_TESTBED_PORTS.
+# af_packet (default): one queue pair per port (the kernel's fanout would reorder flows over
+# more); the two ports' queues are polled by the two workers. af_xdp: an AF_XDP socket on the
+# veth's only queue, native XDP (veth supports it).
+port_vdev() {
+  case ${FULCRUM_TESTBED_PORTS:-af_packet} in
+    af_packet) printf 'net_af_packet%s,iface=%s' "$1" "$2" ;;
+    af_xdp) printf 'net_af_xdp%s,iface=%s' "$1" "$2" ;;
+    *) die "FULCRUM_TESTBED_PORTS: '${FULCRUM_TESTBED_PORTS}' is neither af_packet nor af_xdp" ;;
+  esac
+}
+
 write_config() {
   mkdir -p "$RUN_DIR" "$STATE_DIR"
   local busy_poll=false
@@ -165,10 +181,11 @@ write_config() {
   "eal": {"main_cpu": 0, "no_huge": true, "memory_mb": 512, "file_prefix": "$EAL_PREFIX"},
   "workers": {"count": $WORKERS, "cpus": [$(worker_cpus)]},
   "ports": [
-    {"name": "client", "vdev": "net_af_packet0,iface=lb-c,qpairs=$WORKERS",
-     "address": "198.18.0.1/24"},
-    {"name": "backend", "vdev": "net_af_packet1,iface=lb-b,qpairs=$WORKERS",
-     "address": "198.18.1.1/24", "local_addresses": ["198.18.1.2-198.18.1.5"]}
+    {"name": "client", "vdev": "$(port_vdev 0 lb-c)",
+     "address": "198.18.0.1/24", "rx_descriptors": $RX_DESCRIPTORS},
+    {"name": "backend", "vdev": "$(port_vdev 1 lb-b)",
+     "address": "198.18.1.1/24", "local_addresses": ["198.18.1.2-198.18.1.5"],
+     "rx_descriptors": $RX_DESCRIPTORS}
   ]
 }
 EOF

@@ -65,9 +65,11 @@ TEST(EalPlanTest, TestbedArguments) {
   EXPECT_FALSE(Has(args, "-a"));
   EXPECT_TRUE(Has(args, "--no-huge"));
   EXPECT_EQ(ValueOf(args, "-m"), "512");
-  // af_packet gets one queue pair per worker unless the vdev says otherwise.
-  EXPECT_THAT(ValuesOf(args, "--vdev"), ElementsAre("net_af_packet0,iface=lb-c,qpairs=2",
-                                                    "net_af_packet1,iface=lb-b,qpairs=1"));
+  // af_packet gets one queue pair (its fanout would reorder flows over more) and a packet ring
+  // of the port's descriptor count.
+  EXPECT_THAT(ValuesOf(args, "--vdev"),
+              ElementsAre("net_af_packet0,iface=lb-c,qpairs=1,framecnt=1024",
+                          "net_af_packet1,iface=lb-b,qpairs=1,framecnt=1024"));
   EXPECT_EQ(ValueOf(args, "--log-level"), std::to_string(RTE_LOG_NOTICE));
   // Extra arguments come last, verbatim, so they can override.
   ASSERT_GE(args.size(), 2u);
@@ -124,17 +126,60 @@ TEST(EalPlanTest, RejectsCpusTheMachineLacks) {
   EXPECT_THAT(plan.status().message(), HasSubstr("eal.main_cpu: CPU 7 does not exist"));
 }
 
-TEST(EalPlanTest, DeviceArgsKeepExplicitQueuePairs) {
+TEST(EalPlanTest, DeviceArgsGiveAfPacketOneQueuePair) {
   PortConfig port;
-  port.vdev = "net_af_packet3,iface=x,qpairs=4,blocksz=4096";
-  EXPECT_EQ(PortDeviceArgs(port, 2), port.vdev);
+  port.vdev = "net_af_packet3,iface=x,qpairs=1,framecnt=64,blocksz=4096";
+  EXPECT_EQ(PortDeviceArgs(port), port.vdev);
   port.vdev = "net_af_packet3,iface=xqpairs";
-  EXPECT_EQ(PortDeviceArgs(port, 2), "net_af_packet3,iface=xqpairs,qpairs=2");
+  port.rx_descriptors = 4096;
+  port.tx_descriptors = 1024;
+  EXPECT_EQ(PortDeviceArgs(port), "net_af_packet3,iface=xqpairs,qpairs=1,framecnt=4096");
+  port.rx_descriptors = 511;
+  port.tx_descriptors = 64;
+  EXPECT_EQ(PortDeviceArgs(port), "net_af_packet3,iface=xqpairs,qpairs=1,framecnt=512");
   port.vdev = "net_ring0";
-  EXPECT_EQ(PortDeviceArgs(port, 2), "net_ring0");
+  EXPECT_EQ(PortDeviceArgs(port), "net_ring0");
   port.vdev.clear();
   port.pci = "0000:3b:00.1,rxq_cqe_comp_en=1";
-  EXPECT_EQ(PortDeviceArgs(port, 2), port.pci);
+  EXPECT_EQ(PortDeviceArgs(port), port.pci);
+}
+
+// Devices whose kernel side may move a flow between queues get one; the others get a queue
+// per worker (as many as the device has).
+TEST(EalPlanTest, OrderedQueueLimitByDriver) {
+  EXPECT_EQ(OrderedQueueLimit("net_af_packet"), 1);
+  EXPECT_EQ(OrderedQueueLimit("net_tap"), 1);
+  EXPECT_EQ(OrderedQueueLimit("net_af_xdp"), 0xffff);
+  EXPECT_EQ(OrderedQueueLimit("net_ring"), 0xffff);
+  EXPECT_EQ(OrderedQueueLimit("net_ice"), 0xffff);
+}
+
+// Single-queue ports are spread over the workers from their home worker on; a port with a
+// queue per worker gives worker w queue w.
+TEST(EalPlanTest, QueuesSpreadFromTheHomeWorker) {
+  struct Case {
+    std::uint32_t home;
+    std::uint16_t queues;
+    std::uint32_t workers;
+    std::vector<int> queue_of_worker;
+  };
+  const Case cases[] = {
+      {0, 2, 2, {0, 1}},         {0, 1, 2, {0, -1}},
+      {1, 1, 2, {-1, 0}},        {2, 1, 2, {0, -1}},
+      {1, 2, 4, {-1, 0, 1, -1}}, {3, 2, 4, {1, -1, -1, 0}},
+      {0, 4, 4, {0, 1, 2, 3}},   {0, 1, 1, {0}},
+  };
+  for (const Case& c : cases) {
+    std::vector<int> got;
+    for (std::uint32_t w = 0; w < c.workers; ++w) {
+      const int q = WorkerQueue(w, c.home, c.queues, c.workers);
+      got.push_back(q);
+      if (q >= 0) {
+        EXPECT_EQ(QueueWorker(static_cast<std::uint16_t>(q), c.home, c.workers), w);
+      }
+    }
+    EXPECT_EQ(got, c.queue_of_worker) << "home " << c.home << " queues " << c.queues;
+  }
 }
 
 TEST(EalPlanTest, LogLevelsMapOneNotchQuieter) {

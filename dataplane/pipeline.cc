@@ -331,6 +331,25 @@ bool Opens(const PendingPacket& pending, const ParsedPacket& p, const ConnHit& h
          (p.proto == nat::kIpProtoUdp || nat::ClassifyTcpFlags(p.tcp_flags) == nat::TcpEvent::kSyn);
 }
 
+// Whether an earlier packet of the burst opens the connection packet `i` would open (the first
+// datagrams of a UDP flow, a retransmitted SYN): that one opens it and this one follows it as
+// a hit, instead of a second connection for one tuple. `filter` has a bit per opening key,
+// so that only a likely repeat pays for comparing keys.
+bool OpensEarlierInBurst(const BurstState& burst, std::uint16_t i, std::uint64_t& filter) {
+  const FlowKey& key = burst.keys[i];
+  const std::uint64_t bit =
+      std::uint64_t{1} << ((key.src_ip ^ key.src_port ^ (key.src_port >> 6) ^ key.dst_port) & 63);
+  if ((filter & bit) != 0) {
+    for (std::uint16_t j = 0; j < i; ++j) {
+      if (burst.prepared[j].ready && burst.keys[j] == key) {
+        return true;
+      }
+    }
+  }
+  filter |= bit;
+  return false;
+}
+
 // Picks the backend and the local port of a new connection, builds its entry and prefetches
 // what inserting it will touch (`ahead`: how many inserts come before it).
 void PrepareConn(PipelineWorker& pw, const ParsedPacket& p, const ListenerConfig& l,
@@ -877,14 +896,26 @@ void RunBurst(PipelineWorker& pw, rte_mbuf** packets, std::uint16_t count, bool 
   pw.table.LookupBulk(std::span(burst.keys.data(), burst.count),
                       std::span(burst.hits.data(), burst.count), pw.now_ms);
   std::uint32_t opening = 0;
+  std::uint64_t opening_filter = 0;
+  std::uint32_t repeats = 0;  // bit i: an earlier packet of the burst opens packet i's connection
+  static_assert(kBurstSize <= 32);
   for (std::uint16_t i = 0; i < burst.count; ++i) {
     PreparedConn& prepared = burst.prepared[i];
     prepared.ready = false;
-    if (Opens(burst.pending[i], burst.parsed[i], burst.hits[i])) {
-      PrepareConn(pw, burst.parsed[i], *burst.pending[i].listener, opening++, prepared);
+    if (!Opens(burst.pending[i], burst.parsed[i], burst.hits[i])) {
+      continue;
     }
+    if (OpensEarlierInBurst(burst, i, opening_filter)) {
+      repeats |= 1u << i;
+      continue;
+    }
+    PrepareConn(pw, burst.parsed[i], *burst.pending[i].listener, opening++, prepared);
   }
   for (std::uint16_t i = 0; i < burst.count; ++i) {
+    if (repeats != 0 && ((repeats >> i) & 1u) != 0) [[unlikely]] {
+      // The flow's first packet in this burst opened it (or failed to): look again.
+      burst.hits[i] = pw.table.Lookup(burst.keys[i], pw.now_ms);
+    }
     Verdict(pw, burst.pending[i], burst.parsed[i], burst.hits[i], burst.prepared[i]);
   }
   FlushStaged(pw);

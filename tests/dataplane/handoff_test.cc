@@ -37,6 +37,35 @@ TEST(ClientOwnerTest, SpreadsClientsEvenly) {
   }
 }
 
+// Many users behind one address (a NAT gateway, a carrier): the flows of ONE client address
+// with consecutive ephemeral ports use every worker, about evenly.
+TEST(ClientOwnerTest, SpreadsOneClientAddressOverEveryWorker) {
+  for (std::uint32_t workers : {2u, 3u, 4u, 8u}) {
+    std::vector<int> per_worker(workers);
+    constexpr int kFlows = 8000;
+    for (int i = 0; i < kFlows; ++i) {
+      ++per_worker[ClientOwner(Ip4("198.18.0.2"), static_cast<std::uint16_t>(32768 + i), workers)];
+    }
+    const double even = static_cast<double>(kFlows) / workers;
+    for (std::uint32_t w = 0; w < workers; ++w) {
+      EXPECT_NEAR(per_worker[w], even, even * 0.1) << workers << " workers, worker " << w;
+    }
+  }
+}
+
+TEST(HandoffRingSizeTest, HoldsTheSendersRxQueuesAndTwoBursts) {
+  EXPECT_EQ(HandoffRingSize(0, 32), kMinHandoffRing);
+  EXPECT_EQ(HandoffRingSize(512, 32), 1024u);
+  EXPECT_EQ(HandoffRingSize(1024, 32), 2048u);      // 1024 + 64 needs the next power of two
+  EXPECT_EQ(HandoffRingSize(2 * 1024, 32), 4096u);  // a worker polling two ports' queues
+  EXPECT_EQ(HandoffRingSize(4096, 32), 8192u);
+  for (std::uint32_t descriptors : {0u, 100u, 959u, 960u, 4000u, 16384u}) {
+    const std::uint32_t size = HandoffRingSize(descriptors, 32);
+    EXPECT_EQ(size & (size - 1), 0u);
+    EXPECT_GE(size - 1, descriptors + 64) << "rte_ring keeps one slot empty";
+  }
+}
+
 TEST(ClientOwnerTest, DependsOnAddressAndPort) {
   int differs_by_port = 0;
   int differs_by_address = 0;

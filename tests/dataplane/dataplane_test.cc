@@ -103,6 +103,7 @@ TEST_F(DataplaneTest, DescribesPortsAndWorkers) {
     EXPECT_EQ(port["rx_queues"], 2);
     EXPECT_EQ(port["tx_queues"], 2);
     EXPECT_EQ(port["needs_handoff"], false);
+    EXPECT_EQ(port["home_worker"], 0);
     EXPECT_EQ(port["mtu"], 1500);
     EXPECT_TRUE(port["offloads"].contains("rte_flow"));
   }

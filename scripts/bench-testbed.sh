@@ -2,17 +2,20 @@
 # Fulcrum side by side with Linux nftables DNAT and HAProxy on the namespace test bed (BRIEF §4).
 #
 #   scripts/bench-testbed.sh [--seconds N] [--runs N] [--quick] [--json] [--connections N]
-#                            [--udp-outstanding N]
+#                            [--udp-outstanding N] [--bulk-seconds N] [--only-bulk | --no-bulk]
 #
 # The same client (lbt-client), the same four backends (lbt-be1..4: nginx on 80, and an echo
 # server `udp-rr --serve 5354` that this script starts) and the same workload go through three
 # load balancers in turn, each set up by this script in lbt-lb and torn down completely before
 # the next:
 #   Fulcrum    lbd (af_packet ports, as scripts/testbed.sh runs it), fnat, wrr over the four
-#              backends, a tcp listener on VIP:80 and a udp listener on VIP:53;
-#   HAProxy    `mode tcp`, roundrobin, nbthread 2, bound to VIP:80 (no UDP: n/a);
+#              backends, a tcp listener on VIP:80 and a udp listener on VIP:53; a tcp listener
+#              on VIP:5201 whose group holds only 198.18.1.11:5201 (bulk; --hc-type none);
+#   HAProxy    `mode tcp`, roundrobin, nbthread 2, bound to VIP:80 (no UDP: n/a); a `listen`
+#              on VIP:5201 -> 198.18.1.11:5201;
 #   nftables   DNAT with kernel conntrack: ip_forward on, `dnat to numgen inc mod 4 map`,
-#              tcp VIP:80 -> backend:80 and udp VIP:53 -> backend:5354.
+#              tcp VIP:80 -> backend:80 and udp VIP:53 -> backend:5354; tcp VIP:5201 ->
+#              198.18.1.11:5201.
 # For the two kernel load balancers lbd is stopped and the kernel in lbt-lb gets the addresses
 # lbd owns otherwise (198.18.0.1/24 and the VIP on lb-c, 198.18.1.1/24 on lb-b); the backends
 # already route their default via 198.18.1.1, so replies come back through lbt-lb. lb-m (the
@@ -28,9 +31,26 @@
 # load generators do (restored afterwards), so that its own ports do not set the
 # new-connection rate.
 #
+# Bulk TCP, per load balancer after the workload above (--no-bulk skips it, --only-bulk runs it
+# alone): iperf3 -J from lbt-client to VIP:5201, all to ONE iperf3 server (`iperf3 -s -D`,
+# started in lbt-be1 for the bulk part and stopped after it), each transfer --bulk-seconds S
+# long (default 6, --quick 2) and bounded by `timeout` (S + 15 s):
+#   1 stream client -> backend, 1 stream backend -> client (-R), 4 streams (-P 4), 4 streams -R;
+# those four on the clean path, then again with 1% random loss: for that a bridge-family nft
+# table in lbt-sw (br0, between the load balancer's backend side and the backends) drops 1% of
+# the forwarded TCP frames in both directions; it is removed after the lossy transfers and by
+# the exit trap. Per transfer: the receiver's Gbit/s (end.sum_received.bits_per_second), the
+# sender's retransmits (end.sum_sent.retransmits) as a share of the data segments sent
+# (TcpOutSegs delta in the sending namespace), and the kernels' reordering counters (sender:
+# TcpExtTCPSACKReorder + TCPTSReorder + TCPRenoReorder; receiver: TcpExtTCPOFOQueue), read as
+# absolute values with `nstat -asz` before and after (nstat's history file is per user, shared
+# by all namespaces). lbt-lb's counters are added to both sides and its retransmits shown apart:
+# only HAProxy terminates TCP there. A transfer that fails is reported as failed, not as 0.
+#
 # With --runs N the three take turns N times on the same bed (F, H, N, F, H, N, ...), and every
 # figure is reported as the median of the N runs. Prints a markdown table (ratios to Fulcrum in
-# parentheses; with N > 1 one table per run, then the medians), or with --json one JSON object.
+# parentheses; with N > 1 one table per run, then the medians) and the bulk table (medians), or
+# with --json one JSON object (the bulk figures under "bulk").
 # Progress goes to stderr. If the test bed is not up, the script brings it up and down again;
 # if it is up, the script leaves it as it found it (lbd, lb-healthd and the backends' servers
 # running or not as before). Needs root. Environment: FULCRUM_BUILD (default ./build).
@@ -44,6 +64,9 @@ QUICK=0
 JSON=0
 CONNECTIONS=32
 UDP_OUTSTANDING=64
+BULK_SECONDS=6
+REQUEST_RESPONSE=1  # 0 with --only-bulk
+BULK=1              # 0 with --no-bulk
 
 readonly VIP=198.18.100.80
 readonly UDP_VIP_PORT=53
@@ -59,16 +82,30 @@ readonly LBD_SOCKET=/run/lbd/lbd.sock
 readonly HEALTHD_PID_FILE=$RUN_DIR/lb-healthd.pid
 readonly WARMUP_S=1
 readonly STOP_TIMEOUT_S=10
+readonly NS_SW=lbt-sw
+readonly NS_BULK=lbt-be1
+readonly BULK_BACKEND=198.18.1.11
+readonly BULK_PORT=5201
+readonly LOSS_TABLE=fulcrum_bench_loss
+readonly LOSS_PCT=1
+readonly BULK_PATHS=(clean loss)
+readonly BULK_TRANSFERS=(c2b-1 b2c-1 c2b-4 b2c-4)  # direction-streams
+readonly TCP_COUNTERS=(TcpOutSegs TcpRetransSegs TcpExtTCPSACKReorder TcpExtTCPTSReorder
+  TcpExtTCPRenoReorder TcpExtTCPOFOQueue)
 
 usage() {
   cat >&2 <<EOF
 usage: $0 [--seconds N] [--runs N] [--quick] [--json] [--connections N] [--udp-outstanding N]
+          [--bulk-seconds N] [--only-bulk | --no-bulk]
   --seconds N          length of each measured run (default 10, 1..300)
   --runs N             take turns N times and report medians (default 1, 1..10)
-  --quick              2 s runs (a smoke check)
-  --json               print one JSON object instead of the markdown table
+  --quick              2 s runs and 2 s bulk transfers (a smoke check)
+  --json               print one JSON object instead of the markdown tables
   --connections N      wrk connections (default 32)
   --udp-outstanding N  UDP flows, one request in flight each (default 64)
+  --bulk-seconds N     length of each iperf3 bulk transfer (default 6, 1..120)
+  --only-bulk          only the bulk TCP transfers (no wrk, no UDP)
+  --no-bulk            no bulk TCP transfers
 EOF
   exit 2
 }
@@ -111,12 +148,31 @@ while (($# > 0)); do
       UDP_OUTSTANDING=$2
       shift 2
       ;;
+    --bulk-seconds)
+      { (($# >= 2)) && is_count "$2" 1 120; } || usage
+      BULK_SECONDS=$2
+      shift 2
+      ;;
+    --only-bulk)
+      REQUEST_RESPONSE=0
+      shift
+      ;;
+    --no-bulk)
+      BULK=0
+      shift
+      ;;
     *) usage ;;
   esac
 done
-((QUICK == 1)) && SECONDS_PER_RUN=2
-readonly SECONDS_PER_RUN RUNS QUICK JSON CONNECTIONS UDP_OUTSTANDING
+((REQUEST_RESPONSE == 1 || BULK == 1)) || usage
+if ((QUICK == 1)); then
+  SECONDS_PER_RUN=2
+  BULK_SECONDS=2
+fi
+readonly SECONDS_PER_RUN RUNS QUICK JSON CONNECTIONS UDP_OUTSTANDING BULK_SECONDS
+readonly REQUEST_RESPONSE BULK
 readonly RUN_TIMEOUT_S=$((SECONDS_PER_RUN + 30))  # a hard bound on every client run
+readonly BULK_TIMEOUT_S=$((BULK_SECONDS + 15))    # and on every iperf3 transfer
 
 BUILD_DIR=$(realpath -m "${FULCRUM_BUILD:-$REPO/build}")
 readonly BUILD_DIR
@@ -130,6 +186,11 @@ export FULCRUM_BUILD=$BUILD_DIR
 for tool in ip nft haproxy wrk curl jq awk timeout setsid getconf; do
   command -v "$tool" >/dev/null || die "missing tool: $tool (scripts/setup.sh installs it)"
 done
+if ((BULK == 1)); then
+  for tool in iperf3 nstat ss; do
+    command -v "$tool" >/dev/null || die "missing tool: $tool (needed for the bulk transfers)"
+  done
+fi
 [[ -x $BUILD_DIR/ctl/daemon/lbd ]] || die "no lbd in $BUILD_DIR (build first, or set FULCRUM_BUILD)"
 [[ -x $LBCTL_BIN ]] || die "no lbctl in $BUILD_DIR (build first, or set FULCRUM_BUILD)"
 [[ -x $UDP_RR ]] || die "no udp-rr in $BUILD_DIR/bench (build first, or set FULCRUM_BUILD)"
@@ -159,6 +220,7 @@ KERNEL_LB_ON=0
 LB_M_WAS_UP=0
 IP_FORWARD_BEFORE=""
 CLIENT_TW_REUSE_BEFORE=""
+IPERF_PID=""
 
 bed_namespaces() {
   printf '%s\n' lbt-client lbt-lb lbt-sw
@@ -242,6 +304,22 @@ stop_echo_servers() {
   ECHO_PIDS=()
 }
 
+stop_bulk_server() {
+  local pid=$IPERF_PID
+  [[ -n $pid ]] || pid=$(pid_from_file "$TMP/iperf3.pid" iperf3) || return 0
+  terminate "$pid"
+  IPERF_PID=""
+}
+
+# Removes the lossy path's table from the backend switch (also one an interrupted run left).
+loss_off() {
+  in_ns "$NS_SW" nft list table bridge "$LOSS_TABLE" >/dev/null 2>&1 || return 0
+  in_ns "$NS_SW" nft delete table bridge "$LOSS_TABLE" || {
+    log "could not delete nft table bridge $LOSS_TABLE in $NS_SW"
+    return 1
+  }
+}
+
 # Gives the kernel in lbt-lb the addresses lbd owns when it runs.
 kernel_lb_on() {
   KERNEL_LB_ON=1
@@ -277,6 +355,8 @@ cleanup() {
   trap - EXIT INT TERM
   set +e
   stop_echo_servers
+  stop_bulk_server
+  loss_off
   teardown_haproxy
   teardown_nft
   kernel_lb_off
@@ -435,6 +515,176 @@ measure() {
   fi
 }
 
+# --- bulk TCP (iperf3) ----------------------------------------------------------------------
+
+start_bulk_server() {
+  if in_ns "$NS_BULK" ss -Hltn "sport = :$BULK_PORT" | grep -q .; then
+    log "bulk: something else already listens on port $BULK_PORT in $NS_BULK"
+    return 1
+  fi
+  rm -f "$TMP/iperf3.pid"
+  in_ns "$NS_BULK" iperf3 -s -D -B "$BULK_BACKEND" -p "$BULK_PORT" -I "$TMP/iperf3.pid" \
+    --logfile "$TMP/iperf3.log" || {
+    log "bulk: iperf3 -s did not start"
+    return 1
+  }
+  local tries=0
+  until IPERF_PID=$(pid_from_file "$TMP/iperf3.pid" iperf3) &&
+    in_ns "$NS_BULK" ss -Hltn "sport = :$BULK_PORT" | grep -q .; do
+    tries=$((tries + 1))
+    ((tries < 30)) || {
+      log "bulk: the iperf3 server does not listen: $(tail -n 3 "$TMP/iperf3.log" 2>/dev/null)"
+      return 1
+    }
+    sleep 0.1
+  done
+}
+
+# 1% of the TCP frames br0 forwards (both directions) dropped at random, counted before and at
+# the drop so that the loss actually applied is known. This kernel has no netem.
+loss_on() {
+  in_ns "$NS_SW" nft -f - <<EOF
+table bridge $LOSS_TABLE {
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    meta l4proto tcp counter
+    meta l4proto tcp numgen random mod 100 < $LOSS_PCT counter drop
+  }
+}
+EOF
+}
+
+loss_counters() {  # prints [tcp frames seen, dropped] of the lossy path, [0,0] without it
+  in_ns "$NS_SW" nft -j list table bridge "$LOSS_TABLE" 2>/dev/null |
+    jq -c '[.nftables[].rule // empty | .expr[].counter // empty | .packets]' 2>/dev/null ||
+    echo '[0,0]'
+}
+
+tcp_counters() {  # tcp_counters NS: NS's absolute TCP counters as one JSON object
+  # -a absolute, -s no history update: nstat's history file is per user, not per namespace.
+  NSTAT_HISTORY=$TMP/nstat.$1 in_ns "$1" nstat -asz --json "${TCP_COUNTERS[@]}" | jq -c .kernel
+}
+
+path_counters() {  # path_counters SENDER_NS RECEIVER_NS: {sender, receiver, lb, loss}
+  local sender receiver lb
+  sender=$(tcp_counters "$1") && receiver=$(tcp_counters "$2") && lb=$(tcp_counters "$NS_LB") ||
+    return 1
+  jq -nc --argjson s "$sender" --argjson r "$receiver" --argjson l "$lb" \
+    --argjson loss "$(loss_counters)" '{sender: $s, receiver: $r, lb: $l, loss: $loss}'
+}
+
+# run_bulk_transfer NAME PATH TRANSFER: writes $TMP/NAME.bulk.PATH.TRANSFER.json, the figures
+# or {failed: true, error}; TRANSFER is c2b-N or b2c-N (direction, streams).
+run_bulk_transfer() {
+  local name=$1 path=$2 transfer=$3
+  local out=$TMP/$name.bulk.$path.$transfer streams=${transfer#*-} args=()
+  local sender=$NS_CLIENT receiver=$NS_BULK
+  if [[ $transfer == b2c-* ]]; then
+    args+=(-R)
+    sender=$NS_BULK
+    receiver=$NS_CLIENT
+  fi
+  ((streams > 1)) && args+=(-P "$streams")
+  local before after status=0 error=""
+  before=$(path_counters "$sender" "$receiver") || error="nstat failed"
+  if [[ -z $error ]]; then
+    timeout "$BULK_TIMEOUT_S" ip netns exec "$NS_CLIENT" iperf3 -c "$VIP" -p "$BULK_PORT" \
+      -t "$BULK_SECONDS" --connect-timeout 3000 -J "${args[@]}" >"$out.iperf.json" \
+      2>"$out.err" || status=$?
+    after=$(path_counters "$sender" "$receiver") || error="nstat failed"
+  fi
+  # iperf3 -J exits 0 with an "error" key for some failures (connection refused, for one).
+  if ((status == 124)); then
+    error="timed out after ${BULK_TIMEOUT_S}s"
+  elif [[ -z $error ]]; then
+    error=$(jq -r '.error // (if .end.sum_received.bits_per_second == null then
+                     "no receiver summary" else empty end)' "$out.iperf.json" 2>/dev/null) ||
+      error="no JSON from iperf3"
+    ((status == 0)) || error="iperf3 exited with $status${error:+: $error}"
+  fi
+  if [[ -n $error ]]; then
+    local detail
+    detail=$(tail -n 2 "$out.err" 2>/dev/null | tr '\n' ' ')
+    [[ -n ${detail// /} ]] && error+=" (${detail% })"
+    jq -n --arg error "$error" '{failed: true, error: $error}' >"$out.json"
+    return 1
+  fi
+  jq --argjson b "$before" --argjson a "$after" '
+    def delta($ns): $a[$ns] as $x | $b[$ns] as $y | $x | with_entries(.value -= ($y[.key] // 0));
+    def reorder: .TcpExtTCPSACKReorder + .TcpExtTCPTSReorder + .TcpExtTCPRenoReorder;
+    def share($n; $of): if $of > 0 then $n / $of * 100 else null end;
+    {sender: delta("sender"), receiver: delta("receiver"), lb: delta("lb")} as $k |
+    .end.sum_sent.retransmits as $retransmits |
+    {failed: false, gbps: (.end.sum_received.bits_per_second / 1e9),
+     bytes_received: .end.sum_received.bytes,
+     retransmits: $retransmits, segments_sent: $k.sender.TcpOutSegs,
+     retransmit_pct: share($retransmits; $k.sender.TcpOutSegs),
+     lb_retransmits: $k.lb.TcpRetransSegs,
+     lb_retransmit_pct: share($k.lb.TcpRetransSegs; $k.sender.TcpOutSegs),
+     reorder_sender: (($k.sender | reorder) + ($k.lb | reorder)),
+     ofo_receiver: ($k.receiver.TcpExtTCPOFOQueue + $k.lb.TcpExtTCPOFOQueue),
+     loss_path: {tcp_frames: ($a.loss[0] - $b.loss[0]), dropped: ($a.loss[1] - $b.loss[1])},
+     kernel: $k}' "$out.iperf.json" >"$out.json" 2>"$out.err" || {
+    jq -n --arg error "unreadable iperf3 JSON: $(head -c 200 "$out.err")" \
+      '{failed: true, error: $error}' >"$out.json"
+    return 1
+  }
+}
+
+transfer_label() {
+  local streams=${1#*-} direction="client→backend"
+  [[ $1 == b2c-* ]] && direction="backend→client"
+  if ((streams == 1)); then
+    printf '1 stream %s' "$direction"
+  else
+    printf '%s streams %s' "$streams" "$direction"
+  fi
+}
+
+# run_bulk NAME: the four transfers on the clean path, then on the lossy one. A failed transfer
+# leaves its failure in its file and the others go on; returns 1 if any failed.
+run_bulk() {
+  local name=$1 path transfer failed=0
+  start_bulk_server || return 1
+  for path in "${BULK_PATHS[@]}"; do
+    if [[ $path == loss ]] && ! loss_on; then
+      log "$name: could not install the ${LOSS_PCT}% loss rule in $NS_SW"
+      loss_off
+      failed=1
+      continue
+    fi
+    for transfer in "${BULK_TRANSFERS[@]}"; do
+      sleep 1
+      log "$name: bulk, $(transfer_label "$transfer"), $path, ${BULK_SECONDS}s"
+      run_bulk_transfer "$name" "$path" "$transfer" && continue
+      failed=1
+      log "$name: bulk $transfer ($path) failed: $(jq -r .error "$TMP/$name.bulk.$path.$transfer.json")"
+      # A client that timed out can leave the server in its test: start afresh.
+      stop_bulk_server
+      start_bulk_server || break
+    done
+    loss_off || failed=1
+  done
+  stop_bulk_server
+  return "$failed"
+}
+
+# bulk_rows NAME LABEL RUN: one JSON line per transfer appended to $TMP/bulk-rows.jsonl.
+bulk_rows() {
+  local name=$1 label=$2 run=$3 path transfer file row
+  for path in "${BULK_PATHS[@]}"; do
+    for transfer in "${BULK_TRANSFERS[@]}"; do
+      file=$TMP/$name.bulk.$path.$transfer.json
+      row='{"failed": true, "error": "not run (see the log)"}'
+      [[ -s $file ]] && row=$(cat "$file")
+      jq -nc --argjson run "$run" --arg name "$name" --arg title "$label" --arg path "$path" \
+        --arg transfer "$transfer" --arg tlabel "$(transfer_label "$transfer")" \
+        --argjson row "$row" '{run: $run, lb: $name, label: $title, path: $path,
+          transfer: $transfer, transfer_label: $tlabel} + $row' >>"$TMP/bulk-rows.jsonl"
+    done
+  done
+}
+
 # --- the three load balancers ---------------------------------------------------------------
 
 bench_fulcrum() {
@@ -445,21 +695,62 @@ bench_fulcrum() {
       return 1
     }
   fi
-  local pid web dns n
+  local pid web dns bulk n
   pid=$(lbd_pid)
   FULCRUM_LB=$(lbctl lb create --name bench-testbed --vip "$VIP") || return 1
   web=$(lbctl group create "$FULCRUM_LB" --name web) || return 1
   dns=$(lbctl group create "$FULCRUM_LB" --name echo) || return 1
+  bulk=$(lbctl group create "$FULCRUM_LB" --name bulk) || return 1
   for n in "${BACKEND_IDS[@]}"; do
     lbctl group add-backend "$web" "198.18.1.1$n:80" >/dev/null || return 1
     lbctl group add-backend "$dns" "198.18.1.1$n:$UDP_ECHO_PORT" >/dev/null || return 1
   done
+  lbctl group add-backend "$bulk" "$BULK_BACKEND:$BULK_PORT" >/dev/null || return 1
   lbctl listener create "$FULCRUM_LB" --protocol tcp --port 80 --group "$web" --mode fnat \
     --scheduler wrr --hc-type none >/dev/null || return 1
   lbctl listener create "$FULCRUM_LB" --protocol udp --port "$UDP_VIP_PORT" --group "$dns" \
     --mode fnat --scheduler wrr --hc-type none >/dev/null || return 1
-  measure fulcrum "$pid" 1 || return 1
-  lbctl --json stats >"$TMP/fulcrum.stats.json" 2>/dev/null || true
+  lbctl listener create "$FULCRUM_LB" --protocol tcp --port "$BULK_PORT" --group "$bulk" \
+    --mode fnat --scheduler wrr --hc-type none >/dev/null || return 1
+  local status=0
+  if ((REQUEST_RESPONSE == 1)); then
+    if measure fulcrum "$pid" 1; then
+      lbctl --json stats >"$TMP/fulcrum.stats.json" 2>/dev/null || true
+    else
+      status=1
+    fi
+  fi
+  if ((BULK == 1)); then
+    bulk_part fulcrum || true
+    log "lbd after the bulk transfers (counters since lbd started): $(lbctl --json stats 2>/dev/null |
+      jq -c '{drops: .totals.drops, drop_reasons: (.drops | with_entries(select(.value > 0)))}')"
+  fi
+  return "$status"
+}
+
+# bulk_part NAME: the bulk transfers through a load balancer that is set up. With --only-bulk
+# nothing else has checked yet that the VIP answers.
+bulk_part() {
+  local name=$1
+  if ((REQUEST_RESPONSE == 0)); then
+    wait_for_vip "$name" || return 1
+  else
+    sleep 1
+  fi
+  run_bulk "$name"
+}
+
+# rr_and_bulk NAME PID|"" UDP(0|1): the request/response part and the bulk part; the status is
+# the request/response part's (bulk transfers report their own failures).
+rr_and_bulk() {
+  local status=0
+  if ((REQUEST_RESPONSE == 1)); then
+    measure "$@" || status=1
+  fi
+  if ((BULK == 1)); then
+    bulk_part "$1" || true
+  fi
+  return "$status"
 }
 
 bench_haproxy() {
@@ -473,6 +764,8 @@ bench_haproxy() {
     printf 'frontend vip\n  bind %s:80\n  default_backend web\n' "$VIP"
     printf 'backend web\n  balance roundrobin\n'
     for n in "${BACKEND_IDS[@]}"; do printf '  server be%s 198.18.1.1%s:80\n' "$n" "$n"; done
+    printf 'listen bulk\n  bind %s:%s\n  server be1 %s:%s\n' "$VIP" "$BULK_PORT" \
+      "$BULK_BACKEND" "$BULK_PORT"
   } >"$config"
   haproxy -c -q -f "$config" || {
     log "haproxy: the generated config is invalid"
@@ -487,7 +780,7 @@ bench_haproxy() {
     HAPROXY_PID=""
     return 1
   }
-  measure haproxy "$HAPROXY_PID" 0
+  rr_and_bulk haproxy "$HAPROXY_PID" 0
 }
 
 bench_nftables() {
@@ -504,10 +797,11 @@ table ip $NFT_TABLE {
     type nat hook prerouting priority dstnat; policy accept;
     ip daddr $VIP tcp dport 80 dnat to numgen inc mod ${#BACKEND_IDS[@]} map { $map }
     ip daddr $VIP udp dport $UDP_VIP_PORT dnat to numgen inc mod ${#BACKEND_IDS[@]} map { $map } : $UDP_ECHO_PORT
+    ip daddr $VIP tcp dport $BULK_PORT dnat to $BULK_BACKEND:$BULK_PORT
   }
 }
 EOF
-  measure nftables "" 1 || return 1
+  rr_and_bulk nftables "" 1 || return 1
   log "nftables: $(in_ns "$NS_LB" cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null) conntrack entries in $NS_LB after the runs"
 }
 
@@ -597,9 +891,66 @@ readonly JQ_LIB='
       " | \(cell(.cpu.lb_us_per_req; $q.cpu_lb_us_per_req; 1; ""))" +
       (if .cpu.lb_scope | startswith("system") then " †" else "" end) +
       " | \(cell(.cpu.machine_us_per_req; $q.cpu_machine_us_per_req; 1; "")) |" end);
+  # Bulk rows: one per (load balancer, path, transfer) and run; table order clean before loss,
+  # then the transfer, then Fulcrum, nftables, HAProxy (as in the table above).
+  def bulk_order: sort_by([(if .path == "clean" then 0 else 1 end),
+    ({"c2b-1": 0, "b2c-1": 1, "c2b-4": 2, "b2c-4": 3}[.transfer]),
+    ({fulcrum: 0, nftables: 1, haproxy: 2}[.lb])]);
+  def bulk_with_ratios:
+    . as $rows | map(. as $r |
+      first($rows[] | select(.lb == "fulcrum" and .path == $r.path and
+                             .transfer == $r.transfer)) as $f |
+      . + {ratio_to_fulcrum: (if .failed or $f.failed then null
+                              else ratio(.gbps; $f.gbps) end)});
+  def bulk_median_row:
+    map(select(.failed | not) | del(.ratio_to_fulcrum)) as $ok |
+    if ($ok | length) == 0 then .[0] | del(.run, .ratio_to_fulcrum) + {runs_measured: 0} else
+      reduce ([$ok[0] | paths(numbers)][]) as $p
+        ($ok[0]; setpath($p; [$ok[] | getpath($p) | numbers] | median)) |
+      del(.run) + {runs_measured: ($ok | length)} end;
+  def bulk_medians: group_by([.lb, .path, .transfer]) | map(bulk_median_row) | bulk_order |
+    bulk_with_ratios;
+  def share: if . == null then "n/a" elif . == 0 then "0%" elif . < 0.01 then "<0.01%"
+             else fixed(2) + "%" end;
+  def bulk_table($loss_pct):
+    "| transfer | path | load balancer | Gbit/s | retransmits (% of segments sent) " +
+    "| reorder events (sender) | OFO-queued segments (receiver) |",
+    "|---|---|---|---|---|---|---|",
+    (.[] | "| \(.transfer_label) | \(if .path == "loss" then "\($loss_pct)% loss" else "clean" end)" +
+      " | \(.label) | " +
+      (if .failed then "failed: \(.error) | | | |" else
+        "\(cell(.gbps; .ratio_to_fulcrum; 2; "")) | \(.retransmits | fixed(0))" +
+        " (\(.retransmit_pct | share))" +
+        (if .lb_retransmits > 0 then
+           " + \(.lb_retransmits | fixed(0)) by the proxy (\(.lb_retransmit_pct | share))"
+         else "" end) +
+        " | \(.reorder_sender | fixed(0)) | \(.ofo_receiver | fixed(0)) |" end));
 '
 
 print_markdown() {  # print_markdown RESULT_JSON_FILE
+  if jq -e '.runs != null' "$1" >/dev/null; then
+    print_markdown_rr "$1"
+    jq -e '.bulk != null' "$1" >/dev/null && echo
+  fi
+  jq -e '.bulk != null' "$1" >/dev/null || return 0
+  jq -r "$JQ_LIB"'
+    .bulk as $b | ($b.runs | length) as $n |
+    "Bulk TCP (iperf3): \($b.seconds) s per transfer, iperf3 -J from lbt-client through " +
+    "VIP:\($b.port) to one iperf3 server (\($b.server) in lbt-be1); the four transfers on the " +
+    "clean path, then with \($b.loss_pct)% random loss between the load balancer and the " +
+    "backends. " + (if $n > 1 then "Medians of \($n) runs. " else "" end) +
+    "Gbit/s at the receiver; ratios to Fulcrum in parentheses.",
+    "", ($b.rows | bulk_table($b.loss_pct)), "",
+    ($b.notes[] | "- " + .),
+    "- The loss rule saw \($b.loss_rule.tcp_frames) TCP frames and dropped " +
+      "\($b.loss_rule.dropped) of them (\(if $b.loss_rule.tcp_frames > 0 then
+        $b.loss_rule.dropped / $b.loss_rule.tcp_frames * 100 | fixed(2) else "n/a" end)%) " +
+      "over all the lossy transfers that completed.",
+    ($b.runs | to_entries[] | (.key + 1) as $run | .value[] | select(.failed) |
+     "- Run \($run), \(.label), \(.transfer_label), \(.path): failed: \(.error).")' "$1"
+}
+
+print_markdown_rr() {  # the request/response part
   jq -r "$JQ_LIB"'
     "Side by side on the test bed: \(.seconds) s per run, wrk -t1 -c\(.connections) " +
     "http://VIP/whoami, UDP \(.udp_outstanding) flows × 1 request in flight; " +
@@ -634,6 +985,13 @@ NOTES=(
   "Machine CPU: all non-idle CPU time of the whole machine (client, backends, LB and anything else running) divided by the requests; the same measure for all three. This kernel has no IRQ time accounting, so softirq work is charged to whichever task it interrupts (lbd's and haproxy's figures include some veth delivery work for other namespaces, and the reverse)."
   "UDP: udp-rr against VIP:$UDP_VIP_PORT, answered by a C++ echo server (udp-rr --serve) on port $UDP_ECHO_PORT of each backend; HAProxy has no UDP load balancing (n/a)."
   "New-conn: wrk with 'Connection: close', so every request opens a TCP connection; through HAProxy that is two TCP handshakes (client-HAProxy and HAProxy-backend). The client namespace runs with net.ipv4.tcp_tw_reuse=1: without it, whenever wrk closes first its one address runs out of ephemeral ports within seconds (TIME_WAIT) and connect() bounds the rate, whichever load balancer is behind the VIP."
+)
+
+BULK_NOTES=(
+  "Bulk: iperf3 -c VIP -p $BULK_PORT -t S -J, 1 stream or -P 4, backend→client with -R; one server, $BULK_BACKEND:$BULK_PORT in $NS_BULK, behind each load balancer (Fulcrum: a tcp listener VIP:$BULK_PORT, fnat, hc none, whose group holds that backend alone; HAProxy: listen VIP:$BULK_PORT; nftables: dnat to it). Gbit/s is the receiver's end.sum_received.bits_per_second."
+  "Loss: a bridge-family nft table in $NS_SW drops ${LOSS_PCT}% of the TCP frames br0 forwards, at random and in both directions (data and ACKs), i.e. between the load balancer's backend side and the backends; the client-side link loses nothing."
+  "Retransmits: iperf3's end.sum_sent.retransmits (the sending endpoint's TCP_INFO); the % is of the segments the sending endpoint's namespace sent meanwhile, the TcpOutSegs delta from nstat (Linux leaves retransmissions out of it; it also holds the few ACKs and the control connection's segments). HAProxy terminates TCP in lbt-lb, so the lossy leg is its own: '+ N by the proxy' is lbt-lb's TcpRetransSegs delta, as % of the same segment count (each leg carries the same data at the same MSS)."
+  "Reorder events: delta of TcpExtTCPSACKReorder + TcpExtTCPTSReorder + TcpExtTCPRenoReorder in the sending namespace; OFO-queued: delta of TcpExtTCPOFOQueue (segments the receiver queued out of order) in the receiving namespace; both add lbt-lb's counters (only HAProxy's connections move them). Absolute values from nstat -asz before and after each transfer."
 )
 
 # --- main -----------------------------------------------------------------------------------
@@ -695,28 +1053,56 @@ main() {
           with_entries(select(.value > 0))), new_conns: .totals.new_conns}' \
           "$TMP/$name.stats.json")"
       fi
-      objects+=("$(lb_object "$name" "$label" "$ok")")
+      ((REQUEST_RESPONSE == 1)) && objects+=("$(lb_object "$name" "$label" "$ok")")
+      ((BULK == 1)) && bulk_rows "$name" "$label" "$round"
     done
   done
 
   # Table rows: Fulcrum, nftables, HAProxy (HAProxy runs before nftables so that the kernel in
   # lbt-lb has never loaded conntrack state when HAProxy is measured).
-  printf '%s\n' "${objects[@]}" |
-    jq -s "$JQ_LIB"'[range(0; length; 3) as $i | [.[$i], .[$i + 2], .[$i + 1]] | with_ratios]' \
-      >"$TMP/runs.json"
+  if ((REQUEST_RESPONSE == 1)); then
+    printf '%s\n' "${objects[@]}" |
+      jq -s "$JQ_LIB"'[range(0; length; 3) as $i | [.[$i], .[$i + 2], .[$i + 1]] | with_ratios]' \
+        >"$TMP/runs.json"
+  else
+    echo null >"$TMP/runs.json"
+  fi
+  write_bulk_result >"$TMP/bulk.json"
   local notes
   notes=$(printf '%s\n' "${NOTES[@]}" | jq -R . | jq -s .)
   jq "$JQ_LIB"'{seconds: $seconds, connections: $connections, udp_outstanding: $udp,
-      vip: $vip, loadavg: $loadavg, lbs: medians, runs: ., notes: $notes}' \
+      vip: $vip, loadavg: $loadavg, lbs: (if . == null then null else medians end), runs: .,
+      notes: $notes, bulk: $bulk[0]}' \
     --argjson notes "$notes" --argjson seconds "$SECONDS_PER_RUN" \
     --argjson connections "$CONNECTIONS" --argjson udp "$UDP_OUTSTANDING" \
-    --arg loadavg "$loadavg" --arg vip "$VIP" "$TMP/runs.json" >"$TMP/result.json"
+    --arg loadavg "$loadavg" --arg vip "$VIP" --slurpfile bulk "$TMP/bulk.json" \
+    "$TMP/runs.json" >"$TMP/result.json"
   if ((JSON == 1)); then
     jq . "$TMP/result.json"
   else
     print_markdown "$TMP/result.json"
   fi
-  jq -e 'all(.runs[][]; .failed | not)' "$TMP/result.json" >/dev/null || die "a load balancer failed"
+  jq -e '.runs == null or all(.runs[][]; .failed | not)' "$TMP/result.json" >/dev/null ||
+    die "a load balancer failed"
+  jq -e '.bulk == null or all(.bulk.runs[][]; .failed | not)' "$TMP/result.json" >/dev/null ||
+    die "a bulk transfer failed"
+}
+
+write_bulk_result() {  # the "bulk" object (null with --no-bulk): medians, runs, notes
+  if ((BULK == 0)); then
+    echo null
+    return
+  fi
+  printf '%s\n' "${BULK_NOTES[@]}" | jq -R . | jq -s . >"$TMP/bulk-notes.json"
+  jq -s "$JQ_LIB"'{seconds: $seconds, loss_pct: $loss, server: $server, port: $port,
+      rows: bulk_medians, runs: (group_by(.run) | map(bulk_order | bulk_with_ratios)),
+      loss_rule: ([.[] | select(.path == "loss" and (.failed | not)) | .loss_path] |
+                  {tcp_frames: (map(.tcp_frames) | add // 0),
+                   dropped: (map(.dropped) | add // 0)}),
+      notes: $notes[0]}' \
+    --argjson seconds "$BULK_SECONDS" --argjson loss "$LOSS_PCT" --argjson port "$BULK_PORT" \
+    --arg server "$BULK_BACKEND:$BULK_PORT" --slurpfile notes "$TMP/bulk-notes.json" \
+    "$TMP/bulk-rows.jsonl"
 }
 
 main

@@ -10,8 +10,8 @@
 #
 #   lbt-client  lbt-c 198.18.0.2/24, route 198.18.100.0/24 via 198.18.0.1
 #       |
-#   lbt-lb      lb-c  (DPDK af_packet or af_xdp, port "client", 198.18.0.1/24 owned by lbd)
-#               lb-b  (DPDK af_packet or af_xdp, port "backend", 198.18.1.1/24, fnat .2-.5)
+#   lbt-lb      lb-c  (DPDK af_packet, port "client", 198.18.0.1/24 owned by lbd)
+#               lb-b  (DPDK af_packet, port "backend", 198.18.1.1/24, fnat 198.18.1.2-.5)
 #               lb-m  198.18.1.254/24 (kernel: management, lb-healthd probes from here)
 #       |  lb-b, lb-m
 #   lbt-sw      br0 joining sw-lb, sw-m, sw-be1..4
@@ -26,8 +26,7 @@
 # Environment: FULCRUM_BUILD (build dir holding ctl/daemon/lbd and ctl/cli/lbctl; default
 # ./build), FULCRUM_TESTBED_NO_LBD=1 (topology only), FULCRUM_TESTBED_BUSY_POLL=1 (workers
 # busy-poll), FULCRUM_TESTBED_LOG_LEVEL (lbd's log_level, default info),
-# FULCRUM_TESTBED_NO_HEALTHD=1 (do not start lb-healthd), FULCRUM_TESTBED_PORTS=af_packet|af_xdp
-# (the PMD of lbd's ports; default af_packet).
+# FULCRUM_TESTBED_NO_HEALTHD=1 (do not start lb-healthd).
 set -Eeuo pipefail
 
 readonly NS_CLIENT=lbt-client
@@ -156,17 +155,10 @@ worker_cpus() {  # one CPU per worker after CPU 0, wrapping: workers share the C
   printf '%s' "$list"
 }
 
-# port_vdev N IFACE: the DPDK vdev for lbd's port on IFACE, by FULCRUM_TESTBED_PORTS.
-# af_packet (default): one queue pair per port (the kernel's fanout would reorder flows over
-# more); the two ports' queues are polled by the two workers. af_xdp: an AF_XDP socket on the
-# veth's only queue, native XDP (veth supports it).
-port_vdev() {
-  case ${FULCRUM_TESTBED_PORTS:-af_packet} in
-    af_packet) printf 'net_af_packet%s,iface=%s' "$1" "$2" ;;
-    af_xdp) printf 'net_af_xdp%s,iface=%s' "$1" "$2" ;;
-    *) die "FULCRUM_TESTBED_PORTS: '${FULCRUM_TESTBED_PORTS}' is neither af_packet nor af_xdp" ;;
-  esac
-}
+# port_vdev N IFACE: the DPDK vdev for lbd's port on IFACE: af_packet with one queue pair (lbd
+# refuses more: the kernel's fanout would reorder flows over them); the two ports' queues are
+# polled by the two workers.
+port_vdev() { printf 'net_af_packet%s,iface=%s' "$1" "$2"; }
 
 write_config() {
   mkdir -p "$RUN_DIR" "$STATE_DIR"

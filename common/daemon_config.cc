@@ -5,7 +5,6 @@
 #include <cstddef>
 #include <fstream>
 #include <map>
-#include <optional>
 #include <set>
 #include <string>
 
@@ -201,19 +200,6 @@ Status ValidatePci(const std::string& text, const std::string& path) {
   return Status::Ok();
 }
 
-// The value of devarg `key` in "net_x0,key=value,...", if present.
-std::optional<std::string_view> DevargValue(std::string_view args, std::string_view key) {
-  std::size_t pos = 0;
-  while ((pos = args.find(',', pos)) != std::string_view::npos) {
-    ++pos;
-    if (args.substr(pos, key.size()) == key && args.substr(pos + key.size(), 1) == "=") {
-      const std::size_t start = pos + key.size() + 1;
-      return args.substr(start, args.find(',', start) - start);
-    }
-  }
-  return std::nullopt;
-}
-
 Status ValidateVdev(const std::string& text, const std::string& path) {
   std::string_view name = DeviceNameOf(text);
   bool name_ok = name.size() > 4 && name.substr(0, 4) == "net_" &&
@@ -223,17 +209,6 @@ Status ValidateVdev(const std::string& text, const std::string& path) {
   if (!name_ok || HasSpace(text)) {
     return Error(ErrorCode::kInvalidParameter,
                  "{}: \"{}\" is not a DPDK vdev (net_<driver><n>[,args], no spaces)", path, text);
-  }
-  // DPDK's af_packet PMD puts its queue sockets in one fanout group with rollover: under load
-  // the kernel moves packets of one flow to another socket, so they reach lbd out of order
-  // (docs/dataplane.md, "Order"). One queue pair keeps the kernel's order.
-  const std::optional<std::string_view> qpairs = DevargValue(text, "qpairs");
-  if (name.starts_with("net_af_packet") && qpairs.has_value() && *qpairs != "1") {
-    return Error(ErrorCode::kNotSupported,
-                 "{}: qpairs={}: af_packet's fanout rolls packets of one flow over to other "
-                 "queues under load and reorders them; leave qpairs out (lbd opens one queue "
-                 "pair and the workers share it)",
-                 path, *qpairs);
   }
   return Status::Ok();
 }

@@ -9,6 +9,7 @@
 #include <rte_mempool.h>
 
 #include "common/log.h"
+#include "dataplane/packet_fanout.h"
 
 namespace fulcrum::dataplane {
 namespace {
@@ -58,6 +59,27 @@ json PortToJson(const PortInfo& port) {
 }
 
 // A queue id, or null when the worker has no queue on that port.
+// Every af_packet queue socket joined its fanout group through lbd's setsockopt, which clears
+// the rollover flag; otherwise a port with several queues would reorder flows.
+Status CheckFanoutWithoutRollover(const std::vector<PortInfo>& ports) {
+  std::uint32_t sockets = 0;
+  const PortInfo* multi_queue = nullptr;
+  for (const PortInfo& port : ports) {
+    if (port.driver == "net_af_packet") {
+      sockets += port.rx_queues;
+      multi_queue = port.rx_queues > 1 ? &port : multi_queue;
+    }
+  }
+  if (multi_queue == nullptr || FanoutJoinsWithoutRollover() >= sockets) {
+    return Status::Ok();
+  }
+  return Error(ErrorCode::kUnavailable,
+               "port \"{}\": its {} af_packet queues need the kernel's fanout rollover off, and "
+               "lbd could not turn it off ({} of {} sockets joined through lbd's setsockopt); "
+               "give the vdev qpairs=1",
+               multi_queue->name, multi_queue->rx_queues, FanoutJoinsWithoutRollover(), sockets);
+}
+
 json QueueToJson(bool present, std::uint32_t queue) { return present ? json(queue) : json(); }
 
 json DropsToJson(const WorkerCounters& counters) {
@@ -132,7 +154,7 @@ Status Dataplane::ConfigurePorts() {
     }
     ports_.push_back(std::move(*port));
   }
-  return Status::Ok();
+  return CheckFanoutWithoutRollover(ports_);
 }
 
 void Dataplane::CreateWorkers(const std::vector<std::uint32_t>& cpus) {

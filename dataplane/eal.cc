@@ -95,7 +95,7 @@ void AppendDeviceArgs(const DaemonConfig& config, std::vector<std::string>& args
   }
   for (const PortConfig& port : config.ports) {
     args.push_back(port.is_pci() ? "-a" : "--vdev");
-    args.push_back(PortDeviceArgs(port));
+    args.push_back(PortDeviceArgs(port, config.workers.count));
   }
 }
 
@@ -201,7 +201,7 @@ bool ProbeRteFlow(const PortInfo& port, const PortConfig& config) {
 
 }  // namespace
 
-std::string PortDeviceArgs(const PortConfig& port) {
+std::string PortDeviceArgs(const PortConfig& port, std::uint32_t workers) {
   if (port.is_pci()) {
     return port.pci;
   }
@@ -209,10 +209,10 @@ std::string PortDeviceArgs(const PortConfig& port) {
   if (!port.DeviceName().starts_with("net_af_packet")) {
     return args;
   }
-  // The PMD's default is one pair too; saying so keeps the EAL log explicit. More than one is
-  // refused by the config parser (fanout rollover reorders flows).
+  // A queue pair per worker; the kernel's fanout keeps each flow on one of them because lbd
+  // clears its rollover flag (dataplane/packet_fanout.h).
   if (!HasDevarg(args, "qpairs")) {
-    args += ",qpairs=1";
+    args += fmt::format(",qpairs={}", workers);
   }
   // The packet ring is the queue the kernel fills while the worker is busy elsewhere; the PMD
   // ignores the descriptor counts, and its default (512 frames) overflows under a bulk flow.
@@ -225,7 +225,7 @@ std::string PortDeviceArgs(const PortConfig& port) {
 }
 
 std::uint16_t OrderedQueueLimit(std::string_view driver) {
-  return driver == "net_af_packet" || driver == "net_tap" ? 1 : 0xffff;
+  return driver == "net_tap" ? 1 : 0xffff;
 }
 
 int DpdkLogLevel(LogLevel level) {
@@ -344,6 +344,13 @@ Result<PortInfo> ConfigurePort(const PortConfig& config, std::uint16_t workers, 
     return DpdkError(rc, "reading device info", config.name);
   }
   info.driver = dev_info.driver_name != nullptr ? dev_info.driver_name : "";
+  if (info.driver == "net_af_packet" && dev_info.max_rx_queues > workers) {
+    // The kernel's fanout would hand some flows to sockets that no worker polls.
+    return Error(ErrorCode::kNotSupported,
+                 "port \"{}\": qpairs={} is more than the {} workers: the kernel would send "
+                 "the flows of the extra queues where no worker reads them",
+                 config.name, dev_info.max_rx_queues, workers);
+  }
   const std::uint16_t limit = std::min(workers, OrderedQueueLimit(info.driver));
   info.rx_queues = std::min<std::uint16_t>(limit, dev_info.max_rx_queues);
   info.tx_queues = std::min<std::uint16_t>(limit, dev_info.max_tx_queues);

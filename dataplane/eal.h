@@ -7,7 +7,8 @@
 //                                                   lcore i+1 is worker i; CPUs may repeat
 //   --main-lcore 0, --proc-type primary, --file-prefix <eal.file_prefix>, --no-telemetry
 //   --no-pci when no port is PCI, else -a <pci> for each PCI port (allow-list)
-//   --vdev <args> per vdev port (net_af_packet gets qpairs=1 unless it says)
+//   --vdev <args> per vdev port (net_af_packet gets qpairs=<workers> and framecnt unless it
+//                               says)
 //   --no-huge -m N, or -m N with hugepages when eal.memory_mb is set
 //   --log-level <n> from log_level, then eal.extra_args verbatim.
 // InitEal runs rte_eal_init once per process: DPDK cannot initialise again after
@@ -15,10 +16,10 @@
 // behaviour. Ports get one rx and one tx queue per worker, or as many as the device has
 // when that is fewer (PortInfo::needs_handoff: the software hand-off between cores covers
 // the rest); multi-queue rx uses RSS with a symmetric Toeplitz key so that both directions
-// of a flow hash to the same queue. Devices whose kernel side may move one flow between
-// queues (af_packet's fanout rolls over under load; tun steers a flow to the queue lbd last
-// sent it on) get one queue pair, because order within a flow is kept only if every packet
-// of a flow arrives on one queue (docs/dataplane.md, "Order"). A port with fewer queues than
+// of a flow hash to the same queue. Order within a flow is kept only if every packet of a
+// flow arrives on one queue (docs/dataplane.md, "Order"): af_packet's fanout does so once lbd
+// clears its rollover flag (dataplane/packet_fanout.h); tun steers a flow to the queue lbd
+// last sent it on, so net_tap ports get one queue pair. A port with fewer queues than
 // workers spreads them from its home worker on (QueueWorker), so that two single-queue ports
 // are polled by two workers.
 #pragma once
@@ -45,10 +46,10 @@ struct EalPlan {
 Result<EalPlan> BuildEalPlan(const DaemonConfig& config, std::uint32_t cpu_count);
 
 // The --vdev / -a argument for `port`.
-std::string PortDeviceArgs(const PortConfig& port);
+std::string PortDeviceArgs(const PortConfig& port, std::uint32_t workers);
 
 // The most queues of a device (DPDK driver name) that keep each flow on one queue: 1 for
-// net_af_packet and net_tap, unlimited (0xffff) for the others.
+// net_tap, unlimited (0xffff) for the others.
 std::uint16_t OrderedQueueLimit(std::string_view driver);
 
 // The worker that polls rx queue (and owns tx queue) `queue` of a port with `queues` queues

@@ -155,9 +155,9 @@ worker_cpus() {  # one CPU per worker after CPU 0, wrapping: workers share the C
   printf '%s' "$list"
 }
 
-# port_vdev N IFACE: the DPDK vdev for lbd's port on IFACE: af_packet with one queue pair (lbd
-# refuses more: the kernel's fanout would reorder flows over them); the two ports' queues are
-# polled by the two workers.
+# port_vdev N IFACE: the DPDK vdev for lbd's port on IFACE: af_packet, with a queue pair per
+# worker (lbd adds qpairs) over which the kernel's fanout spreads flows by hash, each flow on
+# one queue (lbd turns the fanout's rollover off).
 port_vdev() { printf 'net_af_packet%s,iface=%s' "$1" "$2"; }
 
 write_config() {

@@ -65,10 +65,10 @@ TEST(EalPlanTest, TestbedArguments) {
   EXPECT_FALSE(Has(args, "-a"));
   EXPECT_TRUE(Has(args, "--no-huge"));
   EXPECT_EQ(ValueOf(args, "-m"), "512");
-  // af_packet gets one queue pair (its fanout would reorder flows over more) and a packet ring
-  // of the port's descriptor count.
+  // af_packet gets a queue pair per worker unless the vdev says otherwise, and a packet ring of
+  // the port's descriptor count.
   EXPECT_THAT(ValuesOf(args, "--vdev"),
-              ElementsAre("net_af_packet0,iface=lb-c,qpairs=1,framecnt=1024",
+              ElementsAre("net_af_packet0,iface=lb-c,qpairs=2,framecnt=1024",
                           "net_af_packet1,iface=lb-b,qpairs=1,framecnt=1024"));
   EXPECT_EQ(ValueOf(args, "--log-level"), std::to_string(RTE_LOG_NOTICE));
   // Extra arguments come last, verbatim, so they can override.
@@ -126,29 +126,29 @@ TEST(EalPlanTest, RejectsCpusTheMachineLacks) {
   EXPECT_THAT(plan.status().message(), HasSubstr("eal.main_cpu: CPU 7 does not exist"));
 }
 
-TEST(EalPlanTest, DeviceArgsGiveAfPacketOneQueuePair) {
+TEST(EalPlanTest, DeviceArgsForAfPacket) {
   PortConfig port;
   port.vdev = "net_af_packet3,iface=x,qpairs=1,framecnt=64,blocksz=4096";
-  EXPECT_EQ(PortDeviceArgs(port), port.vdev);
+  EXPECT_EQ(PortDeviceArgs(port, 2), port.vdev);
   port.vdev = "net_af_packet3,iface=xqpairs";
   port.rx_descriptors = 4096;
   port.tx_descriptors = 1024;
-  EXPECT_EQ(PortDeviceArgs(port), "net_af_packet3,iface=xqpairs,qpairs=1,framecnt=4096");
+  EXPECT_EQ(PortDeviceArgs(port, 2), "net_af_packet3,iface=xqpairs,qpairs=2,framecnt=4096");
   port.rx_descriptors = 511;
   port.tx_descriptors = 64;
-  EXPECT_EQ(PortDeviceArgs(port), "net_af_packet3,iface=xqpairs,qpairs=1,framecnt=512");
+  EXPECT_EQ(PortDeviceArgs(port, 4), "net_af_packet3,iface=xqpairs,qpairs=4,framecnt=512");
   port.vdev = "net_ring0";
-  EXPECT_EQ(PortDeviceArgs(port), "net_ring0");
+  EXPECT_EQ(PortDeviceArgs(port, 2), "net_ring0");
   port.vdev.clear();
   port.pci = "0000:3b:00.1,rxq_cqe_comp_en=1";
-  EXPECT_EQ(PortDeviceArgs(port), port.pci);
+  EXPECT_EQ(PortDeviceArgs(port, 2), port.pci);
 }
 
 // Devices whose kernel side may move a flow between queues get one; the others get a queue
 // per worker (as many as the device has).
 TEST(EalPlanTest, OrderedQueueLimitByDriver) {
-  EXPECT_EQ(OrderedQueueLimit("net_af_packet"), 1);
   EXPECT_EQ(OrderedQueueLimit("net_tap"), 1);
+  EXPECT_EQ(OrderedQueueLimit("net_af_packet"), 0xffff);  // fanout without rollover
   EXPECT_EQ(OrderedQueueLimit("net_af_xdp"), 0xffff);
   EXPECT_EQ(OrderedQueueLimit("net_ring"), 0xffff);
   EXPECT_EQ(OrderedQueueLimit("net_ice"), 0xffff);

@@ -9,9 +9,10 @@
 //     it to steer by, so the owner is a hash of the client's address and port: the client-side
 //     packets carry them as source, the replies as destination.
 //   - fnat, client side: on a port with RSS the receiving queue is the owner (RSS sends a flow
-//     to one queue); on a port without RSS (af_packet, af_xdp, net_ring, many VFs) packets may
-//     arrive anywhere (af_packet's fanout even rolls flows over to other sockets under load), so
-//     the client hash decides, as for dnat.
+//     to one queue); on a port without RSS (af_packet, af_xdp, net_ring, many VFs) the client
+//     hash decides, as for dnat. Either way a flow's packets arrive on one queue (lbd opens
+//     each port kind so: docs/dataplane.md, "Order") and take one path to the owner, so they
+//     stay in order.
 // A packet that lands on the wrong core travels over an SPSC ring (one per ordered pair of
 // cores) to its owner, which processes it as if it had received it.
 #pragma once

@@ -58,7 +58,6 @@ json PortToJson(const PortInfo& port) {
           {"offloads", OffloadsToJson(port.offloads)}};
 }
 
-// A queue id, or null when the worker has no queue on that port.
 // Every af_packet queue socket joined its fanout group through lbd's setsockopt, which clears
 // the rollover flag; otherwise a port with several queues would reorder flows.
 Status CheckFanoutWithoutRollover(const std::vector<PortInfo>& ports) {
@@ -80,6 +79,7 @@ Status CheckFanoutWithoutRollover(const std::vector<PortInfo>& ports) {
                multi_queue->name, multi_queue->rx_queues, FanoutJoinsWithoutRollover(), sockets);
 }
 
+// A queue id, or null when the worker has no queue on that port.
 json QueueToJson(bool present, std::uint32_t queue) { return present ? json(queue) : json(); }
 
 json DropsToJson(const WorkerCounters& counters) {

@@ -112,6 +112,14 @@ class PipelineTest : public ::testing::Test {
     Quiesce();
   }
 
+  // lsn-00000001: udp VIP:53, fnat, idle timeout 30 s, to the one backend 198.18.1.12:5353.
+  void ApplyUdpListener() {
+    ModelBuilder b;
+    b.Group("sg-00000001", {"198.18.1.12:5353"})
+        .Listener("lsn-00000001", Protocol::kUdp, 53, "sg-00000001", ForwardMode::kFnat, 30);
+    Apply(b.model());
+  }
+
   void Quiesce() {
     const auto deadline = std::chrono::steady_clock::now() + 5s;
     for (std::size_t w = 0; w < kWorkers; ++w) {
@@ -421,10 +429,7 @@ TEST_F(PipelineTest, FnatTcpLifecycleWithHandOff) {
 }
 
 TEST_F(PipelineTest, UdpBothWays) {
-  ModelBuilder b;
-  b.Group("sg-00000001", {"198.18.1.12:5353"})
-      .Listener("lsn-00000001", Protocol::kUdp, 53, "sg-00000001", ForwardMode::kFnat, 30);
-  Apply(b.model());
+  ApplyUdpListener();
   const std::uint32_t owner = 0;
   const std::uint16_t cport = ClientPortOwnedBy(owner, 50000);
   PacketBuilder query;
@@ -465,10 +470,7 @@ TEST_F(PipelineTest, UdpBothWays) {
 // worker 0's queue; worker 1 owns one of them, so its datagrams cross the hand-off ring while
 // the other flow's are forwarded in place. Each flow leaves in the order it came, none lost.
 TEST_F(PipelineTest, EachFlowKeepsItsOrderThroughTheHandOff) {
-  ModelBuilder b;
-  b.Group("sg-00000001", {"198.18.1.12:5353"})
-      .Listener("lsn-00000001", Protocol::kUdp, 53, "sg-00000001", ForwardMode::kFnat, 30);
-  Apply(b.model());
+  ApplyUdpListener();
   constexpr std::uint16_t kReceiver = 0;
   constexpr std::uint32_t kPerFlow = 500;
   const std::array<std::uint16_t, 2> cports = {ClientPortOwnedBy(kReceiver, 51000),

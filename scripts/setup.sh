@@ -11,7 +11,7 @@ packages=(
   libcli11-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   # test bed, end-to-end tests and benchmarks
   iproute2 ethtool iputils-ping procps psmisc curl netcat-openbsd socat python3 jq
-  nginx-light wrk haproxy nftables valgrind openssl iperf3 python3-scapy
+  nginx-light wrk haproxy nftables valgrind openssl iperf3
 )
 
 missing=()

@@ -178,13 +178,13 @@ TEST_F(ControlPlaneTest, LoadBalancerLifecycle) {
   const std::string id = CreateLb("web", "198.18.100.10");
   EXPECT_TRUE(IsValidId(id, kLbIdPrefix)) << id;
   EXPECT_EQ(dataplane_.last_applied().lbs().count(id), 1u);
-  const std::string v6 = CreateLb("web6", "2001:db8::10");
+  const std::string other = CreateLb("web2", "198.18.100.11");
 
   const json list = Ok("lb.list");
   ASSERT_EQ(list["lbs"].size(), 2u);
-  json shown = Ok("lb.show", {{"id", v6}});
-  EXPECT_EQ(shown["vip"], "2001:db8::10");
-  EXPECT_EQ(shown["family"], "ipv6");
+  json shown = Ok("lb.show", {{"id", other}});
+  EXPECT_EQ(shown["vip"], "198.18.100.11");
+  EXPECT_EQ(shown["family"], "ipv4");
   EXPECT_EQ(shown["created_at"], kStart);
   EXPECT_EQ(shown["listener_objects"], json::array());
 
@@ -210,6 +210,16 @@ TEST_F(ControlPlaneTest, LoadBalancerLifecycle) {
   ExpectRefused("lb.show", {{"id", id}}, ErrorCode::kResourceNotFound, {id});
   ExpectRefused("listener.show", {{"id", listener}}, ErrorCode::kResourceNotFound);
   ExpectRefused("lb.delete", {{"id", id}}, ErrorCode::kResourceNotFound);
+}
+
+// Until the data plane forwards IPv6, an IPv6 VIP is refused rather than stored and skipped.
+TEST_F(ControlPlaneTest, IpV6VipsAreRefusedUntilTheDataPlaneForwardsThem) {
+  const std::uint64_t version = Ok("status")["model_version"].get<std::uint64_t>();
+  ExpectRefused("lb.create", {{"name", "web6"}, {"vip", "2001:db8:100::10"}},
+                ErrorCode::kNotSupported, {"IPv6 VIP 2001:db8:100::10", "IPv4 only"});
+  EXPECT_TRUE(Ok("lb.list")["lbs"].empty());
+  EXPECT_TRUE(dataplane_.last_applied().lbs().empty());
+  EXPECT_EQ(Ok("status")["model_version"].get<std::uint64_t>(), version);
 }
 
 TEST_F(ControlPlaneTest, VipConflicts) {

@@ -146,29 +146,13 @@ Status Forwarder::CreateWorkers() {
       return Error(table.status().code(), "worker {}: {}", w, table.status().message());
     }
     auto pw = std::make_unique<PipelineWorker>(std::move(*table));
-    pw->index = w;
-    pw->shared = &shared_;
     pw->ctx = &dataplane_.worker(w);
-    for (const PortConfig& port : config.ports) {
-      std::vector<std::uint32_t> locals;
-      for (const IpAddress& local : port.local_addresses) {
-        locals.push_back(local.v4());
-      }
-      if (locals.empty()) {
-        pw->pools.emplace_back(std::nullopt);
-        continue;
-      }
-      Result<nat::PortPool> pool = nat::PortPool::Create(locals, w, workers);
-      if (!pool.ok()) {
-        return Error(pool.status().code(), "port {}: {}", port.name, pool.status().message());
-      }
-      pw->pools.emplace_back(std::move(*pool));
+    Status core = InitCore(*pw, w, shared_, pw->ctx->counters, config.ports,
+                           options_.listener_slots, options_.backend_slots);
+    if (!core.ok()) {
+      return core;
     }
     pw->staged.resize(workers);
-    pw->listener_capacity = options_.listener_slots;
-    pw->backend_capacity = options_.backend_slots;
-    pw->listener_counters = std::make_unique<ListenerCounters[]>(options_.listener_slots);
-    pw->backend_active = std::make_unique<Counter[]>(options_.backend_slots);
     shared_.all.push_back(pw.get());
     workers_.push_back(std::move(pw));
   }

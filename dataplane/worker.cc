@@ -12,12 +12,6 @@ namespace {
 
 using nat::DropReason;
 
-constexpr std::string_view kWorkerEventNames[] = {
-#define FULCRUM_EVENT_NAME(name, text) text,
-    FULCRUM_WORKER_EVENTS(FULCRUM_EVENT_NAME)
-#undef FULCRUM_EVENT_NAME
-};
-
 // Counts how long the worker has found nothing to do and decides how to wait.
 class IdleBackoff {
  public:
@@ -85,10 +79,6 @@ void FlushPort(WorkerContext& worker, std::uint16_t port_id, TxBuffer& buffer) {
   worker.counters.tx_packets.Add(sent);
   worker.counters.tx_bytes.Add(bytes);
   buffer.count = 0;
-}
-
-std::string_view WorkerEventName(WorkerEvent event) {
-  return kWorkerEventNames[static_cast<std::size_t>(event)];
 }
 
 void DropAndFree(WorkerContext& worker, DropReason reason, rte_mbuf** packets,

@@ -68,8 +68,16 @@ inline constexpr std::size_t kWorkerEventCount = 0
 #undef FULCRUM_EVENT_COUNT
     ;
 
+inline constexpr std::string_view kWorkerEventNames[] = {
+#define FULCRUM_EVENT_NAME(name, text) text,
+    FULCRUM_WORKER_EVENTS(FULCRUM_EVENT_NAME)
+#undef FULCRUM_EVENT_NAME
+};
+
 // "handoffs", ... (the name the CLI and stats show).
-std::string_view WorkerEventName(WorkerEvent event);
+constexpr std::string_view WorkerEventName(WorkerEvent event) {
+  return kWorkerEventNames[static_cast<std::size_t>(event)];
+}
 
 inline constexpr std::uint16_t kBurstSize = 32;
 inline constexpr std::uint16_t kNoQueue = 0xffff;

@@ -141,6 +141,10 @@ class PacketBuilder {
     return *this;
   }
   // Padded with zeros to a multiple of 4 bytes.
+  PacketBuilder& TcpWindow(std::uint16_t window) {
+    tcp_window_ = window;
+    return *this;
+  }
   PacketBuilder& TcpOptions(Bytes options) {
     tcp_options_ = std::move(options);
     return *this;
@@ -259,7 +263,7 @@ class PacketBuilder {
       Put32(l4, 8, ack_);
       l4[12] = static_cast<std::uint8_t>((l4.size() / 4) << 4);
       l4[13] = tcp_flags_;
-      Put16(l4, 14, 65535);
+      Put16(l4, 14, tcp_window_);
       std::copy(options.begin(), options.end(), l4.begin() + 20);
       l4.insert(l4.end(), payload_.begin(), payload_.end());
       Put16(l4, 16, RefChecksum(l4, PseudoHeaderSum(src_ip_, dst_ip_, 6, l4.size())));
@@ -315,6 +319,7 @@ class PacketBuilder {
   std::uint8_t tcp_flags_ = 0x10;
   std::uint32_t seq_ = 1;
   std::uint32_t ack_ = 0;
+  std::uint16_t tcp_window_ = 65535;
   Bytes tcp_options_;
   bool udp_no_checksum_ = false;
   std::uint8_t icmp_type_ = 8;

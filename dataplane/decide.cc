@@ -1,0 +1,682 @@
+#include "dataplane/decide.h"
+
+#include <cstring>
+
+#include "dataplane/handoff.h"
+#include "nat/arp.h"
+#include "nat/rewrite.h"
+#include "nat/tcp_reset.h"
+#include "nat/tcp_state.h"
+
+namespace fulcrum::dataplane {
+namespace {
+
+using nat::ConnEntry;
+using nat::ConnHit;
+using nat::DropReason;
+using nat::FlowDir;
+using nat::FlowKey;
+using nat::PacketKind;
+using nat::ParsedPacket;
+
+constexpr std::uint32_t kResolveIntervalMs = 1000;
+// A full table keeps dnat's stateless fallback on for flows that arrive without state.
+constexpr std::uint32_t kTableFullWindowMs = 60'000;
+constexpr std::size_t kPrefetchAhead = 3;
+
+Action Drop(CoreState& c, DropReason reason) {
+  c.counters->Drop(reason);
+  return {.verb = Verb::kDrop, .reason = reason};
+}
+
+constexpr Action Consume() { return {.verb = Verb::kConsume}; }
+
+constexpr Action Send(std::uint8_t port, std::size_t length = 0) {
+  return {.verb = Verb::kSend, .port = port, .length = static_cast<std::uint16_t>(length)};
+}
+
+void Count(CoreState& c, WorkerEvent event, std::uint64_t n = 1) { c.counters->Count(event, n); }
+
+// ---- neighbours
+
+std::uint32_t LearntSlot(std::uint32_t ip) {
+  return static_cast<std::uint32_t>(nat::Mix64(ip) & (kLearntSlots - 1));
+}
+
+void WriteLearnt(CoreState& c, std::uint32_t ip, const nat::MacAddress& mac, std::uint8_t port) {
+  LearntNeighbor& slot = c.learnt[LearntSlot(ip)];
+  const std::uint32_t seq = slot.seq.load(std::memory_order_relaxed);
+  slot.seq.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  slot.ip.store(ip, std::memory_order_relaxed);
+  slot.mac_port.store(PackMac(mac) << 8 | port, std::memory_order_relaxed);
+  slot.at_ms.store(c.now_ms, std::memory_order_relaxed);
+  slot.seq.store(seq + 2, std::memory_order_release);
+}
+
+// A neighbour some worker learnt in the last kLearntTtlMs (rare path: the NeighborMap missed).
+bool ReadLearnt(const CoreState& c, std::uint32_t ip, nat::Neighbor& out) {
+  const std::uint32_t index = LearntSlot(ip);
+  for (const CoreState* other : c.shared->all) {
+    const LearntNeighbor& slot = other->learnt[index];
+    const std::uint32_t before = slot.seq.load(std::memory_order_acquire);
+    const std::uint32_t slot_ip = slot.ip.load(std::memory_order_relaxed);
+    const std::uint64_t mac_port = slot.mac_port.load(std::memory_order_relaxed);
+    const std::uint32_t at = slot.at_ms.load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (before % 2 != 0 || slot.seq.load(std::memory_order_relaxed) != before || slot_ip != ip ||
+        before == 0 || c.now_ms - at >= kLearntTtlMs) {
+      continue;
+    }
+    out.mac = UnpackMac(mac_port >> 8);
+    out.port = static_cast<std::uint8_t>(mac_port);
+    return true;
+  }
+  return false;
+}
+
+// Queues a report for the control thread; counted as lost when the burst's queue is full.
+void Report(CoreState& c, const Message& message) {
+  if (c.report_count == c.reports.size()) {
+    Count(c, WorkerEvent::kControlRingFull);
+    return;
+  }
+  c.reports[c.report_count++] = message;
+}
+
+void AskResolve(CoreState& c, const nat::NextHop& hop) {
+  CoreState::Asked& asked = c.asked[nat::Mix64(hop.ip) % c.asked.size()];
+  if (asked.ip == hop.ip && c.now_ms - asked.at_ms < kResolveIntervalMs) {
+    return;
+  }
+  asked = {hop.ip, c.now_ms};
+  Count(c, WorkerEvent::kArpResolveRequests);
+  Report(c, Message{.type = MessageType::kResolve, .port = hop.port, .ip = hop.ip});
+}
+
+// Addresses the frame to `hop`: sent out of its port, or dropped without route or MAC.
+Action SendVia(CoreState& c, const PacketIn& in, const nat::NextHop& hop,
+               ListenerCounters* counters) {
+  if (!hop.ok()) {
+    return Drop(c, DropReason::kNoRoute);
+  }
+  nat::Neighbor neighbor;
+  const nat::Neighbor* found = c.neighbors != nullptr ? c.neighbors->Find(hop.ip) : nullptr;
+  if (found != nullptr) {
+    neighbor = *found;
+  } else if (!ReadLearnt(c, hop.ip, neighbor)) {
+    AskResolve(c, hop);
+    return Drop(c, DropReason::kArpUnresolved);
+  }
+  std::memcpy(in.frame.data(), neighbor.mac.data(), 6);
+  std::memcpy(in.frame.data() + 6, c.shared->ports[hop.port].mac.data(), 6);
+  if (counters != nullptr) {
+    counters->tx_packets.Add(1);
+    counters->tx_bytes.Add(in.length);
+  }
+  return Send(hop.port);
+}
+
+// Turns a TCP segment nobody may receive into the reset that answers it, sent back.
+Action SendReset(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
+  const std::size_t length = nat::MakeTcpReset(in.frame, p);
+  if (length == 0 || in.port == kNoPortIndex) {
+    return Consume();
+  }
+  Count(c, WorkerEvent::kTcpResetsSent);
+  return Send(in.port, length);
+}
+
+// A new connection from an on-link client whose MAC nobody knows yet (after a restart, the
+// client's ARP cache still holds ours, so it will not ARP): its frame's source MAC is the
+// client's, and the reply will need it within a millisecond, long before the control thread
+// could resolve it. Kept in this core's learnt table, and the control thread is asked to
+// confirm it with ARP.
+void LearnFromClient(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
+  if (c.neighbors != nullptr && c.neighbors->Find(p.src_ip) != nullptr) {
+    return;
+  }
+  nat::Neighbor known;
+  if (in.port == kNoPortIndex || c.snapshot->routes.ConnectedPort(p.src_ip) != in.port ||
+      ReadLearnt(c, p.src_ip, known)) {
+    return;
+  }
+  nat::MacAddress mac;
+  std::memcpy(mac.data(), in.frame.data() + 6, mac.size());
+  WriteLearnt(c, p.src_ip, mac, in.port);
+  AskResolve(c, nat::NextHop{p.src_ip, in.port});
+}
+
+// ---- connections
+
+void EraseConn(CoreState& c, std::uint32_t index) {
+  ReleaseConn(c, c.table.entry(index));
+  c.table.Erase(index);
+}
+
+auto FreeFn(CoreState& c) {
+  return [&c](const ConnEntry& e) { ReleaseConn(c, e); };
+}
+
+// The next hop of a packet leaving towards the backend of `e`.
+nat::NextHop BackendHop(const CoreState& c, const ConnEntry& e) {
+  const BackendConfig* b = c.snapshot->backend(e.backend);
+  return b != nullptr ? b->next_hop : nat::NextHop{};
+}
+
+// ---- per-packet work of the burst
+
+// Forwards a dnat packet without state (the table is full): to a Maglev-chosen backend, or
+// from a backend as its service.
+Action ForwardStateless(CoreState& c, const PacketIn& in, const ParsedPacket& p,
+                        const ListenerConfig* l) {
+  const ConfigSnapshot& snap = *c.snapshot;
+  if (l != nullptr) {
+    const std::uint16_t index = l->set.PickStateless(nat::FlowKeyOf(p));
+    if (index == nat::kNoBackend) {
+      return Drop(c, DropReason::kNoBackend);
+    }
+    const BackendConfig* b = snap.backend(l->backend_slots[index]);
+    const nat::Endpoint4 backend = l->set.backends()[index].endpoint;
+    nat::RewriteIpv4(in.frame, p, {p.src_ip, p.src_port}, backend);
+    Count(c, WorkerEvent::kTableFullFallbacks);
+    return SendVia(c, in, b != nullptr ? b->next_hop : nat::NextHop{}, &c.listener(l->slot));
+  }
+  const DnatService* service =
+      snap.dnat_services.Find(nat::ServiceTable::Key(p.src_ip, p.src_port, p.proto));
+  if (service == nullptr || service->ambiguous) {
+    return Drop(c, DropReason::kNotLocal);
+  }
+  nat::RewriteIpv4(in.frame, p, service->vip, {p.dst_ip, p.dst_port});
+  Count(c, WorkerEvent::kTableFullFallbacks);
+  return SendVia(c, in, snap.routes.Lookup(p.dst_ip), nullptr);
+}
+
+bool TableFullRecently(const CoreState& c) {
+  return c.table_full_seen && c.now_ms - c.table_full_ms < kTableFullWindowMs;
+}
+
+// Whether Verdict will open a connection for the packet: a client-side miss that may start one.
+bool Opens(const PendingPacket& pending, const ParsedPacket& p, const ConnHit& hit) {
+  return !hit.hit() && pending.side == FlowDir::kFromClient &&
+         (p.proto == nat::kIpProtoUdp || nat::ClassifyTcpFlags(p.tcp_flags) == nat::TcpEvent::kSyn);
+}
+
+// Whether an earlier packet of the burst opens the connection packet `i` would open (the first
+// datagrams of a UDP flow, a retransmitted SYN): that one opens it and this one follows it as
+// a hit, instead of a second connection for one tuple. `filter` has a bit per opening key,
+// so that only a likely repeat pays for comparing keys.
+bool OpensEarlierInBurst(const BurstState& burst, std::uint16_t i, std::uint64_t& filter) {
+  const FlowKey& key = burst.keys[i];
+  const std::uint64_t bit =
+      std::uint64_t{1} << ((key.src_ip ^ key.src_port ^ (key.src_port >> 6) ^ key.dst_port) & 63);
+  if ((filter & bit) != 0) {
+    for (std::uint16_t j = 0; j < i; ++j) {
+      if (burst.prepared[j].ready && burst.keys[j] == key) {
+        return true;
+      }
+    }
+  }
+  filter |= bit;
+  return false;
+}
+
+// Picks the backend and the local port of a new connection, builds its entry and prefetches
+// what inserting it will touch (`ahead`: how many inserts come before it).
+void PrepareConn(CoreState& c, const ParsedPacket& p, const ListenerConfig& l, std::uint32_t ahead,
+                 PreparedConn& out) {
+  out.ready = true;
+  out.drop = DropReason::kNone;
+  nat::SchedulerState& scheduler = l.schedulers[c.index];
+  out.set_index = scheduler.Pick(nat::FlowKeyOf(p));
+  if (out.set_index == nat::kNoBackend) {
+    out.drop = DropReason::kNoBackend;
+    return;
+  }
+  const std::uint32_t backend_slot = l.backend_slots[out.set_index];
+  const BackendConfig& b = c.snapshot->backend_by_slot[backend_slot];
+  const nat::Endpoint4 client{p.src_ip, p.src_port};
+  if (l.mode == nat::NatMode::kFnat) {
+    std::optional<nat::Endpoint4> local;
+    if (b.next_hop.ok() && c.pools[b.next_hop.port].has_value()) {
+      local = c.pools[b.next_hop.port]->Allocate();
+    }
+    if (!local) {
+      scheduler.OnConnectionClosed(out.set_index);
+      out.drop = DropReason::kPortExhausted;
+      return;
+    }
+    out.entry = nat::MakeFnatEntry(p.proto, client, l.vip, *local, b.endpoint);
+  } else {
+    out.entry = nat::MakeDnatEntry(p.proto, client, l.vip, b.endpoint);
+  }
+  out.entry.listener = l.slot;
+  out.entry.backend = backend_slot;
+  out.entry.tcp_state =
+      p.proto == nat::kIpProtoTcp
+          ? nat::TcpNextState(nat::TcpState::kNone, FlowDir::kFromClient, p.tcp_flags)
+          : nat::TcpState::kNone;
+  out.entry.timeout_ms = l.ConnTimeoutMs(out.entry.tcp_state);
+  out.client_hash = c.table.Hash(out.entry.from_client);
+  out.backend_hash = c.table.Hash(out.entry.from_backend);
+  c.table.PrefetchInsert(out.client_hash, out.backend_hash, ahead);
+}
+
+// Opens a connection for a client-side packet without one, from `prepared` when the burst
+// prepared it.
+Action OpenConn(CoreState& c, const PacketIn& in, const ParsedPacket& p, const ListenerConfig& l,
+                PreparedConn& prepared) {
+  const bool tcp = p.proto == nat::kIpProtoTcp;
+  if (tcp && nat::ClassifyTcpFlags(p.tcp_flags) != nat::TcpEvent::kSyn) {
+    if (l.mode == nat::NatMode::kDnat && TableFullRecently(c)) {
+      return ForwardStateless(c, in, p, &l);
+    }
+    c.counters->Drop(DropReason::kNotSynNoConn);
+    return SendReset(c, in, p);
+  }
+  if (!prepared.ready) {
+    PrepareConn(c, p, l, 0, prepared);
+  }
+  prepared.ready = false;
+  if (prepared.drop != DropReason::kNone) {
+    return Drop(c, prepared.drop);
+  }
+  const ConnEntry& entry = prepared.entry;
+  nat::SchedulerState& scheduler = l.schedulers[c.index];
+  const BackendConfig& b = c.snapshot->backend_by_slot[entry.backend];
+  const nat::InsertResult inserted =
+      c.table.InsertHashed(entry, prepared.client_hash, prepared.backend_hash, c.now_ms, FreeFn(c));
+  if (inserted.status != nat::InsertStatus::kInserted) {
+    if (l.mode == nat::NatMode::kFnat) {
+      c.pools[b.next_hop.port]->Release(entry.local());
+    }
+    scheduler.OnConnectionClosed(prepared.set_index);
+    if (inserted.status != nat::InsertStatus::kFull) {
+      // The backend-side tuple belongs to a live connection (dnat: the same client port to
+      // another VIP with the same backend).
+      return Drop(c, DropReason::kTupleConflict);
+    }
+    if (l.mode == nat::NatMode::kDnat) {
+      c.table_full_seen = true;
+      c.table_full_ms = c.now_ms;
+      return ForwardStateless(c, in, p, &l);
+    }
+    return Drop(c, DropReason::kTableFull);
+  }
+  LearnFromClient(c, in, p);
+  ++c.opened;
+  ListenerCounters& counters = c.listener(l.slot);
+  counters.new_conns.Add(1);
+  counters.active_conns.Add(1);
+  c.backend_active[entry.backend].Add(1);
+  c.new_conns.Add(1);
+  c.active_conns.Add(1);
+  nat::RewriteToBackend(in.frame, p, c.table.entry(inserted.index));
+  return SendVia(c, in, b.next_hop, &counters);
+}
+
+// A packet of a tracked connection.
+Action ForwardHit(CoreState& c, const PacketIn& in, const ParsedPacket& p, const ConnHit& hit) {
+  ConnEntry& e = *hit.entry;
+  const ListenerConfig* l = c.snapshot->listener(e.listener);
+  ListenerCounters& counters = c.listener(e.listener);
+  if (e.proto() == nat::kIpProtoTcp) {
+    const nat::TcpState before = e.tcp_state;
+    e.tcp_state = nat::TcpNextState(before, hit.dir, p.tcp_flags);
+    if (e.tcp_state == nat::TcpState::kSynSent && before != nat::TcpState::kSynSent) {
+      // A client SYN reopened a time_wait or closed tuple: a new connection on the old entry
+      // (same backend and local port), counted and aged as one.
+      e.created_ms = c.now_ms;
+      counters.new_conns.Add(1);
+      c.new_conns.Add(1);
+    }
+  }
+  e.timeout_ms = l->ConnTimeoutMs(e.tcp_state);
+  e.last_seen_ms = c.now_ms;
+  nat::RewriteForConn(in.frame, p, e, hit.dir);
+  const nat::NextHop hop = hit.dir == FlowDir::kFromClient
+                               ? BackendHop(c, e)
+                               : c.snapshot->routes.Lookup(e.from_client.src_ip);
+  return SendVia(c, in, hop, &counters);
+}
+
+// A backend-side packet without a connection.
+Action BackendMiss(CoreState& c, const PacketIn& in, const ParsedPacket& p, bool dnat_reply) {
+  if (dnat_reply) {
+    return TableFullRecently(c) ? ForwardStateless(c, in, p, nullptr)
+                                : Drop(c, DropReason::kNotLocal);
+  }
+  if (p.proto == nat::kIpProtoTcp) {
+    c.counters->Drop(DropReason::kNotSynNoConn);
+    return SendReset(c, in, p);
+  }
+  return Drop(c, DropReason::kNoConn);
+}
+
+Action Verdict(CoreState& c, const PendingPacket& pending, const PacketIn& in,
+               const ParsedPacket& p, ConnHit hit, PreparedConn& prepared) {
+  if (hit.hit() && c.snapshot->ConnDead(hit.entry->listener, hit.entry->backend)) {
+    // Its listener or backend is gone or dead: forget it and treat the packet as new.
+    if (pending.side == FlowDir::kFromClient && p.proto == nat::kIpProtoUdp) {
+      Count(c, WorkerEvent::kConnsRescheduled);
+    }
+    Count(c, WorkerEvent::kConnsFlushed);
+    EraseConn(c, hit.index);
+    hit = ConnHit{};
+  }
+  if (hit.hit()) {
+    ListenerCounters& counters = c.listener(hit.entry->listener);
+    counters.rx_packets.Add(1);
+    counters.rx_bytes.Add(in.length);
+    return ForwardHit(c, in, p, hit);
+  }
+  if (pending.side == FlowDir::kFromBackend) {
+    return BackendMiss(c, in, p, pending.dnat_reply);
+  }
+  ListenerCounters& counters = c.listener(pending.listener->slot);
+  counters.rx_packets.Add(1);
+  counters.rx_bytes.Add(in.length);
+  return OpenConn(c, in, p, *pending.listener, prepared);
+}
+
+// ---- classification (stage 1)
+
+// Whether this core processes a packet owned by `owner`; `out` says what becomes of it
+// otherwise (handed off, or dropped if it was handed here already).
+bool Mine(CoreState& c, std::uint32_t owner, bool handed_off, Action& out) {
+  if (owner == c.index) {
+    return true;
+  }
+  if (owner >= c.shared->workers || handed_off) {
+    out = Drop(c, DropReason::kWrongCore);
+    return false;
+  }
+  Count(c, WorkerEvent::kHandoffs);
+  out = {.verb = Verb::kHandOff, .owner = static_cast<std::uint16_t>(owner)};
+  return false;
+}
+
+bool ClientOwnedHere(const CoreState& c, std::uint8_t port, const ListenerConfig& l) {
+  return l.mode == nat::NatMode::kFnat && port != kNoPortIndex &&
+         c.shared->ports[port].rss_affinity;
+}
+
+// Sorts a TCP or UDP packet: pending for the bulk lookup, or decided in `out`.
+void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const ParsedPacket& p,
+                bool handed_off, Action& out) {
+  const ConfigSnapshot& snap = *c.snapshot;
+  const nat::AddressInfo dst = snap.addresses.Find(p.dst_ip);
+  PendingPacket pending{i, nullptr, FlowDir::kFromClient, false};
+  std::uint32_t owner;
+  if ((dst.kinds & nat::kAddressVip) != 0) {
+    const std::uint32_t slot = snap.services.Find(p.dst_ip, p.dst_port, p.proto);
+    pending.listener = snap.listener(slot);
+    if (pending.listener == nullptr) {
+      out = Drop(c, DropReason::kNoService);
+      return;
+    }
+    owner = ClientOwnedHere(c, in.port, *pending.listener)
+                ? c.index
+                : ClientOwner(p.src_ip, p.src_port, c.shared->workers);
+  } else if ((dst.kinds & nat::kAddressLocal) != 0) {
+    pending.side = FlowDir::kFromBackend;
+    owner = c.shared->steering.OwnerOf(p.dst_port);
+  } else if (snap.has_dnat && snap.addresses.Is(p.src_ip, nat::kAddressDnatBackend)) {
+    pending.side = FlowDir::kFromBackend;
+    pending.dnat_reply = true;
+    owner = ClientOwner(p.dst_ip, p.dst_port, c.shared->workers);
+  } else {
+    out = Drop(c, DropReason::kNotLocal);
+    return;
+  }
+  if (!Mine(c, owner, handed_off, out)) {
+    return;
+  }
+  BurstState& burst = c.burst;
+  const std::uint16_t k = burst.count++;
+  burst.pending[k] = pending;
+  burst.parsed[k] = p;
+  burst.keys[k] = nat::FlowKeyOf(p);
+}
+
+Action HandleArp(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
+  const std::optional<nat::ArpMessage> arp = nat::ParseArp(in.frame, p.l3_offset);
+  if (!arp || in.port == kNoPortIndex) {
+    return Drop(c, DropReason::kBadHeader);
+  }
+  const std::uint8_t port = in.port;
+  const ConfigSnapshot& snap = *c.snapshot;
+  const nat::AddressInfo target = snap.addresses.Find(arp->target_ip);
+  const bool ours =
+      (target.kinds & nat::kAddressVip) != 0 ||
+      ((target.kinds & (nat::kAddressLocal | nat::kAddressInterface)) != 0 && target.port == port);
+  const bool on_link = arp->sender_ip != 0 && snap.routes.ConnectedPort(arp->sender_ip) == port;
+  const bool for_us = arp->op == nat::kArpReply || ours;
+  if (on_link && (for_us || arp->sender_ip == arp->target_ip)) {
+    if (for_us) {
+      WriteLearnt(c, arp->sender_ip, arp->sender_mac, port);
+    }
+    Count(c, WorkerEvent::kArpLearned);
+    Report(c, Message{.type = MessageType::kArpSeen,
+                      .port = port,
+                      .flags = for_us ? kMessageForUs : std::uint8_t{0},
+                      .ip = arp->sender_ip,
+                      .value = PackMac(arp->sender_mac)});
+  }
+  if (arp->op == nat::kArpRequest && ours) {
+    nat::MakeArpReply(in.frame, *arp, c.shared->ports[port].mac, p.l3_offset);
+    Count(c, WorkerEvent::kArpRepliesSent);
+    return Send(port);
+  }
+  if (arp->op == nat::kArpReply) {
+    return Consume();  // its news went to the control thread
+  }
+  return Drop(c, DropReason::kNotLocal);
+}
+
+Action HandleEcho(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
+  const std::uint8_t kinds = c.snapshot->addresses.Find(p.dst_ip).kinds;
+  if ((kinds & (nat::kAddressVip | nat::kAddressLocal | nat::kAddressInterface)) == 0 ||
+      in.port == kNoPortIndex) {
+    return Drop(c, DropReason::kNotLocal);
+  }
+  if (p.icmp_type != nat::kIcmpEchoRequest) {
+    return Drop(c, DropReason::kUnsupportedIcmp);
+  }
+  nat::MakeIcmpEchoReply(in.frame, p.l3_offset, p.l4_offset);
+  Count(c, WorkerEvent::kIcmpEchoReplies);
+  return Send(in.port);
+}
+
+// The owner of the connection an ICMP error is about, judged by the packet it quotes.
+std::optional<std::uint32_t> IcmpOwner(const CoreState& c, const PacketIn& in,
+                                       const ParsedPacket& p) {
+  const ConfigSnapshot& snap = *c.snapshot;
+  const nat::IcmpQuote& q = p.quote;
+  const std::uint8_t kinds = snap.addresses.Find(q.src_ip).kinds;
+  if ((kinds & nat::kAddressLocal) != 0) {
+    return c.shared->steering.OwnerOf(q.src_port);  // fnat: our packet to a backend
+  }
+  if ((kinds & nat::kAddressVip) != 0) {  // our packet to a client
+    const ListenerConfig* l = snap.listener(snap.services.Find(q.src_ip, q.src_port, q.proto));
+    if (l == nullptr) {
+      return std::nullopt;
+    }
+    return ClientOwnedHere(c, in.port, *l) ? c.index
+                                           : ClientOwner(q.dst_ip, q.dst_port, c.shared->workers);
+  }
+  if (snap.has_dnat) {  // dnat: the client's packet, as forwarded to a backend
+    return ClientOwner(q.src_ip, q.src_port, c.shared->workers);
+  }
+  return std::nullopt;
+}
+
+Action HandleIcmpError(CoreState& c, const PacketIn& in, const ParsedPacket& p, bool handed_off) {
+  const std::optional<std::uint32_t> owner = IcmpOwner(c, in, p);
+  if (!owner) {
+    return Drop(c, DropReason::kIcmpNoConn);
+  }
+  Action handed;
+  if (!Mine(c, *owner, handed_off, handed)) {
+    return handed;
+  }
+  const ConnHit hit = c.table.Lookup(nat::IcmpQuoteReplyKey(p), c.now_ms);
+  if (!hit.hit() || c.snapshot->ConnDead(hit.entry->listener, hit.entry->backend)) {
+    return Drop(c, DropReason::kIcmpNoConn);
+  }
+  const ConnEntry& e = *hit.entry;
+  nat::NextHop hop;
+  if (hit.dir == FlowDir::kFromBackend) {
+    nat::TranslateIcmpErrorToClient(in.frame, p, e);
+    hop = c.snapshot->routes.Lookup(e.from_client.src_ip);
+  } else {
+    nat::TranslateIcmpErrorToBackend(in.frame, p, e);
+    hop = BackendHop(c, e);
+  }
+  Count(c, WorkerEvent::kIcmpErrorsTranslated);
+  return SendVia(c, in, hop, &c.listener(e.listener));
+}
+
+// Stage 1 for packet `i`: its action, unless it waits for the bulk lookup.
+void Classify(CoreState& c, std::uint16_t i, const PacketIn& in, bool handed_off, Action& out) {
+  const ParsedPacket p = nat::Parse(in.frame, {.verify_ipv4_checksum = !in.ipv4_checksum_verified});
+  switch (p.kind) {
+    case PacketKind::kTcp:
+    case PacketKind::kUdp:
+      ClassifyL4(c, i, in, p, handed_off, out);
+      return;
+    case PacketKind::kArp:
+      out = HandleArp(c, in, p);
+      return;
+    case PacketKind::kIcmpEcho:
+      out = HandleEcho(c, in, p);
+      return;
+    case PacketKind::kIcmpError:
+      out = HandleIcmpError(c, in, p, handed_off);
+      return;
+    case PacketKind::kDrop:
+      break;
+  }
+  out = Drop(c, p.drop);
+}
+
+}  // namespace
+
+Status InitCore(CoreState& core, std::uint32_t index, const PipelineShared& shared,
+                WorkerCounters& counters, const std::vector<PortConfig>& ports,
+                std::uint32_t listener_slots, std::uint32_t backend_slots) {
+  core.index = index;
+  core.shared = &shared;
+  core.counters = &counters;
+  core.pools.clear();
+  for (const PortConfig& port : ports) {
+    std::vector<std::uint32_t> locals;
+    for (const IpAddress& local : port.local_addresses) {
+      locals.push_back(local.v4());
+    }
+    if (locals.empty()) {
+      core.pools.emplace_back(std::nullopt);
+      continue;
+    }
+    Result<nat::PortPool> pool = nat::PortPool::Create(locals, index, shared.workers);
+    if (!pool.ok()) {
+      return Error(pool.status().code(), "port {}: {}", port.name, pool.status().message());
+    }
+    core.pools.emplace_back(std::move(*pool));
+  }
+  core.listener_capacity = listener_slots;
+  core.backend_capacity = backend_slots;
+  core.listener_counters = std::make_unique<ListenerCounters[]>(listener_slots);
+  core.backend_active = std::make_unique<Counter[]>(backend_slots);
+  return Status::Ok();
+}
+
+std::span<const Action> DecideBurst(CoreState& c, std::span<PacketIn> packets, bool handed_off) {
+  BurstState& burst = c.burst;
+  const auto count = static_cast<std::uint16_t>(packets.size());
+  if (c.snapshot == nullptr) {
+    for (std::uint16_t i = 0; i < count; ++i) {
+      burst.actions[i] = Drop(c, DropReason::kNoService);
+    }
+    return {burst.actions.data(), count};
+  }
+  burst.count = 0;
+  for (std::uint16_t i = 0; i < count && i < kPrefetchAhead; ++i) {
+    __builtin_prefetch(packets[i].frame.data());
+  }
+  for (std::uint16_t i = 0; i < count; ++i) {
+    if (i + kPrefetchAhead < count) {
+      __builtin_prefetch(packets[i + kPrefetchAhead].frame.data());
+    }
+    Classify(c, i, packets[i], handed_off, burst.actions[i]);
+  }
+  c.table.LookupBulk(std::span(burst.keys.data(), burst.count),
+                     std::span(burst.hits.data(), burst.count), c.now_ms);
+  std::uint32_t opening = 0;
+  std::uint64_t opening_filter = 0;
+  std::uint32_t repeats = 0;  // bit k: an earlier packet of the burst opens packet k's connection
+  static_assert(kBurstSize <= 32);
+  for (std::uint16_t k = 0; k < burst.count; ++k) {
+    PreparedConn& prepared = burst.prepared[k];
+    prepared.ready = false;
+    if (!Opens(burst.pending[k], burst.parsed[k], burst.hits[k])) {
+      continue;
+    }
+    if (OpensEarlierInBurst(burst, k, opening_filter)) {
+      repeats |= 1u << k;
+      continue;
+    }
+    PrepareConn(c, burst.parsed[k], *burst.pending[k].listener, opening++, prepared);
+  }
+  for (std::uint16_t k = 0; k < burst.count; ++k) {
+    if (repeats != 0 && ((repeats >> k) & 1u) != 0) [[unlikely]] {
+      // The flow's first packet in this burst opened it (or failed to): look again.
+      burst.hits[k] = c.table.Lookup(burst.keys[k], c.now_ms);
+    }
+    const PendingPacket& pending = burst.pending[k];
+    burst.actions[pending.index] = Verdict(c, pending, packets[pending.index], burst.parsed[k],
+                                           burst.hits[k], burst.prepared[k]);
+  }
+  return {burst.actions.data(), count};
+}
+
+void ReleaseConn(CoreState& c, const nat::ConnEntry& e) {
+  if (e.mode == nat::NatMode::kFnat) {
+    const BackendConfig* b = c.snapshot != nullptr ? c.snapshot->backend(e.backend) : nullptr;
+    // The pool of the port the connection left by; every pool refuses a foreign address.
+    bool released = b != nullptr && b->next_hop.ok() && c.pools[b->next_hop.port].has_value() &&
+                    c.pools[b->next_hop.port]->Release(e.local());
+    for (std::size_t i = 0; !released && i < c.pools.size(); ++i) {
+      released = c.pools[i].has_value() && c.pools[i]->Release(e.local());
+    }
+  }
+  if (e.listener < c.listener_capacity) {
+    c.listener(e.listener).active_conns.Sub(1);
+  }
+  if (e.backend < c.backend_capacity) {
+    c.backend_active[e.backend].Sub(1);
+  }
+  c.active_conns.Sub(1);
+  if (c.snapshot == nullptr) {
+    return;
+  }
+  const ListenerConfig* l = c.snapshot->listener(e.listener);
+  const BackendConfig* b = c.snapshot->backend(e.backend);
+  if (l != nullptr && b != nullptr && b->listener_slot == e.listener) {
+    l->schedulers[c.index].OnConnectionClosed(b->set_index);
+  }
+}
+
+void AdoptSnapshot(CoreState& c, const ConfigSnapshot* next) {
+  const ConfigSnapshot* previous = c.snapshot;
+  if (previous != nullptr) {
+    for (const auto& l : next->listeners) {
+      if (const ListenerConfig* before = previous->listener(l->slot); before != nullptr) {
+        l->schedulers[c.index].InheritConnections(before->schedulers[c.index]);
+      }
+    }
+  }
+  c.snapshot = next;
+}
+
+}  // namespace fulcrum::dataplane

@@ -1,0 +1,237 @@
+// The L4 pipeline's decisions: what each packet of a burst becomes, returned as data.
+//
+// Theory of operation
+// -------------------
+// DecideBurst takes a burst of frames (their bytes, length and arrival port: no rte_mbuf) and
+// the core's state, rewrites the frames in place and returns one Action per packet: send it
+// out of port P (its MACs already set), hand it to core C, or free it (a counted drop, or a
+// packet consumed). It links no DPDK, so that the tests can table it: frames and state in,
+// frames, actions and counters out, on a fake clock, under the sanitizers. The adapter
+// (dataplane/pipeline.h) turns the actions into frees, transmissions and ring stagings.
+//
+// A burst goes through stages, so that the memory misses of one packet overlap with the work
+// on others:
+//   1. parse every packet (nat::Parse, prefetching the next ones) and classify it: ARP and
+//      ICMP echo are answered at once; an ICMP error is matched to its connection by the
+//      packet it quotes; TCP and UDP are sorted by destination (AddressTable): to a VIP:port
+//      (client side: ServiceTable gives the listener), to a local address (an fnat reply), or
+//      from a dnat backend (a dnat reply). A packet that another core owns (dataplane/handoff.h)
+//      is handed off to that core instead.
+//   2. look every remaining packet's 5-tuple up in the core's connection table at once
+//      (ConnTable::LookupBulk: hash and prefetch all, then compare), then prepare every
+//      connection the burst will open (backend, local port, entry) with its insert's buckets
+//      prefetched (PreparedConn), so that the inserts' misses overlap too.
+//   3. per packet: a hit updates the TCP state and timeout (nat/tcp_state.h, with the
+//      listener's timeouts) and is rewritten (nat/rewrite.h); a client-side miss that may open a
+//      connection (TCP SYN, any UDP datagram) is scheduled (the listener's BackendSet and this
+//      core's SchedulerState), gets an fnat local port from this core's pool for the egress port,
+//      and is inserted; a TCP segment that opens nothing is answered with a reset
+//      (not_syn_no_conn, nat/tcp_reset.h). A full table sends dnat flows on statelessly (Maglev)
+//      and drops fnat ones (table_full): an fnat reply cannot be translated back without state.
+//   4. the next hop (the backend's, precomputed in the snapshot, or the route to the client)
+//      and its MAC (the published NeighborMap; unresolved: arp_unresolved, and the control
+//      thread is asked to resolve it, at most once a second per address per core).
+// Connections whose listener or backend left the snapshot, or whose backend is dead, are
+// treated as absent (a TCP client gets a reset, a UDP flow is scheduled anew), and are erased.
+//
+// Nothing here locks, allocates, makes a system call or logs; every drop is counted with a
+// nat/drop_reasons.h reason, every other event with a WorkerEvent. Reports to the control
+// thread (a neighbour seen, a next hop to resolve) are queued in `reports` for the adapter to
+// send. Per-core counters per listener slot and per backend slot are single-writer Counters
+// that the control thread reads.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "common/daemon_config.h"
+#include "common/status.h"
+#include "dataplane/messages.h"
+#include "dataplane/snapshot.h"
+#include "dataplane/worker.h"
+#include "nat/conn_table.h"
+#include "nat/drop_reasons.h"
+#include "nat/neighbor_table.h"
+#include "nat/packet.h"
+#include "nat/port_pool.h"
+
+namespace fulcrum::dataplane {
+
+inline constexpr std::uint8_t kNoPortIndex = 0xff;
+
+// A port as the pipeline sees it; fixed for the life of the Dataplane.
+struct PortView {
+  std::uint16_t port_id = 0;
+  nat::MacAddress mac{};
+  std::uint32_t address = 0;
+  // The receiving queue owns a client flow (RSS over as many queues as workers).
+  bool rss_affinity = false;
+  // A worker with a tx queue on this port: transmits for the workers without one.
+  std::uint32_t tx_worker = 0;
+};
+
+// Per-core figures of one listener slot.
+struct ListenerCounters {
+  Counter new_conns;
+  Counter active_conns;  // gauge
+  Counter rx_packets;
+  Counter rx_bytes;
+  Counter tx_packets;
+  Counter tx_bytes;
+};
+
+// One packet of a burst, as the decisions see it.
+struct PacketIn {
+  std::span<std::uint8_t> frame;        // the bytes of its first segment; rewritten in place
+  std::uint32_t length = 0;             // the whole packet's length, for the byte counters
+  std::uint8_t port = kNoPortIndex;     // the port index it arrived on
+  bool ipv4_checksum_verified = false;  // the NIC found its IPv4 header checksum good
+};
+
+// What becomes of one packet.
+enum class Verb : std::uint8_t {
+  kDrop,     // free it: dropped, `reason` counted
+  kConsume,  // free it: used up, not a drop (an ARP reply, a reset that could not be built)
+  kSend,     // transmit it out of port index `port`
+  kHandOff,  // pass it to core `owner`, which processes it as if it had received it
+};
+
+struct Action {
+  Verb verb = Verb::kDrop;
+  std::uint8_t port = kNoPortIndex;  // kSend
+  nat::DropReason reason = nat::DropReason::kNone;
+  std::uint8_t pad = 0;
+  std::uint16_t owner = 0;   // kHandOff
+  std::uint16_t length = 0;  // kSend: the frame shrank to this many bytes (a reset); 0: as is
+
+  friend bool operator==(const Action&, const Action&) = default;
+};
+static_assert(sizeof(Action) == 8);
+
+// A TCP/UDP packet of the burst waiting for the bulk lookup.
+struct PendingPacket {
+  std::uint16_t index;             // in the burst
+  const ListenerConfig* listener;  // client side only
+  nat::FlowDir side;               // which side sent it
+  bool dnat_reply;                 // from a dnat backend (no local address involved)
+};
+
+// A connection the burst will open, prepared before the verdicts (backend picked, local port
+// taken, entry built, its index buckets prefetched) so that the insert's cache misses overlap
+// with the other packets' work instead of stalling the worker.
+struct PreparedConn {
+  nat::ConnEntry entry;
+  nat::ConnHash client_hash;
+  nat::ConnHash backend_hash;
+  std::uint16_t set_index = 0;                    // the backend's index in the listener's set
+  nat::DropReason drop = nat::DropReason::kNone;  // why no connection could be prepared
+  bool ready = false;
+};
+
+// The stages' working set for one burst. It lives in the CoreState, not on the stack, so that
+// a burst does not pay to initialise ~7 KiB of it.
+struct BurstState {
+  std::uint16_t count = 0;  // pending packets
+  std::array<PendingPacket, kBurstSize> pending;
+  std::array<nat::ParsedPacket, kBurstSize> parsed;
+  std::array<nat::FlowKey, kBurstSize> keys;
+  std::array<nat::ConnHit, kBurstSize> hits;
+  std::array<PreparedConn, kBurstSize> prepared;
+  std::array<Action, kBurstSize> actions;  // by the packet's index in the burst
+};
+
+struct CoreState;
+
+// Read-only after creation; shared by every worker.
+struct PipelineShared {
+  std::uint32_t workers = 1;
+  nat::PortSteering steering = nat::PortSteering::ForWorkers(1);
+  std::array<std::uint8_t, kMaxPortIds> port_index{};  // by DPDK port id; kNoPortIndex
+  std::vector<PortView> ports;                         // by port index (config order)
+  std::vector<const CoreState*> all;                   // by worker index
+  std::uint64_t tsc_base = 0;
+  std::uint64_t tsc_per_ms = 1;
+  // Entries ExpireSome examines per pass: the busy budget plus kExpirePerOpen for each
+  // connection opened since the last pass while packets arrive, the idle budget otherwise.
+  std::uint32_t expire_budget_busy = 64;
+  std::uint32_t expire_budget_idle = 1024;
+  std::uint32_t sweep_budget = 4096;
+};
+
+// A neighbour a worker learnt from ARP, visible to the other workers at once (a seqlock with
+// this worker as the single writer), until the control thread's NeighborMap has it.
+struct LearntNeighbor {
+  std::atomic<std::uint32_t> seq{0};
+  std::atomic<std::uint32_t> ip{0};
+  std::atomic<std::uint64_t> mac_port{0};  // PackMac << 8 | port index
+  std::atomic<std::uint32_t> at_ms{0};
+};
+inline constexpr std::size_t kLearntSlots = 256;
+inline constexpr std::uint32_t kLearntTtlMs = 10'000;
+// Reports one burst can queue: a packet reports at most twice (a client learnt, a next hop).
+inline constexpr std::size_t kMaxReports = 2 * kBurstSize;
+
+// What the decisions read and write on one core. Ownership: the worker lcore's while the
+// Dataplane runs, the control thread's while it is stopped; other workers read only `learnt`.
+struct alignas(64) CoreState {
+  explicit CoreState(nat::ConnTable conn_table) : table(std::move(conn_table)) {}
+
+  std::uint32_t index = 0;
+  const PipelineShared* shared = nullptr;
+  WorkerCounters* counters = nullptr;  // the worker's drops and events
+
+  const ConfigSnapshot* snapshot = nullptr;  // adopted; kept across passes
+  const nat::NeighborMap* neighbors = nullptr;
+  std::uint32_t now_ms = 0;
+  std::uint32_t opened = 0;  // connections opened since the pass began
+  nat::ConnTable table;
+  std::vector<std::optional<nat::PortPool>> pools;  // by egress port index
+  BurstState burst;
+  std::uint32_t table_full_ms = 0;
+  bool table_full_seen = false;
+  struct Asked {
+    std::uint32_t ip = 0;
+    std::uint32_t at_ms = 0;
+  };
+  std::array<Asked, 64> asked{};
+  std::array<LearntNeighbor, kLearntSlots> learnt{};
+  // Reports for the control thread, queued by the decisions and sent by the adapter.
+  std::array<Message, kMaxReports> reports{};
+  std::uint16_t report_count = 0;
+
+  // This core's connections (the pipeline's, not the worker's: they end with the pipeline).
+  Counter new_conns;
+  Counter active_conns;  // gauge
+  // Per-slot counters (this core), sized at creation.
+  std::uint32_t listener_capacity = 0;
+  std::uint32_t backend_capacity = 0;
+  std::unique_ptr<ListenerCounters[]> listener_counters;
+  std::unique_ptr<Counter[]> backend_active;
+
+  ListenerCounters& listener(std::uint32_t slot) { return listener_counters[slot]; }
+};
+
+// Gives core `index` of `shared` its fnat port pools (one per port of `ports` with local
+// addresses) and its per-slot counters.
+Status InitCore(CoreState& core, std::uint32_t index, const PipelineShared& shared,
+                WorkerCounters& counters, const std::vector<PortConfig>& ports,
+                std::uint32_t listener_slots, std::uint32_t backend_slots);
+
+// Decides a burst of at most kBurstSize packets: `handed_off` is true for packets another core
+// passed over (never passed on again). Returns an action per packet, by index; valid until the
+// next call.
+std::span<const Action> DecideBurst(CoreState& core, std::span<PacketIn> packets, bool handed_off);
+
+// What expiry, sweeps and replacement do when a connection ends: its local port back to the
+// pool, its gauges down, its scheduler told.
+void ReleaseConn(CoreState& core, const nat::ConnEntry& entry);
+
+// Adopts `next` (carrying the scheduler state over: SchedulerState::InheritConnections).
+void AdoptSnapshot(CoreState& core, const ConfigSnapshot* next);
+
+}  // namespace fulcrum::dataplane

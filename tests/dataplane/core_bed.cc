@@ -1,0 +1,207 @@
+#include "tests/dataplane/core_bed.h"
+
+#include <fmt/format.h>
+
+#include "nat/packet.h"
+
+namespace fulcrum::dataplane::testing {
+namespace {
+
+constexpr std::uint32_t kListenerSlots = 64;
+constexpr std::uint32_t kBackendSlots = 256;
+constexpr std::uint32_t kConnCapacity = 4096;
+
+std::string Ip(std::uint32_t ip) {
+  return fmt::format("{}.{}.{}.{}", ip >> 24, (ip >> 16) & 0xff, (ip >> 8) & 0xff, ip & 0xff);
+}
+
+std::string MacText(std::span<const std::uint8_t> mac) {
+  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3],
+                     mac[4], mac[5]);
+}
+
+std::string_view VerbName(Verb verb) {
+  switch (verb) {
+    case Verb::kDrop:
+      return "drop";
+    case Verb::kConsume:
+      return "consume";
+    case Verb::kSend:
+      return "send";
+    case Verb::kHandOff:
+      return "hand-off";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::string ToString(const Delta& delta) {
+  std::string out = "drops {";
+  for (const auto& [reason, n] : delta.drops) {
+    out += fmt::format(" {}={}", nat::DropReasonName(reason), n);
+  }
+  out += " } events {";
+  for (const auto& [event, n] : delta.events) {
+    out += fmt::format(" {}={}", WorkerEventName(event), n);
+  }
+  return out + " }";
+}
+
+std::string ToString(const Action& action) {
+  return fmt::format("{} port={} reason={} owner={} length={}", VerbName(action.verb), action.port,
+                     nat::DropReasonName(action.reason), action.owner, action.length);
+}
+
+std::string Describe(const Bytes& frame) {
+  std::string out;
+  if (frame.size() >= 12) {
+    out = fmt::format("eth {} <- {}", MacText({frame.data(), 6}), MacText({frame.data() + 6, 6}));
+  }
+  const nat::ParsedPacket p = nat::Parse(frame);
+  if (p.ok()) {
+    out += fmt::format("; {}:{} -> {}:{} proto {} ttl {} flags {:#04x}", Ip(p.src_ip), p.src_port,
+                       Ip(p.dst_ip), p.dst_port, p.proto, p.ttl, p.tcp_flags);
+  } else {
+    out += fmt::format("; does not parse ({})", nat::DropReasonName(p.drop));
+  }
+  out += "\n";
+  for (std::size_t i = 0; i < frame.size(); ++i) {
+    out += fmt::format("{:02x}{}", frame[i], i % 16 == 15 ? "\n" : " ");
+  }
+  return out;
+}
+
+CoreBed::CoreBed(std::uint32_t workers)
+    : config_(TestConfig()), slots_(kListenerSlots, kBackendSlots) {
+  shared_.workers = workers;
+  shared_.steering = nat::PortSteering::ForWorkers(workers);
+  shared_.port_index.fill(kNoPortIndex);
+  const Mac macs[] = {kClientPortMac, kBackendPortMac};
+  for (std::size_t i = 0; i < config_.ports.size(); ++i) {
+    shared_.port_index[i] = static_cast<std::uint8_t>(i);
+    shared_.ports.push_back(PortView{.port_id = static_cast<std::uint16_t>(i),
+                                     .mac = macs[i],
+                                     .address = config_.ports[i].address.addr().v4()});
+  }
+  for (std::uint32_t w = 0; w < workers; ++w) {
+    Result<nat::ConnTable> table = nat::ConnTable::Create(kConnCapacity);
+    EXPECT_TRUE(table.ok());
+    counters_.push_back(std::make_unique<WorkerCounters>());
+    cores_.push_back(std::make_unique<CoreState>(std::move(*table)));
+    const Status init = InitCore(*cores_.back(), w, shared_, *counters_.back(), config_.ports,
+                                 kListenerSlots, kBackendSlots);
+    EXPECT_TRUE(init.ok()) << init.ToString();
+    cores_.back()->now_ms = 1000;
+    shared_.all.push_back(cores_.back().get());
+  }
+  TakeDelta();
+}
+
+void CoreBed::Apply(const model::Model& model) {
+  Result<CompileResult> compiled =
+      CompileSnapshot(model, config_, CompileOptions{.workers = shared_.workers}, slots_,
+                      ++generation_, snapshot_.get());
+  ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
+  slots_ = std::move(compiled->slots);
+  for (auto& core : cores_) {
+    AdoptSnapshot(*core, compiled->snapshot.get());
+  }
+  retired_ = std::move(snapshot_);
+  snapshot_ = std::move(compiled->snapshot);
+}
+
+void CoreBed::LearnNeighbors(bool with_backends) {
+  std::vector<nat::FlatMap<nat::Neighbor>::Item> items;
+  items.push_back({nat::NeighborMap::Key(kClientIp), nat::Neighbor{kClientMac, kClientPort}});
+  for (int n = 1; with_backends && n <= 4; ++n) {
+    items.push_back(
+        {nat::NeighborMap::Key(BackendIp(n)), nat::Neighbor{BackendMac(n), kBackendPort}});
+  }
+  Result<nat::FlatMap<nat::Neighbor>> map = nat::FlatMap<nat::Neighbor>::Create(items);
+  ASSERT_TRUE(map.ok());
+  neighbors_ = std::make_unique<nat::NeighborMap>(std::move(*map));
+  for (auto& core : cores_) {
+    core->neighbors = neighbors_.get();
+  }
+}
+
+std::vector<Outcome> CoreBed::Feed(std::uint32_t core, std::uint8_t port, std::vector<Bytes> frames,
+                                   bool handed_off) {
+  EXPECT_LE(frames.size(), kBurstSize);
+  std::vector<PacketIn> in;
+  for (Bytes& frame : frames) {
+    in.push_back(
+        PacketIn{.frame = frame, .length = static_cast<std::uint32_t>(frame.size()), .port = port});
+  }
+  CoreState& c = *cores_[core];
+  c.report_count = 0;
+  const std::span<const Action> actions = DecideBurst(c, in, handed_off);
+  EXPECT_EQ(actions.size(), frames.size());
+  std::vector<Outcome> out;
+  for (std::size_t i = 0; i < actions.size(); ++i) {
+    Outcome outcome{actions[i], {}};
+    if (actions[i].verb == Verb::kSend || actions[i].verb == Verb::kHandOff) {
+      outcome.frame = frames[i];
+      if (actions[i].length != 0) {
+        outcome.frame.resize(actions[i].length);
+      }
+    }
+    out.push_back(std::move(outcome));
+  }
+  return out;
+}
+
+Outcome CoreBed::FeedOne(std::uint32_t core, std::uint8_t port, Bytes frame, bool handed_off) {
+  std::vector<Outcome> out = Feed(core, port, {std::move(frame)}, handed_off);
+  return out.empty() ? Outcome{} : out[0];
+}
+
+Delta CoreBed::TakeDelta() {
+  std::vector<std::uint64_t> now;
+  for (const auto& counters : counters_) {
+    for (const Counter& c : counters->drops) {
+      now.push_back(c.Read());
+    }
+    for (const Counter& c : counters->events) {
+      now.push_back(c.Read());
+    }
+  }
+  Delta delta;
+  const std::size_t per_core = nat::kDropReasonCount + kWorkerEventCount;
+  for (std::size_t i = 0; i < now.size() && !seen_.empty(); ++i) {
+    const std::uint64_t n = now[i] - seen_[i];
+    if (n == 0) {
+      continue;
+    }
+    const std::size_t k = i % per_core;
+    if (k < nat::kDropReasonCount) {
+      delta.drops[static_cast<nat::DropReason>(k)] += n;
+    } else {
+      delta.events[static_cast<WorkerEvent>(k - nat::kDropReasonCount)] += n;
+    }
+  }
+  seen_ = std::move(now);
+  return delta;
+}
+
+std::vector<Message> CoreBed::Reports(std::uint32_t core) const {
+  const CoreState& c = *cores_[core];
+  return {c.reports.begin(), c.reports.begin() + c.report_count};
+}
+
+void CoreBed::Advance(std::uint32_t ms) {
+  for (auto& core : cores_) {
+    core->now_ms += ms;
+  }
+}
+
+std::uint16_t CoreBed::ClientPortOwnedBy(std::uint32_t core, std::uint16_t from) const {
+  for (std::uint16_t port = from;; ++port) {
+    if (ClientOwner(kClientIp, port, shared_.workers) == core) {
+      return port;
+    }
+  }
+}
+
+}  // namespace fulcrum::dataplane::testing

@@ -1,0 +1,104 @@
+// Test support: the decisions of dataplane/decide.h on the test bed's shape, without EAL.
+//
+// CoreBed holds the cores of a two-worker data plane (CoreState, each with its own counters),
+// the snapshot compiled from a model, the neighbours and a fake clock. Feed() runs one burst
+// through DecideBurst on one core and returns, per packet, the action and the frame as it
+// would leave (a reset trimmed to its length). Counters are read as deltas (Delta), so that
+// a table row states every drop and event it causes and nothing else may move.
+//
+// Ports: index 0 "client" 198.18.0.1/24, MAC 02:00:00:00:00:01, the client 198.18.0.2 at
+// kClientMac; index 1 "backend" 198.18.1.1/24, MAC 02:00:00:00:00:02, fnat local addresses
+// 198.18.1.2-5, backends 198.18.1.11-14 at BackendMac(n).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "dataplane/decide.h"
+#include "dataplane/handoff.h"
+#include "dataplane/snapshot.h"
+#include "tests/dataplane/model_fixture.h"
+#include "tests/support/packet_builder.h"
+
+namespace fulcrum::dataplane::testing {
+
+using fulcrum::testing::Bytes;
+using fulcrum::testing::Ip4;
+using fulcrum::testing::Mac;
+
+inline constexpr std::uint8_t kClientPort = 0;
+inline constexpr std::uint8_t kBackendPort = 1;
+inline constexpr Mac kClientPortMac = {0x02, 0, 0, 0, 0, 0x01};
+inline constexpr Mac kBackendPortMac = {0x02, 0, 0, 0, 0, 0x02};
+inline constexpr Mac kClientMac = {0x02, 0xc1, 0, 0, 0, 0x02};
+inline constexpr std::uint32_t kClientIp = Ip4("198.18.0.2");
+inline constexpr std::uint32_t kVipIp = Ip4("198.18.100.10");
+
+inline Mac BackendMac(int n) { return {0x02, 0xbe, 0, 0, 0, static_cast<std::uint8_t>(n)}; }
+inline std::uint32_t BackendIp(int n) { return Ip4("198.18.1.10") + static_cast<std::uint32_t>(n); }
+
+// What became of one packet.
+struct Outcome {
+  Action action;
+  Bytes frame;  // as it leaves (kSend) or is handed on (kHandOff); empty when freed
+};
+
+// Counter deltas: drops by reason and events, only the non-zero ones.
+struct Delta {
+  std::map<nat::DropReason, std::uint64_t> drops;
+  std::map<WorkerEvent, std::uint64_t> events;
+  friend bool operator==(const Delta&, const Delta&) = default;
+};
+
+std::string ToString(const Delta& delta);
+std::string ToString(const Action& action);
+// The frame's headers in words (addresses, ports, flags), then its bytes in hex.
+std::string Describe(const Bytes& frame);
+
+class CoreBed {
+ public:
+  explicit CoreBed(std::uint32_t workers = 2);
+
+  // Compiles `model` and has every core adopt it (as a worker's pass does).
+  void Apply(const model::Model& model);
+  // Gives every core the neighbours: the client and the four backends, unless `with_backends`
+  // is false.
+  void LearnNeighbors(bool with_backends = true);
+
+  // Runs `frames` as one burst received on port index `port` of core `core`.
+  std::vector<Outcome> Feed(std::uint32_t core, std::uint8_t port, std::vector<Bytes> frames,
+                            bool handed_off = false);
+  Outcome FeedOne(std::uint32_t core, std::uint8_t port, Bytes frame, bool handed_off = false);
+
+  // The counters of every core since the last call (the first call: since creation).
+  Delta TakeDelta();
+  // The reports core `core` queued since its last burst began.
+  std::vector<Message> Reports(std::uint32_t core) const;
+
+  void Advance(std::uint32_t ms);
+  CoreState& core(std::uint32_t i) { return *cores_[i]; }
+  const ConfigSnapshot& snapshot() const { return *snapshot_; }
+  std::uint32_t workers() const { return shared_.workers; }
+
+  // A client port whose connections core `core` owns, from `from` up.
+  std::uint16_t ClientPortOwnedBy(std::uint32_t core, std::uint16_t from = 40000) const;
+
+ private:
+  DaemonConfig config_;
+  PipelineShared shared_;
+  std::vector<std::unique_ptr<WorkerCounters>> counters_;
+  std::vector<std::unique_ptr<CoreState>> cores_;
+  SlotState slots_;
+  std::uint64_t generation_ = 0;
+  std::unique_ptr<ConfigSnapshot> snapshot_;
+  std::unique_ptr<ConfigSnapshot> retired_;
+  std::unique_ptr<nat::NeighborMap> neighbors_;
+  std::vector<std::uint64_t> seen_;  // counter values at the last TakeDelta, flattened
+};
+
+}  // namespace fulcrum::dataplane::testing

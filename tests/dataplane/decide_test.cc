@@ -1,0 +1,599 @@
+// The pipeline's decisions as data: frames and core state in, actions, frames and counters out
+// (tests/dataplane/core_bed.h). No EAL, no root, a fake clock; these run under the sanitizers.
+//
+// Every expected frame is built independently with the test packet builder: a rewrite is
+// checked byte for byte, checksums included, and every row states each drop and event it
+// causes (any other counter that moves fails the row).
+#include "dataplane/decide.h"
+
+#include <algorithm>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "nat/packet.h"
+#include "tests/dataplane/core_bed.h"
+#include "tests/dataplane/model_fixture.h"
+#include "tests/support/packet_builder.h"
+
+namespace fulcrum::dataplane {
+namespace {
+
+using fulcrum::testing::PacketBuilder;
+using model::ForwardMode;
+using model::Protocol;
+using nat::DropReason;
+using testing::BackendIp;
+using testing::BackendMac;
+using testing::Bytes;
+using testing::CoreBed;
+using testing::Delta;
+using testing::Describe;
+using testing::Ip4;
+using testing::kBackendPort;
+using testing::kBackendPortMac;
+using testing::kClientIp;
+using testing::kClientMac;
+using testing::kClientPort;
+using testing::kClientPortMac;
+using testing::kVipIp;
+using testing::ModelBuilder;
+using testing::Outcome;
+
+constexpr std::uint8_t kSyn = nat::kTcpSyn;
+constexpr std::uint8_t kAck = nat::kTcpAck;
+constexpr std::uint8_t kFin = nat::kTcpFin;
+constexpr std::uint8_t kRst = nat::kTcpRst;
+constexpr std::uint8_t kPsh = nat::kTcpPsh;
+
+const std::uint32_t kLocal1 = Ip4("198.18.1.2");
+const std::uint32_t kLocal2 = Ip4("198.18.1.3");
+// The first fnat local ports of a fresh pool: core w owns the ports whose low bit is w, and each
+// local address hands out its free ports oldest first from 1024 (nat/port_pool.h); allocation
+// rotates over the addresses.
+constexpr std::uint16_t kFirstLocalPort0 = 1024;
+constexpr std::uint16_t kFirstLocalPort1 = 1025;
+
+Action SendOn(std::uint8_t port, std::uint16_t length = 0) {
+  return {.verb = Verb::kSend, .port = port, .length = length};
+}
+Action DropFor(DropReason reason) { return {.verb = Verb::kDrop, .reason = reason}; }
+Action HandTo(std::uint16_t owner) { return {.verb = Verb::kHandOff, .owner = owner}; }
+Action Consumed() { return {.verb = Verb::kConsume}; }
+
+// The listeners every table runs against: tcp :80 fnat to 198.18.1.11:8080, udp :53 fnat to
+// 198.18.1.12:5353, tcp :81 dnat to 198.18.1.13:8081.
+model::Model& StandardModel(ModelBuilder& b) {
+  b.Group("sg-00000001", {"198.18.1.11:8080"})
+      .Group("sg-00000002", {"198.18.1.12:5353"})
+      .Group("sg-00000003", {"198.18.1.13:8081"})
+      .Listener("lsn-00000001", Protocol::kTcp, 80, "sg-00000001")
+      .Listener("lsn-00000002", Protocol::kUdp, 53, "sg-00000002", ForwardMode::kFnat, 30)
+      .Listener("lsn-00000003", Protocol::kTcp, 81, "sg-00000003", ForwardMode::kDnat);
+  return b.model();
+}
+
+// A segment from the client to the VIP.
+PacketBuilder ClientTcp(std::uint16_t sport, std::uint16_t dport, std::uint8_t flags,
+                        std::uint32_t seq = 1000, std::uint32_t ack = 0) {
+  PacketBuilder b;
+  b.Macs(kClientPortMac, kClientMac).Ipv4(kClientIp, kVipIp).Tcp(sport, dport, flags);
+  b.TcpSeq(seq, ack);
+  return b;
+}
+
+// The same segment as the backend must see it through fnat: from a local address, TTL - 1.
+PacketBuilder ToBackend(int backend, std::uint32_t local, std::uint16_t lport, std::uint16_t bport,
+                        std::uint8_t flags, std::uint32_t seq = 1000, std::uint32_t ack = 0) {
+  PacketBuilder b;
+  b.Macs(BackendMac(backend), kBackendPortMac)
+      .Ipv4(local, BackendIp(backend))
+      .Ttl(63)
+      .Tcp(lport, bport, flags)
+      .TcpSeq(seq, ack);
+  return b;
+}
+
+// A segment from a backend to an fnat local address.
+PacketBuilder BackendTcp(int backend, std::uint32_t local, std::uint16_t lport, std::uint16_t bport,
+                         std::uint8_t flags, std::uint32_t seq, std::uint32_t ack) {
+  PacketBuilder b;
+  b.Macs(kBackendPortMac, BackendMac(backend))
+      .Ipv4(BackendIp(backend), local)
+      .Tcp(bport, lport, flags)
+      .TcpSeq(seq, ack);
+  return b;
+}
+
+// The same segment as the client must see it: from the VIP, TTL - 1.
+PacketBuilder ToClient(std::uint16_t vport, std::uint16_t cport, std::uint8_t flags,
+                       std::uint32_t seq, std::uint32_t ack) {
+  PacketBuilder b;
+  b.Macs(kClientMac, kClientPortMac).Ipv4(kVipIp, kClientIp).Ttl(63).Tcp(vport, cport, flags);
+  b.TcpSeq(seq, ack);
+  return b;
+}
+
+// Checks one outcome: the action, the frame for what is sent or handed off, nothing else.
+void ExpectOutcome(const Outcome& got, const Action& action, const Bytes& frame,
+                   const std::string& what) {
+  EXPECT_EQ(got.action, action) << what << ": got " << testing::ToString(got.action) << ", want "
+                                << testing::ToString(action);
+  if (action.verb == Verb::kSend || action.verb == Verb::kHandOff) {
+    EXPECT_EQ(got.frame, frame) << what << ":\n got  " << Describe(got.frame) << "\n want "
+                                << Describe(frame);
+  }
+}
+
+void ExpectDelta(CoreBed& bed, const Delta& want, const std::string& what) {
+  const Delta got = bed.TakeDelta();
+  EXPECT_EQ(got, want) << what << ": got " << testing::ToString(got) << ", want "
+                       << testing::ToString(want);
+}
+
+// ---- one packet into a fresh bed
+
+struct Row {
+  std::string name;
+  std::function<Bytes()> in;
+  Action action;
+  std::function<Bytes()> out;  // the frame sent or handed off; empty otherwise
+  Delta delta;
+  std::uint32_t core = 0;
+  std::uint8_t port = kClientPort;
+  bool handed_off = false;
+  bool ipv4_checksum_verified = false;
+};
+
+// A client port core 0 owns, and one core 1 owns (ClientOwner of the bed's client).
+std::uint16_t OwnedBy(std::uint32_t core) { return CoreBed().ClientPortOwnedBy(core); }
+
+const std::vector<Row>& SinglePacketRows() {
+  static const std::uint16_t p0 = OwnedBy(0);
+  static const std::uint16_t p1 = OwnedBy(1);
+  const Bytes options = {2, 4, 0x05, 0xb4, 1, 3, 3, 7};  // MSS 1460, NOP, window scale 7
+  static const std::vector<Row> rows = {
+      {"fnat SYN: scheduled, local address and port, to the backend",
+       [=] { return ClientTcp(p0, 80, kSyn).TcpOptions(options).Build(); },
+       SendOn(kBackendPort),
+       [=] {
+         return ToBackend(1, kLocal1, kFirstLocalPort0, 8080, kSyn).TcpOptions(options).Build();
+       },
+       {}},
+      {"fnat SYN of a flow core 1 owns: handed off unchanged",
+       [=] { return ClientTcp(p1, 80, kSyn).Build(); },
+       HandTo(1),
+       [=] { return ClientTcp(p1, 80, kSyn).Build(); },
+       {.events = {{WorkerEvent::kHandoffs, 1}}}},
+      {"a hand-off that is not ours either: wrong_core, never passed on again",
+       [=] { return ClientTcp(p1, 80, kSyn).Build(); },
+       DropFor(DropReason::kWrongCore),
+       nullptr,
+       {.drops = {{DropReason::kWrongCore, 1}}},
+       0,
+       kClientPort,
+       true},
+      {"fnat SYN on core 1 takes core 1's first local port",
+       [=] { return ClientTcp(p1, 80, kSyn).Build(); },
+       SendOn(kBackendPort),
+       [=] { return ToBackend(1, kLocal1, kFirstLocalPort1, 8080, kSyn).Build(); },
+       {},
+       1},
+      {"dnat SYN: only the destination changes",
+       [=] { return ClientTcp(p0, 81, kSyn).Build(); },
+       SendOn(kBackendPort),
+       [=] {
+         PacketBuilder b;
+         b.Macs(BackendMac(3), kBackendPortMac).Ipv4(kClientIp, BackendIp(3)).Ttl(63);
+         return b.Tcp(p0, 8081, kSyn).TcpSeq(1000, 0).Build();
+       },
+       {}},
+      {"UDP datagram: opens a flow",
+       [=] {
+         PacketBuilder b;
+         b.Macs(kClientPortMac, kClientMac).Ipv4(kClientIp, kVipIp).Udp(p0, 53);
+         return b.Payload(20, 0x61).Build();
+       },
+       SendOn(kBackendPort),
+       [=] {
+         PacketBuilder b;
+         b.Macs(BackendMac(2), kBackendPortMac).Ipv4(kLocal1, BackendIp(2)).Ttl(63);
+         return b.Udp(kFirstLocalPort0, 5353).Payload(20, 0x61).Build();
+       },
+       {}},
+      {"an ACK without a connection: not_syn_no_conn, answered with a reset (RFC 793: seq = ACK)",
+       [=] { return ClientTcp(p0, 80, kAck | kPsh, 5000, 7777).Payload(10, 0x41).Build(); },
+       SendOn(kClientPort, 54),
+       [=] {
+         PacketBuilder b;
+         b.Macs(kClientMac, kClientPortMac).Ipv4(kVipIp, kClientIp).Tcp(80, p0, kRst);
+         return b.TcpSeq(7777, 0).TcpWindow(0).Build();
+       },
+       {.drops = {{DropReason::kNotSynNoConn, 1}}, .events = {{WorkerEvent::kTcpResetsSent, 1}}}},
+      {"a FIN without ACK and without a connection: the reset acknowledges SEQ + 1",
+       [=] { return ClientTcp(p0, 80, kFin, 5000).Build(); },
+       SendOn(kClientPort, 54),
+       [=] {
+         PacketBuilder b;
+         b.Macs(kClientMac, kClientPortMac).Ipv4(kVipIp, kClientIp).Tcp(80, p0, kRst | kAck);
+         return b.TcpSeq(0, 5001).TcpWindow(0).Build();
+       },
+       {.drops = {{DropReason::kNotSynNoConn, 1}}, .events = {{WorkerEvent::kTcpResetsSent, 1}}}},
+      {"a reset without a connection: never answered",
+       [=] { return ClientTcp(p0, 80, kRst).Build(); },
+       Consumed(),
+       nullptr,
+       {.drops = {{DropReason::kNotSynNoConn, 1}}}},
+      {"a port no listener serves: no_service",
+       [=] { return ClientTcp(p0, 99, kSyn).Build(); },
+       DropFor(DropReason::kNoService),
+       nullptr,
+       {.drops = {{DropReason::kNoService, 1}}}},
+      {"an address that is not ours: not_local",
+       [=] { return ClientTcp(p0, 80, kSyn).Ipv4(kClientIp, Ip4("198.18.100.99")).Build(); },
+       DropFor(DropReason::kNotLocal),
+       nullptr,
+       {.drops = {{DropReason::kNotLocal, 1}}}},
+      {"a UDP datagram to a local address without a connection: no_conn",
+       [=] {
+         PacketBuilder b;
+         b.Macs(kBackendPortMac, BackendMac(2)).Ipv4(BackendIp(2), kLocal2).Udp(5353, 2048);
+         return b.Payload(8).Build();
+       },
+       DropFor(DropReason::kNoConn),
+       nullptr,
+       {.drops = {{DropReason::kNoConn, 1}}},
+       0,
+       kBackendPort},
+      {"a reply to a local port core 1 owns: handed off",
+       [=] { return BackendTcp(1, kLocal2, 2049, 8080, kSyn | kAck, 1, 1001).Build(); },
+       HandTo(1),
+       [=] { return BackendTcp(1, kLocal2, 2049, 8080, kSyn | kAck, 1, 1001).Build(); },
+       {.events = {{WorkerEvent::kHandoffs, 1}}},
+       0,
+       kBackendPort},
+      {"a segment from a backend without a connection: reset towards the backend",
+       [=] { return BackendTcp(1, kLocal2, 2048, 8080, kAck, 1, 1001).Build(); },
+       SendOn(kBackendPort, 54),
+       [=] {
+         PacketBuilder b;
+         b.Macs(BackendMac(1), kBackendPortMac).Ipv4(kLocal2, BackendIp(1)).Tcp(2048, 8080, kRst);
+         return b.TcpSeq(1001, 0).TcpWindow(0).Build();
+       },
+       {.drops = {{DropReason::kNotSynNoConn, 1}}, .events = {{WorkerEvent::kTcpResetsSent, 1}}},
+       0,
+       kBackendPort},
+      {"a bad IPv4 header checksum: bad_checksum",
+       [=] {
+         Bytes frame = ClientTcp(p0, 80, kSyn).Build();
+         frame[24] ^= 0xff;
+         return frame;
+       },
+       DropFor(DropReason::kBadChecksum),
+       nullptr,
+       {.drops = {{DropReason::kBadChecksum, 1}}}},
+      {"the same header when the NIC verified it: not checked again",
+       [=] {
+         Bytes frame = ClientTcp(p0, 80, kSyn).Build();
+         frame[24] ^= 0xff;
+         return frame;
+       },
+       SendOn(kBackendPort),
+       nullptr,
+       {},
+       0,
+       kClientPort,
+       false,
+       true},
+      {"a truncated frame: truncated",
+       [=] {
+         Bytes frame = ClientTcp(p0, 80, kSyn).Build();
+         frame.resize(30);
+         return frame;
+       },
+       DropFor(DropReason::kTruncated),
+       nullptr,
+       {.drops = {{DropReason::kTruncated, 1}}}},
+      {"a fragment: fragment",
+       [=] { return ClientTcp(p0, 80, kSyn).Fragment(true, 0).Build(); },
+       DropFor(DropReason::kFragment),
+       nullptr,
+       {.drops = {{DropReason::kFragment, 1}}}},
+      {"an IPv6 frame: unsupported_ethertype",
+       [=] { return ClientTcp(p0, 80, kSyn).Ethertype(0x86dd).Build(); },
+       DropFor(DropReason::kUnsupportedEthertype),
+       nullptr,
+       {.drops = {{DropReason::kUnsupportedEthertype, 1}}}},
+      {"GRE: unsupported_protocol",
+       [=] {
+         PacketBuilder b;
+         b.Macs(kClientPortMac, kClientMac).Ipv4(kClientIp, kVipIp).Protocol(47);
+         return b.Payload(20).Build();
+       },
+       DropFor(DropReason::kUnsupportedProtocol),
+       nullptr,
+       {.drops = {{DropReason::kUnsupportedProtocol, 1}}}},
+      {"TTL 1: ttl_exceeded",
+       [=] { return ClientTcp(p0, 80, kSyn).Ttl(1).Build(); },
+       DropFor(DropReason::kTtlExceeded),
+       nullptr,
+       {.drops = {{DropReason::kTtlExceeded, 1}}}},
+      {"a ping to the VIP: answered",
+       [=] {
+         PacketBuilder b;
+         b.Macs(kClientPortMac, kClientMac).Ipv4(kClientIp, kVipIp).IcmpEcho(8, 77, 5);
+         return b.Payload(32, 0x41).Build();
+       },
+       SendOn(kClientPort),
+       [=] {
+         PacketBuilder b;
+         b.Macs(kClientMac, kClientPortMac).Ipv4(kVipIp, kClientIp).IcmpEcho(0, 77, 5);
+         return b.Payload(32, 0x41).Build();
+       },
+       {.events = {{WorkerEvent::kIcmpEchoReplies, 1}}}},
+      {"an echo reply to the VIP: unsupported_icmp",
+       [=] {
+         PacketBuilder b;
+         b.Macs(kClientPortMac, kClientMac).Ipv4(kClientIp, kVipIp).IcmpEcho(0, 77, 5);
+         return b.Build();
+       },
+       DropFor(DropReason::kUnsupportedIcmp),
+       nullptr,
+       {.drops = {{DropReason::kUnsupportedIcmp, 1}}}},
+      {"an ARP request for the VIP: answered with the client port's MAC, the sender reported",
+       [=] {
+         return PacketBuilder()
+             .Macs(nat::kBroadcastMac, kClientMac)
+             .Arp(nat::kArpRequest, kClientMac, kClientIp, kVipIp)
+             .Build();
+       },
+       SendOn(kClientPort),
+       [=] {
+         Bytes reply = PacketBuilder()
+                           .Macs(kClientMac, kClientPortMac)
+                           .Arp(nat::kArpReply, kClientPortMac, kVipIp, kClientIp)
+                           .Build();
+         std::copy(kClientMac.begin(), kClientMac.end(), reply.begin() + 14 + 18);  // target MAC
+         return reply;
+       },
+       {.events = {{WorkerEvent::kArpLearned, 1}, {WorkerEvent::kArpRepliesSent, 1}}}},
+      {"an ARP request for someone else: not_local",
+       [=] {
+         return PacketBuilder()
+             .Macs(nat::kBroadcastMac, kClientMac)
+             .Arp(nat::kArpRequest, kClientMac, kClientIp, Ip4("198.18.0.99"))
+             .Build();
+       },
+       DropFor(DropReason::kNotLocal),
+       nullptr,
+       {.drops = {{DropReason::kNotLocal, 1}}}},
+      {"an ARP reply from the client: consumed, reported",
+       [=] {
+         return PacketBuilder()
+             .Macs(kClientPortMac, kClientMac)
+             .Arp(nat::kArpReply, kClientMac, kClientIp, Ip4("198.18.0.1"))
+             .Build();
+       },
+       Consumed(),
+       nullptr,
+       {.events = {{WorkerEvent::kArpLearned, 1}}}},
+  };
+  return rows;
+}
+
+TEST(DecideTable, OnePacket) {
+  for (const Row& row : SinglePacketRows()) {
+    SCOPED_TRACE(row.name);
+    CoreBed bed;
+    ModelBuilder b;
+    bed.Apply(StandardModel(b));
+    bed.LearnNeighbors();
+    bed.TakeDelta();
+    Bytes in = row.in();
+    std::vector<PacketIn> packets = {
+        PacketIn{.frame = in,
+                 .length = static_cast<std::uint32_t>(in.size()),
+                 .port = row.port,
+                 .ipv4_checksum_verified = row.ipv4_checksum_verified}};
+    const std::span<const Action> actions =
+        DecideBurst(bed.core(row.core), packets, row.handed_off);
+    ASSERT_EQ(actions.size(), 1u);
+    Bytes out = in;
+    if (actions[0].length != 0) {
+      out.resize(actions[0].length);
+    }
+    ExpectOutcome({actions[0], out}, row.action, row.out ? row.out() : out, row.name);
+    ExpectDelta(bed, row.delta, row.name);
+  }
+}
+
+// ---- conversations: steps on one bed, in order
+
+struct Step {
+  std::string name;
+  std::uint8_t port;
+  std::function<Bytes()> in;
+  Action action;
+  std::function<Bytes()> out;
+  Delta delta;
+  std::uint32_t advance_ms = 0;  // the clock moves this much before the step
+};
+
+void RunSteps(CoreBed& bed, std::uint32_t core, const std::vector<Step>& steps) {
+  bed.TakeDelta();
+  for (const Step& step : steps) {
+    SCOPED_TRACE(step.name);
+    bed.Advance(step.advance_ms);
+    const Outcome got = bed.FeedOne(core, step.port, step.in());
+    ExpectOutcome(got, step.action, step.out ? step.out() : Bytes{}, step.name);
+    ExpectDelta(bed, step.delta, step.name);
+  }
+}
+
+// A whole fnat TCP connection both ways, then a segment after it expired (the fake clock).
+TEST(DecideTable, FnatTcpConversation) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(StandardModel(b));
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.ClientPortOwnedBy(0);
+  const std::uint16_t l = kFirstLocalPort0;
+  const Bytes hello(100, 0x68);
+  const std::vector<Step> steps = {
+      {"SYN", kClientPort, [=] { return ClientTcp(c, 80, kSyn, 1000).Build(); },
+       SendOn(kBackendPort), [=] { return ToBackend(1, kLocal1, l, 8080, kSyn, 1000).Build(); }},
+      {"SYN-ACK", kBackendPort,
+       [=] { return BackendTcp(1, kLocal1, l, 8080, kSyn | kAck, 5000, 1001).Build(); },
+       SendOn(kClientPort), [=] { return ToClient(80, c, kSyn | kAck, 5000, 1001).Build(); }},
+      {"ACK", kClientPort, [=] { return ClientTcp(c, 80, kAck, 1001, 5001).Build(); },
+       SendOn(kBackendPort),
+       [=] { return ToBackend(1, kLocal1, l, 8080, kAck, 1001, 5001).Build(); }},
+      {"data", kClientPort,
+       [=] { return ClientTcp(c, 80, kAck | kPsh, 1001, 5001).Payload(hello).Build(); },
+       SendOn(kBackendPort),
+       [=] {
+         return ToBackend(1, kLocal1, l, 8080, kAck | kPsh, 1001, 5001).Payload(hello).Build();
+       }},
+      {"backend FIN", kBackendPort,
+       [=] { return BackendTcp(1, kLocal1, l, 8080, kFin | kAck, 5001, 1101).Build(); },
+       SendOn(kClientPort), [=] { return ToClient(80, c, kFin | kAck, 5001, 1101).Build(); }},
+      {"client FIN", kClientPort, [=] { return ClientTcp(c, 80, kFin | kAck, 1101, 5002).Build(); },
+       SendOn(kBackendPort),
+       [=] { return ToBackend(1, kLocal1, l, 8080, kFin | kAck, 1101, 5002).Build(); }},
+      {"last ACK", kBackendPort,
+       [=] { return BackendTcp(1, kLocal1, l, 8080, kAck, 5002, 1102).Build(); },
+       SendOn(kClientPort), [=] { return ToClient(80, c, kAck, 5002, 1102).Build(); }},
+      // time_wait is 1 s in the test config: after it, the tuple is gone.
+      {"a segment after time_wait",
+       kClientPort,
+       [=] { return ClientTcp(c, 80, kAck, 1102, 5002).Build(); },
+       SendOn(kClientPort, 54),
+       [=] {
+         PacketBuilder r;
+         r.Macs(kClientMac, kClientPortMac).Ipv4(kVipIp, kClientIp).Tcp(80, c, kRst);
+         return r.TcpSeq(5002, 0).TcpWindow(0).Build();
+       },
+       {.drops = {{DropReason::kNotSynNoConn, 1}}, .events = {{WorkerEvent::kTcpResetsSent, 1}}},
+       1001},
+  };
+  RunSteps(bed, 0, steps);
+  const ListenerCounters& counters = bed.core(0).listener(bed.snapshot().listeners[0]->slot);
+  EXPECT_EQ(counters.new_conns.Read(), 1u);
+  EXPECT_EQ(counters.rx_packets.Read(), 8u);  // both ways, the late ACK included
+  EXPECT_EQ(counters.tx_packets.Read(), 7u);
+  EXPECT_EQ(bed.core(0).new_conns.Read(), 1u);
+}
+
+// The first packets of a flow in one burst: the first opens it, the others follow it as hits,
+// in order, through the same local port.
+TEST(DecideTable, ABurstOpensAFlowOnce) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(StandardModel(b));
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.ClientPortOwnedBy(0);
+  auto datagram = [&](std::uint8_t n) {
+    PacketBuilder d;
+    d.Macs(kClientPortMac, kClientMac).Ipv4(kClientIp, kVipIp).Udp(c, 53).Payload(8, n);
+    return d.Build();
+  };
+  auto forwarded = [&](std::uint8_t n) {
+    PacketBuilder d;
+    d.Macs(BackendMac(2), kBackendPortMac).Ipv4(kLocal1, BackendIp(2)).Ttl(63);
+    return d.Udp(kFirstLocalPort0, 5353).Payload(8, n).Build();
+  };
+  const std::vector<Outcome> out =
+      bed.Feed(0, kClientPort,
+               {datagram(1), datagram(2), ClientTcp(c, 80, kSyn).Build(), datagram(3),
+                ClientTcp(c, 80, kSyn).Build()});
+  ASSERT_EQ(out.size(), 5u);
+  ExpectOutcome(out[0], SendOn(kBackendPort), forwarded(1), "datagram 1");
+  ExpectOutcome(out[1], SendOn(kBackendPort), forwarded(2), "datagram 2");
+  ExpectOutcome(out[2], SendOn(kBackendPort),
+                ToBackend(1, kLocal2, kFirstLocalPort0, 8080, kSyn).Build(), "SYN");
+  ExpectOutcome(out[3], SendOn(kBackendPort), forwarded(3), "datagram 3");
+  ExpectOutcome(out[4], SendOn(kBackendPort),
+                ToBackend(1, kLocal2, kFirstLocalPort0, 8080, kSyn).Build(), "SYN again");
+  ExpectDelta(bed, {}, "the burst");
+  EXPECT_EQ(bed.core(0).table.size(), 2u);
+  EXPECT_EQ(bed.core(0).new_conns.Read(), 2u);
+}
+
+// A next hop without a MAC: the packet is dropped and counted, and the control thread is asked
+// once (not once per packet) to resolve it.
+TEST(DecideTable, AnUnresolvedNextHopIsReportedOnce) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(StandardModel(b));
+  bed.LearnNeighbors(/*with_backends=*/false);
+  bed.TakeDelta();
+  const std::uint16_t c = bed.ClientPortOwnedBy(0);
+  const Outcome first = bed.FeedOne(0, kClientPort, ClientTcp(c, 80, kSyn).Build());
+  EXPECT_EQ(first.action, DropFor(DropReason::kArpUnresolved));
+  const std::vector<Message> reports = bed.Reports(0);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].type, MessageType::kResolve);
+  EXPECT_EQ(reports[0].ip, BackendIp(1));
+  EXPECT_EQ(reports[0].port, kBackendPort);
+  ExpectDelta(bed,
+              {.drops = {{DropReason::kArpUnresolved, 1}},
+               .events = {{WorkerEvent::kArpResolveRequests, 1}}},
+              "first SYN");
+  // The retransmitted SYN finds its connection and is dropped again, without a second request
+  // within the second.
+  const Outcome again = bed.FeedOne(0, kClientPort, ClientTcp(c, 80, kSyn).Build());
+  EXPECT_EQ(again.action, DropFor(DropReason::kArpUnresolved));
+  EXPECT_TRUE(bed.Reports(0).empty());
+  ExpectDelta(bed, {.drops = {{DropReason::kArpUnresolved, 1}}}, "second SYN");
+  bed.Advance(1000);
+  bed.FeedOne(0, kClientPort, ClientTcp(c, 80, kSyn).Build());
+  EXPECT_EQ(bed.Reports(0).size(), 1u);
+}
+
+// A backend marked down: its TCP connections are reset, its UDP flows scheduled anew.
+TEST(DecideTable, ADeadBackendsConnectionsAreResetOrRescheduled) {
+  CoreBed bed;
+  ModelBuilder b;
+  b.Group("sg-00000001", {"198.18.1.11:8080", "198.18.1.12:8080"})
+      .Listener("lsn-00000001", Protocol::kTcp, 80, "sg-00000001")
+      .Listener("lsn-00000002", Protocol::kUdp, 53, "sg-00000001", ForwardMode::kFnat, 30);
+  bed.Apply(b.model());
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.ClientPortOwnedBy(0);
+  PacketBuilder udp;
+  udp.Macs(kClientPortMac, kClientMac).Ipv4(kClientIp, kVipIp).Udp(c, 53).Payload(8);
+  const Outcome syn = bed.FeedOne(0, kClientPort, ClientTcp(c, 80, kSyn).Build());
+  const Outcome datagram = bed.FeedOne(0, kClientPort, udp.Build());
+  ASSERT_EQ(syn.action, SendOn(kBackendPort));
+  ASSERT_EQ(datagram.action, SendOn(kBackendPort));
+  const std::uint32_t tcp_backend = nat::Parse(syn.frame).dst_ip;
+  const std::uint32_t udp_backend = nat::Parse(datagram.frame).dst_ip;
+  bed.TakeDelta();
+
+  // Both backends down for these listeners, one at a time: first each flow's own.
+  const std::string tcp_name =
+      tcp_backend == BackendIp(1) ? "198.18.1.11:8080" : "198.18.1.12:8080";
+  b.Health("lsn-00000001", tcp_name, model::HealthState::kDown);
+  const std::string udp_name =
+      udp_backend == BackendIp(1) ? "198.18.1.11:8080" : "198.18.1.12:8080";
+  b.Health("lsn-00000002", udp_name, model::HealthState::kDown);
+  bed.Apply(b.model());
+
+  const Outcome ack = bed.FeedOne(0, kClientPort, ClientTcp(c, 80, kAck, 1001, 1).Build());
+  EXPECT_EQ(ack.action, SendOn(kClientPort, 54));
+  ExpectDelta(bed,
+              {.drops = {{DropReason::kNotSynNoConn, 1}},
+               .events = {{WorkerEvent::kTcpResetsSent, 1}, {WorkerEvent::kConnsFlushed, 1}}},
+              "TCP");
+  const Outcome moved = bed.FeedOne(0, kClientPort, udp.Build());
+  ASSERT_EQ(moved.action, SendOn(kBackendPort));
+  EXPECT_NE(nat::Parse(moved.frame).dst_ip, udp_backend);
+  ExpectDelta(bed,
+              {.events = {{WorkerEvent::kConnsRescheduled, 1}, {WorkerEvent::kConnsFlushed, 1}}},
+              "UDP");
+}
+
+}  // namespace
+}  // namespace fulcrum::dataplane

@@ -100,19 +100,20 @@ Action SendVia(CoreState& c, const PacketIn& in, const nat::NextHop& hop,
   if (!hop.ok()) {
     return Drop(c, DropReason::kNoRoute);
   }
-  nat::Neighbor neighbor;
-  const nat::Neighbor* found = c.neighbors != nullptr ? c.neighbors->Find(hop.ip) : nullptr;
-  if (found != nullptr) {
-    neighbor = *found;
-  } else if (!ReadLearnt(c, hop.ip, neighbor)) {
-    AskResolve(c, hop);
-    return Drop(c, DropReason::kArpUnresolved);
+  const nat::Neighbor* neighbor = c.neighbors != nullptr ? c.neighbors->Find(hop.ip) : nullptr;
+  nat::Neighbor learnt;
+  if (neighbor == nullptr) [[unlikely]] {
+    if (!ReadLearnt(c, hop.ip, learnt)) {
+      AskResolve(c, hop);
+      return Drop(c, DropReason::kArpUnresolved);
+    }
+    neighbor = &learnt;
   }
-  std::memcpy(in.frame.data(), neighbor.mac.data(), 6);
+  std::memcpy(in.frame.data(), neighbor->mac.data(), 6);
   std::memcpy(in.frame.data() + 6, c.shared->ports[hop.port].mac.data(), 6);
   if (counters != nullptr) {
     counters->tx_packets.Add(1);
-    counters->tx_bytes.Add(in.length);
+    counters->tx_bytes.Add(in.frame.size());
   }
   return Send(hop.port);
 }
@@ -315,11 +316,13 @@ Action OpenConn(CoreState& c, const PacketIn& in, const ParsedPacket& p, const L
   return SendVia(c, in, b.next_hop, &counters);
 }
 
-// A packet of a tracked connection.
-Action ForwardHit(CoreState& c, const PacketIn& in, const ParsedPacket& p, const ConnHit& hit) {
+// A packet of a tracked connection of listener `l` and backend `b`.
+Action ForwardHit(CoreState& c, const PacketIn& in, const ParsedPacket& p, const ConnHit& hit,
+                  const ListenerConfig& l, const BackendConfig& b) {
   ConnEntry& e = *hit.entry;
-  const ListenerConfig* l = c.snapshot->listener(e.listener);
   ListenerCounters& counters = c.listener(e.listener);
+  counters.rx_packets.Add(1);
+  counters.rx_bytes.Add(in.frame.size());
   if (e.proto() == nat::kIpProtoTcp) {
     const nat::TcpState before = e.tcp_state;
     e.tcp_state = nat::TcpNextState(before, hit.dir, p.tcp_flags);
@@ -331,11 +334,11 @@ Action ForwardHit(CoreState& c, const PacketIn& in, const ParsedPacket& p, const
       c.new_conns.Add(1);
     }
   }
-  e.timeout_ms = l->ConnTimeoutMs(e.tcp_state);
+  e.timeout_ms = l.ConnTimeoutMs(e.tcp_state);
   e.last_seen_ms = c.now_ms;
   nat::RewriteForConn(in.frame, p, e, hit.dir);
   const nat::NextHop hop = hit.dir == FlowDir::kFromClient
-                               ? BackendHop(c, e)
+                               ? b.next_hop
                                : c.snapshot->routes.Lookup(e.from_client.src_ip);
   return SendVia(c, in, hop, &counters);
 }
@@ -354,28 +357,27 @@ Action BackendMiss(CoreState& c, const PacketIn& in, const ParsedPacket& p, bool
 }
 
 Action Verdict(CoreState& c, const PendingPacket& pending, const PacketIn& in,
-               const ParsedPacket& p, ConnHit hit, PreparedConn& prepared) {
-  if (hit.hit() && c.snapshot->ConnDead(hit.entry->listener, hit.entry->backend)) {
+               const ParsedPacket& p, const ConnHit& hit, PreparedConn& prepared) {
+  if (hit.hit()) {
+    // What ConfigSnapshot::ConnDead checks, with the listener and backend kept for the hit.
+    const ListenerConfig* l = c.snapshot->listener(hit.entry->listener);
+    const BackendConfig* b = c.snapshot->backend(hit.entry->backend);
+    if (l != nullptr && b != nullptr && !b->dead) [[likely]] {
+      return ForwardHit(c, in, p, hit, *l, *b);
+    }
     // Its listener or backend is gone or dead: forget it and treat the packet as new.
     if (pending.side == FlowDir::kFromClient && p.proto == nat::kIpProtoUdp) {
       Count(c, WorkerEvent::kConnsRescheduled);
     }
     Count(c, WorkerEvent::kConnsFlushed);
     EraseConn(c, hit.index);
-    hit = ConnHit{};
-  }
-  if (hit.hit()) {
-    ListenerCounters& counters = c.listener(hit.entry->listener);
-    counters.rx_packets.Add(1);
-    counters.rx_bytes.Add(in.length);
-    return ForwardHit(c, in, p, hit);
   }
   if (pending.side == FlowDir::kFromBackend) {
     return BackendMiss(c, in, p, pending.dnat_reply);
   }
   ListenerCounters& counters = c.listener(pending.listener->slot);
   counters.rx_packets.Add(1);
-  counters.rx_bytes.Add(in.length);
+  counters.rx_bytes.Add(in.frame.size());
   return OpenConn(c, in, p, *pending.listener, prepared);
 }
 
@@ -406,7 +408,8 @@ void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const ParsedP
                 bool handed_off, Action& out) {
   const ConfigSnapshot& snap = *c.snapshot;
   const nat::AddressInfo dst = snap.addresses.Find(p.dst_ip);
-  PendingPacket pending{i, nullptr, FlowDir::kFromClient, false};
+  PendingPacket& pending = c.burst.pending[c.burst.count];
+  pending = {nullptr, i, FlowDir::kFromClient, false};
   std::uint32_t owner;
   if ((dst.kinds & nat::kAddressVip) != 0) {
     const std::uint32_t slot = snap.services.Find(p.dst_ip, p.dst_port, p.proto);
@@ -434,7 +437,6 @@ void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const ParsedP
   }
   BurstState& burst = c.burst;
   const std::uint16_t k = burst.count++;
-  burst.pending[k] = pending;
   burst.parsed[k] = p;
   burst.keys[k] = nat::FlowKeyOf(p);
 }
@@ -540,11 +542,14 @@ Action HandleIcmpError(CoreState& c, const PacketIn& in, const ParsedPacket& p, 
 // Stage 1 for packet `i`: its action, unless it waits for the bulk lookup.
 void Classify(CoreState& c, std::uint16_t i, const PacketIn& in, bool handed_off, Action& out) {
   const ParsedPacket p = nat::Parse(in.frame, {.verify_ipv4_checksum = !in.ipv4_checksum_verified});
+  if (p.kind == PacketKind::kTcp || p.kind == PacketKind::kUdp) [[likely]] {
+    ClassifyL4(c, i, in, p, handed_off, out);
+    return;
+  }
   switch (p.kind) {
     case PacketKind::kTcp:
     case PacketKind::kUdp:
-      ClassifyL4(c, i, in, p, handed_off, out);
-      return;
+      break;  // classified above
     case PacketKind::kArp:
       out = HandleArp(c, in, p);
       return;

@@ -2,7 +2,7 @@
 //
 // Theory of operation
 // -------------------
-// DecideBurst takes a burst of frames (their bytes, length and arrival port: no rte_mbuf) and
+// DecideBurst takes a burst of frames (their bytes and arrival port: no rte_mbuf) and
 // the core's state, rewrites the frames in place and returns one Action per packet: send it
 // out of port P (its MACs already set), hand it to core C, or free it (a counted drop, or a
 // packet consumed). It links no DPDK, so that the tests can table it: frames and state in,
@@ -87,8 +87,10 @@ struct ListenerCounters {
 
 // One packet of a burst, as the decisions see it.
 struct PacketIn {
-  std::span<std::uint8_t> frame;        // the bytes of its first segment; rewritten in place
-  std::uint32_t length = 0;             // the whole packet's length, for the byte counters
+  // Its bytes, rewritten in place. Only the first segment of a multi-segment packet: such a
+  // packet is never forwarded (nat::Parse finds it truncated), so this is its whole length
+  // whenever a byte counter counts it.
+  std::span<std::uint8_t> frame;
   std::uint8_t port = kNoPortIndex;     // the port index it arrived on
   bool ipv4_checksum_verified = false;  // the NIC found its IPv4 header checksum good
 };
@@ -115,8 +117,8 @@ static_assert(sizeof(Action) == 8);
 
 // A TCP/UDP packet of the burst waiting for the bulk lookup.
 struct PendingPacket {
-  std::uint16_t index;             // in the burst
   const ListenerConfig* listener;  // client side only
+  std::uint16_t index;             // in the burst
   nat::FlowDir side;               // which side sent it
   bool dnat_reply;                 // from a dnat backend (no local address involved)
 };

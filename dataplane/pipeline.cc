@@ -28,6 +28,8 @@ constexpr std::uint32_t kMessagePasses = 8;
 constexpr std::uint32_t kExpirePerOpen = 4;
 constexpr std::uintptr_t kTxOnlyTag = 1;
 constexpr std::uint32_t kHandoffDrainBursts = 8;
+// RunBurstFrom's rx_port for packets whose mbufs name their port (handed over by another core).
+constexpr std::uint32_t kPortInMbuf = 0xffffffffu;
 
 std::span<std::uint8_t> FrameOf(rte_mbuf* m) {
   return {rte_pktmbuf_mtod(m, std::uint8_t*), rte_pktmbuf_data_len(m)};
@@ -96,7 +98,7 @@ void FlushStaged(PipelineWorker& pw) {
 // ---- transmission
 
 // Sends `m` out of port index `port`, through another core when this one has no queue there.
-void Transmit(PipelineWorker& pw, std::uint8_t port, rte_mbuf* m) {
+[[gnu::always_inline]] inline void Transmit(PipelineWorker& pw, std::uint8_t port, rte_mbuf* m) {
   const PortView& view = pw.shared->ports[port];
   if (pw.ctx->tx[view.port_id].queue_id != kNoQueue) {
     EnqueueTx(*pw.ctx, view.port_id, m);
@@ -126,27 +128,27 @@ void SendReports(PipelineWorker& pw) {
   pw.report_count = 0;
 }
 
-// Carries out the decisions on the burst's mbufs, in burst order.
-void Act(PipelineWorker& pw, rte_mbuf** packets, std::span<const Action> actions) {
+// Carries out the decisions on the burst's mbufs, in burst order. `rx_port`: as RunBurstFrom's;
+// a packet handed to another core carries it in its mbuf.
+void Act(PipelineWorker& pw, rte_mbuf** packets, std::span<const Action> actions,
+         std::uint32_t rx_port) {
   std::array<rte_mbuf*, kBurstSize> freed;
   unsigned free_count = 0;
   for (std::size_t i = 0; i < actions.size(); ++i) {
     const Action& action = actions[i];
     rte_mbuf* m = packets[i];
-    switch (action.verb) {
-      case Verb::kSend:
-        if (action.length != 0) {
-          rte_pktmbuf_trim(m, static_cast<std::uint16_t>(rte_pktmbuf_pkt_len(m) - action.length));
-        }
-        Transmit(pw, action.port, m);
-        break;
-      case Verb::kHandOff:
-        Stage(pw, action.owner, m);
-        break;
-      case Verb::kDrop:
-      case Verb::kConsume:
-        freed[free_count++] = m;
-        break;
+    if (action.verb == Verb::kSend) [[likely]] {
+      if (action.length != 0) [[unlikely]] {
+        rte_pktmbuf_trim(m, static_cast<std::uint16_t>(rte_pktmbuf_pkt_len(m) - action.length));
+      }
+      Transmit(pw, action.port, m);
+    } else if (action.verb == Verb::kHandOff) {
+      if (rx_port != kPortInMbuf) {
+        m->port = static_cast<std::uint16_t>(rx_port);
+      }
+      Stage(pw, action.owner, m);
+    } else {
+      freed[free_count++] = m;  // dropped (counted) or consumed
     }
   }
   if (free_count != 0) {
@@ -310,21 +312,25 @@ void UpdateClock(PipelineWorker& pw, std::uint64_t tsc) {
   pw.now_ms = static_cast<std::uint32_t>((tsc - pw.shared->tsc_base) / pw.shared->tsc_per_ms);
 }
 
-}  // namespace
-
-void RunBurst(PipelineWorker& pw, rte_mbuf** packets, std::uint16_t count, bool handed_off) {
+// RunBurst, for packets that arrived on DPDK port `rx_port`, or kPortInMbuf when each mbuf names
+// its port (handed over by another core). Not every PMD fills in the mbuf's port (net_ring does
+// not): Act writes it into the packets it hands over, whose new core reads it there.
+void RunBurstFrom(PipelineWorker& pw, rte_mbuf** packets, std::uint16_t count, bool handed_off,
+                  std::uint32_t rx_port) {
   pw.received += count;
+  const std::uint8_t rx_index =
+      rx_port < kMaxPortIds ? pw.shared->port_index[rx_port] : kNoPortIndex;
   for (std::uint16_t done = 0; done < count;) {
     const auto n = static_cast<std::uint16_t>(std::min<unsigned>(count - done, kBurstSize));
     for (std::uint16_t i = 0; i < n; ++i) {
       rte_mbuf* m = packets[done + i];
+      const std::uint8_t port = rx_port == kPortInMbuf ? PortIndexOf(pw, m) : rx_index;
       pw.in[i] = PacketIn{.frame = FrameOf(m),
-                          .length = rte_pktmbuf_pkt_len(m),
-                          .port = PortIndexOf(pw, m),
+                          .port = port,
                           .ipv4_checksum_verified = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) ==
                                                     RTE_MBUF_F_RX_IP_CKSUM_GOOD};
     }
-    Act(pw, packets + done, DecideBurst(pw, std::span(pw.in.data(), n), handed_off));
+    Act(pw, packets + done, DecideBurst(pw, std::span(pw.in.data(), n), handed_off), rx_port);
     done = static_cast<std::uint16_t>(done + n);
   }
   FlushStaged(pw);
@@ -333,13 +339,15 @@ void RunBurst(PipelineWorker& pw, rte_mbuf** packets, std::uint16_t count, bool 
   }
 }
 
+}  // namespace
+
+void RunBurst(PipelineWorker& pw, rte_mbuf** packets, std::uint16_t count, bool handed_off) {
+  RunBurstFrom(pw, packets, count, handed_off, kPortInMbuf);
+}
+
 void ProcessBurst(WorkerContext& worker, std::uint16_t rx_port, rte_mbuf** packets,
                   std::uint16_t count) {
-  // Not every PMD fills in the port (net_ring does not); replies and hand-offs rely on it.
-  for (std::uint16_t i = 0; i < count; ++i) {
-    packets[i]->port = rx_port;
-  }
-  RunBurst(*static_cast<PipelineWorker*>(worker.handler_state), packets, count, false);
+  RunBurstFrom(*static_cast<PipelineWorker*>(worker.handler_state), packets, count, false, rx_port);
 }
 
 std::uint32_t PassBegin(WorkerContext& worker) {

@@ -88,7 +88,7 @@ std::uint32_t PassBegin(WorkerContext& worker);
 
 // The same stages for one burst, callable directly (benchmarks): `handed_off` is true for
 // packets another core passed over (never passed on again). Each mbuf's `port` must name the
-// DPDK port it arrived on (ProcessBurst sets it; not every PMD does).
+// DPDK port it arrived on (ProcessBurst takes it as an argument instead: not every PMD sets it).
 void RunBurst(PipelineWorker& pw, rte_mbuf** packets, std::uint16_t count, bool handed_off);
 
 // Control thread, workers stopped: what PassBegin would do with the newest snapshot and a

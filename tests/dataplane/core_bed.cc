@@ -132,7 +132,7 @@ std::vector<Outcome> CoreBed::Feed(std::uint32_t core, std::uint8_t port, std::v
   std::vector<PacketIn> in;
   for (Bytes& frame : frames) {
     in.push_back(
-        PacketIn{.frame = frame, .length = static_cast<std::uint32_t>(frame.size()), .port = port});
+        PacketIn{.frame = frame, .port = port});
   }
   CoreState& c = *cores_[core];
   c.report_count = 0;

@@ -394,7 +394,6 @@ TEST(DecideTable, OnePacket) {
     Bytes in = row.in();
     std::vector<PacketIn> packets = {
         PacketIn{.frame = in,
-                 .length = static_cast<std::uint32_t>(in.size()),
                  .port = row.port,
                  .ipv4_checksum_verified = row.ipv4_checksum_verified}};
     const std::span<const Action> actions =

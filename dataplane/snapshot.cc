@@ -183,6 +183,8 @@ Status AddListener(const model::Model& model, const model::Listener& listener,
   b.live_listeners.insert(key);
   lc->proto = listener.protocol == model::Protocol::kUdp ? nat::kIpProtoUdp : nat::kIpProtoTcp;
   lc->mode = listener.mode == model::ForwardMode::kDnat ? nat::NatMode::kDnat : nat::NatMode::kFnat;
+  lc->open = lc->mode == nat::NatMode::kDnat ? OpenKind::kDnat : OpenKind::kFnat;
+  lc->rx_queue_may_own = lc->open == OpenKind::kFnat;
   lc->vip = nat::Endpoint4{lb->vip.v4(), listener.port};
   lc->idle_timeout_ms = listener.idle_timeout * 1000;
   lc->tcp_timeout_ms = TcpTimeouts(config.tcp_timeouts, lc->idle_timeout_ms);

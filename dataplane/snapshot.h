@@ -57,11 +57,24 @@ std::string_view DownPolicyName(DownPolicy policy);
 
 inline constexpr std::uint32_t kNoSlot = 0xffffffffu;
 
+// How a listener opens connections, compiled once from its mode (later also from its options:
+// a SYN proxy, Proxy Protocol, L7 steering): the packet path dispatches on it once per new
+// connection (dataplane/decide.cc, PrepareConn and Verdict) instead of testing the mode.
+enum class OpenKind : std::uint8_t {
+  kFnat,  // from a local address and port of ours; a full table drops (nothing maps back)
+  kDnat,  // the client's address kept; a full table forwards statelessly by Maglev
+};
+
 struct ListenerConfig {
   std::uint32_t slot = kNoSlot;
   std::string id;  // "lsn-…", for the control thread
   std::uint8_t proto = 0;
   nat::NatMode mode = nat::NatMode::kFnat;
+  OpenKind open = OpenKind::kFnat;
+  // On an RSS port the receiving queue may own the client side of a connection: true for fnat,
+  // whose replies find their owner by the local port; dnat's replies carry only the client's
+  // address, so a dnat connection belongs to ClientOwner on every port.
+  bool rx_queue_may_own = true;
   nat::Endpoint4 vip;
   std::uint32_t idle_timeout_ms = 0;
   // By nat::TcpState; established = idle_timeout_ms.

@@ -9,7 +9,6 @@ namespace {
 
 constexpr std::uint32_t kListenerSlots = 64;
 constexpr std::uint32_t kBackendSlots = 256;
-constexpr std::uint32_t kConnCapacity = 4096;
 
 std::string Ip(std::uint32_t ip) {
   return fmt::format("{}.{}.{}.{}", ip >> 24, (ip >> 16) & 0xff, (ip >> 8) & 0xff, ip & 0xff);
@@ -72,7 +71,7 @@ std::string Describe(const Bytes& frame) {
   return out;
 }
 
-CoreBed::CoreBed(std::uint32_t workers)
+CoreBed::CoreBed(std::uint32_t workers, std::uint32_t conn_capacity)
     : config_(TestConfig()), slots_(kListenerSlots, kBackendSlots) {
   shared_.workers = workers;
   shared_.steering = nat::PortSteering::ForWorkers(workers);
@@ -85,7 +84,7 @@ CoreBed::CoreBed(std::uint32_t workers)
                                      .address = config_.ports[i].address.addr().v4()});
   }
   for (std::uint32_t w = 0; w < workers; ++w) {
-    Result<nat::ConnTable> table = nat::ConnTable::Create(kConnCapacity);
+    Result<nat::ConnTable> table = nat::ConnTable::Create(conn_capacity);
     EXPECT_TRUE(table.ok());
     counters_.push_back(std::make_unique<WorkerCounters>());
     cores_.push_back(std::make_unique<CoreState>(std::move(*table)));
@@ -131,8 +130,7 @@ std::vector<Outcome> CoreBed::Feed(std::uint32_t core, std::uint8_t port, std::v
   EXPECT_LE(frames.size(), kBurstSize);
   std::vector<PacketIn> in;
   for (Bytes& frame : frames) {
-    in.push_back(
-        PacketIn{.frame = frame, .port = port});
+    in.push_back(PacketIn{.frame = frame, .port = port});
   }
   CoreState& c = *cores_[core];
   c.report_count = 0;

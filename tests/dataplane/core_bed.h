@@ -62,7 +62,8 @@ std::string Describe(const Bytes& frame);
 
 class CoreBed {
  public:
-  explicit CoreBed(std::uint32_t workers = 2);
+  // `conn_capacity`: connections each core's table holds.
+  explicit CoreBed(std::uint32_t workers = 2, std::uint32_t conn_capacity = 4096);
 
   // Compiles `model` and has every core adopt it (as a worker's pass does).
   void Apply(const model::Model& model);

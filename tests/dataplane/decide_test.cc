@@ -392,10 +392,8 @@ TEST(DecideTable, OnePacket) {
     bed.LearnNeighbors();
     bed.TakeDelta();
     Bytes in = row.in();
-    std::vector<PacketIn> packets = {
-        PacketIn{.frame = in,
-                 .port = row.port,
-                 .ipv4_checksum_verified = row.ipv4_checksum_verified}};
+    std::vector<PacketIn> packets = {PacketIn{
+        .frame = in, .port = row.port, .ipv4_checksum_verified = row.ipv4_checksum_verified}};
     const std::span<const Action> actions =
         DecideBurst(bed.core(row.core), packets, row.handed_off);
     ASSERT_EQ(actions.size(), 1u);
@@ -592,6 +590,84 @@ TEST(DecideTable, ADeadBackendsConnectionsAreResetOrRescheduled) {
   ExpectDelta(bed,
               {.events = {{WorkerEvent::kConnsRescheduled, 1}, {WorkerEvent::kConnsFlushed, 1}}},
               "UDP");
+}
+
+// A full table: fnat drops what it cannot track (nothing could translate the reply back), dnat
+// sends new flows on statelessly through the listener's Maglev table, and, for a while after,
+// also segments that arrive without state.
+TEST(DecideTable, AFullTableDropsFnatAndSendsDnatOnStatelessly) {
+  constexpr std::uint32_t kCapacity = 1024;
+  CoreBed bed(/*workers=*/1, kCapacity);
+  ModelBuilder b;
+  bed.Apply(StandardModel(b));
+  bed.LearnNeighbors();
+  // Fill core 0's table with UDP flows.
+  std::uint32_t opened = 0;
+  for (std::uint16_t base = 10000; opened < 2 * kCapacity && bed.core(0).table.size() < kCapacity;
+       base = static_cast<std::uint16_t>(base + kBurstSize)) {
+    std::vector<Bytes> burst;
+    for (std::uint16_t i = 0; i < kBurstSize; ++i) {
+      PacketBuilder d;
+      d.Macs(kClientPortMac, kClientMac).Ipv4(kClientIp, kVipIp).Udp(base + i, 53);
+      burst.push_back(d.Payload(8).Build());
+    }
+    for (const Outcome& out : bed.Feed(0, kClientPort, burst)) {
+      opened += out.action.verb == Verb::kSend ? 1 : 0;
+    }
+  }
+  bed.TakeDelta();
+  ASSERT_GE(opened, kCapacity * 8 / 10) << "the table took too few connections";
+  const std::uint16_t c = 7000;
+  const std::vector<Step> steps = {
+      {"fnat SYN: table_full",
+       kClientPort,
+       [=] { return ClientTcp(c, 80, kSyn).Build(); },
+       DropFor(DropReason::kTableFull),
+       nullptr,
+       {.drops = {{DropReason::kTableFull, 1}}}},
+      {"dnat SYN: forwarded without state",
+       kClientPort,
+       [=] { return ClientTcp(c, 81, kSyn).Build(); },
+       SendOn(kBackendPort),
+       [=] {
+         PacketBuilder f;
+         f.Macs(BackendMac(3), kBackendPortMac).Ipv4(kClientIp, BackendIp(3)).Ttl(63);
+         return f.Tcp(c, 8081, kSyn).TcpSeq(1000, 0).Build();
+       },
+       {.events = {{WorkerEvent::kTableFullFallbacks, 1}}}},
+      {"dnat ACK without state, while the table is full: forwarded too",
+       kClientPort,
+       [=] { return ClientTcp(c, 81, kAck, 1001, 1).Build(); },
+       SendOn(kBackendPort),
+       [=] {
+         PacketBuilder f;
+         f.Macs(BackendMac(3), kBackendPortMac).Ipv4(kClientIp, BackendIp(3)).Ttl(63);
+         return f.Tcp(c, 8081, kAck).TcpSeq(1001, 1).Build();
+       },
+       {.events = {{WorkerEvent::kTableFullFallbacks, 1}}}},
+      {"the backend's reply: back from the VIP without state",
+       kBackendPort,
+       [=] {
+         PacketBuilder r;
+         r.Macs(kBackendPortMac, BackendMac(3)).Ipv4(BackendIp(3), kClientIp);
+         return r.Tcp(8081, c, kSyn | kAck).TcpSeq(1, 1001).Build();
+       },
+       SendOn(kClientPort),
+       [=] { return ToClient(81, c, kSyn | kAck, 1, 1001).Build(); },
+       {.events = {{WorkerEvent::kTableFullFallbacks, 1}}}},
+      {"a minute later, an ACK without state is reset again",
+       kClientPort,
+       [=] { return ClientTcp(c, 81, kAck, 1001, 2).Build(); },
+       SendOn(kClientPort, 54),
+       [=] {
+         PacketBuilder r;
+         r.Macs(kClientMac, kClientPortMac).Ipv4(kVipIp, kClientIp).Tcp(81, c, kRst);
+         return r.TcpSeq(2, 0).TcpWindow(0).Build();
+       },
+       {.drops = {{DropReason::kNotSynNoConn, 1}}, .events = {{WorkerEvent::kTcpResetsSent, 1}}},
+       60'000},
+  };
+  RunSteps(bed, 0, steps);
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 // Test-only code: it allocates freely.
 #pragma once
 
+#include <arpa/inet.h>
+
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -18,6 +20,16 @@ namespace fulcrum::testing {
 
 using Bytes = std::vector<std::uint8_t>;
 using Mac = std::array<std::uint8_t, 6>;
+using Ip6Bytes = std::array<std::uint8_t, 16>;
+
+// "2001:db8::1" as 16 network-order bytes; all zero when malformed (test input is literal).
+inline Ip6Bytes Ip6(const char* text) {
+  Ip6Bytes out{};
+  if (inet_pton(AF_INET6, text, out.data()) != 1) {
+    out.fill(0);
+  }
+  return out;
+}
 
 // "198.18.0.2" in host order; 0 when malformed.
 constexpr std::uint32_t Ip4(std::string_view text) {
@@ -100,6 +112,32 @@ class PacketBuilder {
   PacketBuilder& Ipv4(std::uint32_t src, std::uint32_t dst) {
     src_ip_ = src;
     dst_ip_ = dst;
+    return *this;
+  }
+  // An IPv6 packet instead of IPv4 (ethertype 0x86dd); Ttl sets its hop limit.
+  PacketBuilder& Ipv6(const Ip6Bytes& src, const Ip6Bytes& dst) {
+    ipv6_ = Ipv6Fields{src, dst};
+    ethertype_ = 0x86dd;
+    return *this;
+  }
+  // An IPv6 extension header after the fixed header (and the ones added before): `type` is
+  // its protocol number, `rest` its bytes after the Next Header byte (the length byte first),
+  // written as given so that tests can lie in them.
+  PacketBuilder& Extension(std::uint8_t type, Bytes rest) {
+    extensions_.push_back({type, std::move(rest)});
+    return *this;
+  }
+  // The IPv6 payload length field, instead of the true one.
+  PacketBuilder& Ipv6PayloadLength(std::uint16_t length) {
+    ipv6_payload_length_ = length;
+    return *this;
+  }
+  // An ICMPv6 message (RFC 4443): type, code, the 4 bytes after the checksum, then Payload.
+  PacketBuilder& Icmpv6(std::uint8_t type, std::uint8_t code, std::uint32_t rest = 0) {
+    proto_ = 58;
+    icmp_type_ = type;
+    icmp_code_ = code;
+    icmp_rest_ = rest;
     return *this;
   }
   PacketBuilder& Ttl(std::uint8_t ttl) {
@@ -223,6 +261,32 @@ class PacketBuilder {
     return ip;
   }
 
+  // The IPv6 packet alone, with its extension headers, checksums correct.
+  Bytes BuildIp6() const {
+    Bytes chain;
+    for (std::size_t i = 0; i < extensions_.size(); ++i) {
+      chain.push_back(i + 1 < extensions_.size() ? extensions_[i + 1].type : proto_);
+      chain.insert(chain.end(), extensions_[i].rest.begin(), extensions_[i].rest.end());
+    }
+    const Bytes l4 = BuildL4();
+    Bytes ip(40, 0);
+    ip[0] = 0x60;
+    Put16(ip, 4,
+          ipv6_payload_length_.value_or(static_cast<std::uint16_t>(chain.size() + l4.size())));
+    ip[6] = extensions_.empty() ? proto_ : extensions_[0].type;
+    ip[7] = ttl_;
+    std::copy(ipv6_->src.begin(), ipv6_->src.end(), ip.begin() + 8);
+    std::copy(ipv6_->dst.begin(), ipv6_->dst.end(), ip.begin() + 24);
+    // Appended a byte at a time: GCC 12 misreads a range insert here as an overflow
+    // (-Warray-bounds).
+    for (const Bytes* part : {static_cast<const Bytes*>(&chain), &l4}) {
+      for (std::uint8_t byte : *part) {
+        ip.push_back(byte);
+      }
+    }
+    return ip;
+  }
+
   // The Ethernet frame.
   Bytes Build() const {
     Bytes frame(dst_mac_.begin(), dst_mac_.end());
@@ -235,7 +299,7 @@ class PacketBuilder {
     }
     frame.push_back(static_cast<std::uint8_t>(ethertype_ >> 8));
     frame.push_back(static_cast<std::uint8_t>(ethertype_));
-    Bytes l3 = arp_ ? BuildArp() : BuildIp();
+    Bytes l3 = arp_ ? BuildArp() : ipv6_ ? BuildIp6() : BuildIp();
     frame.insert(frame.end(), l3.begin(), l3.end());
     if (frame.size() < pad_to_) {
       frame.resize(pad_to_, 0);
@@ -244,6 +308,28 @@ class PacketBuilder {
   }
 
  private:
+  struct Ipv6Fields {
+    Ip6Bytes src;
+    Ip6Bytes dst;
+  };
+  struct ExtensionHeader {
+    std::uint8_t type;
+    Bytes rest;
+  };
+
+  // The pseudo-header sum of the TCP, UDP or ICMPv6 checksum, IPv4 or IPv6 (RFC 8200 8.1).
+  std::uint32_t PseudoSum(std::uint8_t proto, std::size_t l4_len) const {
+    if (!ipv6_) {
+      return PseudoHeaderSum(src_ip_, dst_ip_, proto, l4_len);
+    }
+    std::uint32_t sum = proto + static_cast<std::uint32_t>(l4_len);
+    for (std::size_t i = 0; i < 16; i += 2) {
+      sum += static_cast<std::uint32_t>(ipv6_->src[i] << 8 | ipv6_->src[i + 1]);
+      sum += static_cast<std::uint32_t>(ipv6_->dst[i] << 8 | ipv6_->dst[i + 1]);
+    }
+    return sum;
+  }
+
   struct ArpFields {
     std::uint16_t op;
     Mac sender_mac;
@@ -266,7 +352,7 @@ class PacketBuilder {
       Put16(l4, 14, tcp_window_);
       std::copy(options.begin(), options.end(), l4.begin() + 20);
       l4.insert(l4.end(), payload_.begin(), payload_.end());
-      Put16(l4, 16, RefChecksum(l4, PseudoHeaderSum(src_ip_, dst_ip_, 6, l4.size())));
+      Put16(l4, 16, RefChecksum(l4, PseudoSum(6, l4.size())));
     } else if (proto_ == 17) {
       l4.assign(8, 0);
       Put16(l4, 0, sport_);
@@ -274,7 +360,7 @@ class PacketBuilder {
       Put16(l4, 4, static_cast<std::uint16_t>(8 + payload_.size()));
       l4.insert(l4.end(), payload_.begin(), payload_.end());
       if (!udp_no_checksum_) {
-        const std::uint16_t sum = RefChecksum(l4, PseudoHeaderSum(src_ip_, dst_ip_, 17, l4.size()));
+        const std::uint16_t sum = RefChecksum(l4, PseudoSum(17, l4.size()));
         Put16(l4, 6, sum == 0 ? 0xffff : sum);
       }
     } else if (proto_ == 1) {
@@ -284,6 +370,13 @@ class PacketBuilder {
       Put32(l4, 4, icmp_rest_);
       l4.insert(l4.end(), payload_.begin(), payload_.end());
       Put16(l4, 2, RefChecksum(l4));
+    } else if (proto_ == 58) {
+      l4.assign(8, 0);
+      l4[0] = icmp_type_;
+      l4[1] = icmp_code_;
+      Put32(l4, 4, icmp_rest_);
+      l4.insert(l4.end(), payload_.begin(), payload_.end());
+      Put16(l4, 2, RefChecksum(l4, PseudoSum(58, l4.size())));
     } else {
       l4 = payload_;
     }
@@ -326,6 +419,9 @@ class PacketBuilder {
   std::uint8_t icmp_code_ = 0;
   std::uint32_t icmp_rest_ = 0;
   std::optional<ArpFields> arp_;
+  std::optional<Ipv6Fields> ipv6_;
+  std::vector<ExtensionHeader> extensions_;
+  std::optional<std::uint16_t> ipv6_payload_length_;
   Bytes payload_;
   std::size_t pad_to_ = 0;
 };

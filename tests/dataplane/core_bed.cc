@@ -110,10 +110,16 @@ void CoreBed::Apply(const model::Model& model) {
   snapshot_ = std::move(compiled->snapshot);
 }
 
-void CoreBed::LearnNeighbors(bool with_backends) {
+void CoreBed::LearnNeighbors(bool with_backends) { SetNeighbors(true, with_backends); }
+
+void CoreBed::ForgetClient() { SetNeighbors(false, true); }
+
+void CoreBed::SetNeighbors(bool client, bool backends) {
   std::vector<nat::FlatMap<nat::Neighbor>::Item> items;
-  items.push_back({nat::NeighborMap::Key(kClientIp), nat::Neighbor{kClientMac, kClientPort}});
-  for (int n = 1; with_backends && n <= 4; ++n) {
+  if (client) {
+    items.push_back({nat::NeighborMap::Key(kClientIp), nat::Neighbor{kClientMac, kClientPort}});
+  }
+  for (int n = 1; backends && n <= 4; ++n) {
     items.push_back(
         {nat::NeighborMap::Key(BackendIp(n)), nat::Neighbor{BackendMac(n), kBackendPort}});
   }

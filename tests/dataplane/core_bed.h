@@ -70,6 +70,8 @@ class CoreBed {
   // Gives every core the neighbours: the client and the four backends, unless `with_backends`
   // is false.
   void LearnNeighbors(bool with_backends = true);
+  // Takes the client out of the neighbours (the backends stay).
+  void ForgetClient();
 
   // Runs `frames` as one burst received on port index `port` of core `core`.
   std::vector<Outcome> Feed(std::uint32_t core, std::uint8_t port, std::vector<Bytes> frames,
@@ -90,6 +92,8 @@ class CoreBed {
   std::uint16_t ClientPortOwnedBy(std::uint32_t core, std::uint16_t from = 40000) const;
 
  private:
+  void SetNeighbors(bool client, bool backends);
+
   DaemonConfig config_;
   PipelineShared shared_;
   std::vector<std::unique_ptr<WorkerCounters>> counters_;

@@ -670,5 +670,98 @@ TEST(DecideTable, AFullTableDropsFnatAndSendsDnatOnStatelessly) {
   RunSteps(bed, 0, steps);
 }
 
+// dnat both ways: the client's address reaches the backend, and the reply leaves from the VIP.
+TEST(DecideTable, DnatConversation) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(StandardModel(b));
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.ClientPortOwnedBy(0);
+  const auto other = bed.ClientPortOwnedBy(0, static_cast<std::uint16_t>(c + 1));
+  auto to_backend = [c](std::uint8_t flags, std::uint32_t seq, std::uint32_t ack) {
+    PacketBuilder f;
+    f.Macs(BackendMac(3), kBackendPortMac).Ipv4(kClientIp, BackendIp(3)).Ttl(63);
+    return f.Tcp(c, 8081, flags).TcpSeq(seq, ack).Build();
+  };
+  auto from_backend = [c](std::uint8_t flags, std::uint32_t seq, std::uint32_t ack) {
+    PacketBuilder f;
+    f.Macs(kBackendPortMac, BackendMac(3)).Ipv4(BackendIp(3), kClientIp);
+    return f.Tcp(8081, c, flags).TcpSeq(seq, ack).Build();
+  };
+  const std::vector<Step> steps = {
+      {"SYN", kClientPort, [=] { return ClientTcp(c, 81, kSyn, 1000).Build(); },
+       SendOn(kBackendPort), [=] { return to_backend(kSyn, 1000, 0); }},
+      {"SYN-ACK", kBackendPort, [=] { return from_backend(kSyn | kAck, 9000, 1001); },
+       SendOn(kClientPort), [=] { return ToClient(81, c, kSyn | kAck, 9000, 1001).Build(); }},
+      {"ACK", kClientPort, [=] { return ClientTcp(c, 81, kAck, 1001, 9001).Build(); },
+       SendOn(kBackendPort), [=] { return to_backend(kAck, 1001, 9001); }},
+      {"a backend's segment for a flow it has no state for: not ours",
+       kBackendPort,
+       [=] {
+         PacketBuilder f;
+         f.Macs(kBackendPortMac, BackendMac(3)).Ipv4(BackendIp(3), kClientIp);
+         return f.Tcp(8081, other, kAck).Build();
+       },
+       DropFor(DropReason::kNotLocal),
+       nullptr,
+       {.drops = {{DropReason::kNotLocal, 1}}}},
+  };
+  RunSteps(bed, 0, steps);
+}
+
+// A flow another core owns, both ways: each side arrives at the wrong core, is handed to the
+// owner unchanged, and leaves from there, through the owner's own local port.
+TEST(DecideTable, FnatAcrossCores) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(StandardModel(b));
+  bed.LearnNeighbors();
+  bed.TakeDelta();
+  const std::uint16_t c = bed.ClientPortOwnedBy(1);
+  const Bytes syn = ClientTcp(c, 80, kSyn).Build();
+  Outcome out = bed.FeedOne(0, kClientPort, syn);
+  ExpectOutcome(out, HandTo(1), syn, "SYN at core 0");
+  out = bed.FeedOne(1, kClientPort, out.frame, /*handed_off=*/true);
+  ExpectOutcome(out, SendOn(kBackendPort),
+                ToBackend(1, kLocal1, kFirstLocalPort1, 8080, kSyn).Build(), "SYN at core 1");
+
+  const Bytes syn_ack =
+      BackendTcp(1, kLocal1, kFirstLocalPort1, 8080, kSyn | kAck, 5, 1001).Build();
+  out = bed.FeedOne(0, kBackendPort, syn_ack);
+  ExpectOutcome(out, HandTo(1), syn_ack, "SYN-ACK at core 0 (the local port is core 1's)");
+  out = bed.FeedOne(1, kBackendPort, out.frame, /*handed_off=*/true);
+  ExpectOutcome(out, SendOn(kClientPort), ToClient(80, c, kSyn | kAck, 5, 1001).Build(),
+                "SYN-ACK at core 1");
+  ExpectDelta(bed, {.events = {{WorkerEvent::kHandoffs, 2}}}, "the hand-offs");
+  EXPECT_EQ(bed.core(0).table.size(), 0u);
+  EXPECT_EQ(bed.core(1).table.size(), 1u);
+}
+
+// A client whose MAC nobody has resolved (lbd restarted; the client's ARP cache still holds
+// ours): its SYN's source MAC is kept, and the reply uses it at once, while the control thread
+// is asked to confirm it.
+TEST(DecideTable, AClientIsLearntFromItsSyn) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(StandardModel(b));
+  bed.LearnNeighbors();
+  bed.ForgetClient();
+  bed.TakeDelta();
+  const std::uint16_t c = bed.ClientPortOwnedBy(0);
+  Outcome out = bed.FeedOne(0, kClientPort, ClientTcp(c, 80, kSyn).Build());
+  ExpectOutcome(out, SendOn(kBackendPort),
+                ToBackend(1, kLocal1, kFirstLocalPort0, 8080, kSyn).Build(), "SYN");
+  const std::vector<Message> reports = bed.Reports(0);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].type, MessageType::kResolve);
+  EXPECT_EQ(reports[0].ip, kClientIp);
+  EXPECT_EQ(reports[0].port, kClientPort);
+  out = bed.FeedOne(0, kBackendPort,
+                    BackendTcp(1, kLocal1, kFirstLocalPort0, 8080, kSyn | kAck, 5, 1001).Build());
+  ExpectOutcome(out, SendOn(kClientPort), ToClient(80, c, kSyn | kAck, 5, 1001).Build(),
+                "SYN-ACK to the learnt MAC");
+  ExpectDelta(bed, {.events = {{WorkerEvent::kArpResolveRequests, 1}}}, "the exchange");
+}
+
 }  // namespace
 }  // namespace fulcrum::dataplane

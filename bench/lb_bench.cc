@@ -48,7 +48,7 @@ constexpr std::uint32_t kMaglevHeadline = 1000;  // backends of the maglev_build
 
 const std::vector<std::string> kScenarios = {"io_floor",        "established_1k", "established_1m",
                                              "established_10m", "tcp_lifecycle",  "udp_new"};
-const std::vector<std::string> kExtras = {"maglev", "publish"};
+const std::vector<std::string> kExtras = {"maglev", "publish", "health_flap"};
 
 struct Flags {
   BenchOptions options;
@@ -62,7 +62,7 @@ void Usage() {
                "usage: lb-bench [--quick] [--json] [--only NAME[,NAME...]] [--reps N] "
                "[--packets N] [--local-addresses N]\n  names: io_floor established_1k "
                "established_1m established_10m "
-               "tcp_lifecycle udp_new maglev publish\n");
+               "tcp_lifecycle udp_new maglev publish health_flap\n");
 }
 
 bool ParseCount(std::string_view text, std::uint64_t& out) {
@@ -138,9 +138,22 @@ struct Report {
   std::vector<ScenarioResult> scenarios;
   std::optional<MaglevFigures> maglev;
   std::optional<PublishFigures> publish;
+  std::optional<HealthFlapFigures> health_flap;
   double bytes_per_conn = 0;
   double pool_bytes_per_conn = 0;
 };
+
+// {"1": ms, "1000": ms, ...}: a health change to every worker, by listener count.
+json HealthFlapJson(const Report& report) {
+  if (!report.health_flap) {
+    return json();
+  }
+  json out = json::object();
+  for (const auto& [listeners, ms] : report.health_flap->apply_ms) {
+    out[std::to_string(listeners)] = Number(ms, 2);
+  }
+  return out;
+}
 
 json ToJson(const Report& report) {
   json scenarios = json::array();
@@ -159,7 +172,8 @@ json ToJson(const Report& report) {
   return {{"scenarios", scenarios},
           {"bytes_per_conn", Number(report.bytes_per_conn, 1)},
           {"maglev_build_ms", maglev},
-          {"publish_us", report.publish ? Number(report.publish->apply_us, 1) : json()}};
+          {"publish_us", report.publish ? Number(report.publish->apply_us, 1) : json()},
+          {"health_flap_ms", HealthFlapJson(report)}};
 }
 
 void PrintTable(const Report& report, const BenchOptions& options) {
@@ -195,6 +209,14 @@ void PrintTable(const Report& report, const BenchOptions& options) {
         "median, %.1f us max (compile alone %.1f us)\n",
         report.publish->apply_us, report.publish->max_apply_us, report.publish->compile_us);
   }
+  if (report.health_flap) {
+    std::printf("one backend's health change to every worker, listeners of 10 backends (Maglev):");
+    for (const auto& [listeners, ms] : report.health_flap->apply_ms) {
+      std::printf(" %u listeners %.2f ms (compile %.2f ms);", listeners, ms,
+                  report.health_flap->compile_ms.at(listeners));
+    }
+    std::printf("\n");
+  }
   for (const ScenarioResult& s : report.scenarios) {
     std::printf(
         "%s: %s packets measured, %s forwarded; %s frames checked, %s of them with every "
@@ -220,6 +242,12 @@ int Verdict(const Report& report) {
   if (report.publish) {
     for (const std::string& error : report.publish->errors) {
       std::fprintf(stderr, "lb-bench: publish: %s\n", error.c_str());
+      ++failures;
+    }
+  }
+  if (report.health_flap) {
+    for (const std::string& error : report.health_flap->errors) {
+      std::fprintf(stderr, "lb-bench: health_flap: %s\n", error.c_str());
       ++failures;
     }
   }
@@ -313,6 +341,10 @@ int Main(int argc, char** argv) {
   if (Selected(*flags, "publish")) {
     std::fprintf(stderr, "lb-bench: publish ...\n");
     report.publish = RunPublish(**rig, flags->options);
+  }
+  if (Selected(*flags, "health_flap")) {
+    std::fprintf(stderr, "lb-bench: health_flap ...\n");
+    report.health_flap = RunHealthFlap(**rig, flags->options);
   }
   if (flags->json) {
     std::printf("%s\n", ToJson(report).dump().c_str());

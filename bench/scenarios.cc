@@ -729,6 +729,111 @@ PublishFigures RunPublish(Rig& rig, const BenchOptions& options) {
   return figures;
 }
 
+// `listeners` tcp listeners, 64 per LB (VIPs from 198.19.0.1), each LB's over one group of 10
+// backends, Maglev, no health checks.
+Result<model::Model> FlapModel(std::uint32_t listeners) {
+  constexpr std::uint32_t kPerLb = model::kMaxListenersPerLb;
+  constexpr std::uint32_t kFlapBackends = 10;
+  model::Model model({IpAddress::V4(Ip4(198, 18, 0, 1)), IpAddress::V4(Ip4(198, 18, 1, 1))});
+  for (std::uint32_t l = 0; l < listeners; ++l) {
+    const std::uint32_t lb_index = l / kPerLb;
+    const std::string lb = Id("lb-", lb_index + 1);
+    const std::string group = Id("sg-", lb_index + 1);
+    if (l % kPerLb == 0) {
+      const IpAddress vip = IpAddress::V4(Ip4(198, 19, 0, 1) + lb_index);
+      FULCRUM_RETURN_IF_ERROR(model.CreateLb(lb, "flap", vip, kModelNow));
+      FULCRUM_RETURN_IF_ERROR(model.CreateGroup(group, lb, "flap"));
+      for (std::uint32_t b = 0; b < kFlapBackends; ++b) {
+        FULCRUM_RETURN_IF_ERROR(
+            model.AddBackend(group, {IpAddress::V4(kBackendBase + b), kBackendTcpPort}, 10));
+      }
+    }
+    model::ListenerOptions options;
+    options.group = group;
+    options.scheduler = model::Scheduler::kMaglev;
+    options.health_check.type = model::HealthCheckType::kNone;
+    FULCRUM_RETURN_IF_ERROR(model.CreateListener(Id("lsn-", l + 1), lb, model::Protocol::kTcp,
+                                                 1000 + l % kPerLb, options, kModelNow));
+  }
+  return model;
+}
+
+HealthFlapFigures RunHealthFlap(Rig& rig, const BenchOptions& options) {
+  HealthFlapFigures figures;
+  const std::vector<std::uint32_t> counts = options.quick
+                                                ? std::vector<std::uint32_t>{1, 100, 1000}
+                                                : std::vector<std::uint32_t>{1, 1000, 10000};
+  const std::uint32_t flaps = options.quick ? 2 : 4;
+  const Endpoint flapped{IpAddress::V4(kBackendBase), kBackendTcpPort};
+  for (const std::uint32_t listeners : counts) {
+    Result<model::Model> model = FlapModel(listeners);
+    if (!model.ok()) {
+      figures.errors.push_back(model.status().ToString());
+      return figures;
+    }
+    dataplane::ForwarderOptions fo;
+    fo.conn_capacity = 4096;
+    fo.listener_slots = listeners + 64;
+    fo.backend_slots = 16 * listeners + 256;
+    fo.apply_timeout = std::chrono::minutes(2);
+    Result<std::unique_ptr<Forwarder>> created = Forwarder::Create(rig.dataplane(), fo);
+    if (!created.ok()) {
+      figures.errors.push_back(created.status().ToString());
+      return figures;
+    }
+    std::unique_ptr<Forwarder> fw = std::move(*created);
+    const Clock::time_point compile_start = Clock::now();
+    Result<dataplane::CompileResult> compiled = dataplane::CompileSnapshot(
+        *model, rig.dataplane().config(), {.workers = 1},
+        dataplane::SlotState(fo.listener_slots, fo.backend_slots), 1, nullptr);
+    figures.compile_ms[listeners] =
+        std::chrono::duration<double, std::milli>(Clock::now() - compile_start).count();
+    if (!compiled.ok()) {
+      figures.errors.push_back(compiled.status().ToString());
+      return figures;
+    }
+    compiled->snapshot.reset();
+    if (const Status applied = fw->Apply(*model); !applied.ok()) {
+      figures.errors.push_back(applied.ToString());
+      return figures;
+    }
+    if (const Status started = rig.dataplane().Start(); !started.ok()) {
+      figures.errors.push_back(started.ToString());
+      return figures;
+    }
+    std::vector<double> apply_ms;
+    for (std::uint32_t i = 0; i < flaps; ++i) {
+      const model::HealthState state =
+          i % 2 == 0 ? model::HealthState::kDown : model::HealthState::kUp;
+      if (Result<bool> set = model->SetHealth(Id("lsn-", 1), flapped, state, "bench", kModelNow);
+          !set.ok()) {
+        figures.errors.push_back(set.status().ToString());
+        break;
+      }
+      const Clock::time_point start = Clock::now();
+      const Status applied = fw->Apply(*model);
+      apply_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+      if (!applied.ok()) {
+        figures.errors.push_back(applied.ToString());
+        break;
+      }
+      if (fw->pipeline(0).adopted_generation.load() != fw->generation()) {
+        figures.errors.push_back(
+            fmt::format("{} listeners: the worker runs generation {} after "
+                        "Apply of {}",
+                        listeners, fw->pipeline(0).adopted_generation.load(), fw->generation()));
+      }
+    }
+    rig.dataplane().Stop();
+    fw.reset();
+    rig.DrainAll();
+    figures.apply_ms[listeners] = Median(apply_ms);
+    std::fprintf(stderr, "lb-bench: health_flap: %u listeners: %.2f ms (compile %.2f ms)\n",
+                 listeners, figures.apply_ms[listeners], figures.compile_ms[listeners]);
+  }
+  return figures;
+}
+
 double TableBytesPerConnection(std::uint32_t capacity) {
   return static_cast<double>(nat::ConnTable::MemoryBytes(capacity)) / capacity;
 }

@@ -72,6 +72,15 @@ struct PublishFigures {
   std::vector<std::string> errors;
 };
 
+// Time from one backend's health change to every worker running it, by listener count (each
+// listener over 10 backends, Maglev): Forwarder::Apply with running workers, which compiles,
+// publishes and returns once every worker has adopted the snapshot.
+struct HealthFlapFigures {
+  std::map<std::uint32_t, double> apply_ms;    // median, by listeners
+  std::map<std::uint32_t, double> compile_ms;  // median CompileSnapshot alone, by listeners
+  std::vector<std::string> errors;
+};
+
 ScenarioResult RunIoFloor(Rig& rig, const BenchOptions& options);
 ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::string& name,
                               std::uint64_t connections);
@@ -79,6 +88,7 @@ ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options);
 ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options);
 MaglevFigures RunMaglev(const BenchOptions& options);
 PublishFigures RunPublish(Rig& rig, const BenchOptions& options);
+HealthFlapFigures RunHealthFlap(Rig& rig, const BenchOptions& options);
 
 // Reserved bytes per connection of a connection table of `capacity` (entry, index, free stack).
 double TableBytesPerConnection(std::uint32_t capacity);

@@ -737,7 +737,9 @@ void AdoptSnapshot(CoreState& c, const ConfigSnapshot* next) {
   const ConfigSnapshot* previous = c.snapshot;
   if (previous != nullptr) {
     for (const auto& l : next->listeners) {
-      if (const ListenerConfig* before = previous->listener(l->slot); before != nullptr) {
+      // A listener the new snapshot shares with the old one keeps its states as they are.
+      if (const ListenerConfig* before = previous->listener(l->slot);
+          before != nullptr && before != l.get()) {
         l->schedulers[c.index].InheritConnections(before->schedulers[c.index]);
       }
     }

@@ -623,7 +623,7 @@ json Forwarder::Stats(const std::vector<std::string>& listener_ids) {
     totals = {};
     rates = {};
   }
-  static const std::vector<std::unique_ptr<ListenerConfig>> kNoListeners;
+  static const std::vector<std::shared_ptr<const ListenerConfig>> kNoListeners;
   for (const auto& l : current_ != nullptr ? current_->listeners : kNoListeners) {
     if (filtered &&
         std::find(listener_ids.begin(), listener_ids.end(), l->id) == listener_ids.end()) {

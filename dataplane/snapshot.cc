@@ -115,10 +115,13 @@ std::vector<nat::BackendSpec> BackendSpecs(const model::Model& model,
   return specs;
 }
 
-// Slots, backend configs and dnat reverse entries for every backend of `lc`.
-Status AddBackends(ListenerConfig& lc, ConfigSnapshot& snap, CompileResult& result, Builder& b) {
+// Slots, backend configs and dnat reverse entries for every backend of `lc`; returns the slots,
+// by index in lc.set.backends().
+Result<std::vector<std::uint32_t>> AddBackends(const ListenerConfig& lc, ConfigSnapshot& snap,
+                                               CompileResult& result, Builder& b) {
   const auto backends = lc.set.backends();
-  lc.backend_slots.reserve(backends.size());
+  std::vector<std::uint32_t> slots;
+  slots.reserve(backends.size());
   for (std::size_t i = 0; i < backends.size(); ++i) {
     const nat::Backend& backend = backends[i];
     const BackendKey key{lc.slot, EndpointKey(backend.endpoint)};
@@ -128,7 +131,7 @@ Status AddBackends(ListenerConfig& lc, ConfigSnapshot& snap, CompileResult& resu
                    slot.status().message());
     }
     b.live_backends.insert(key);
-    lc.backend_slots.push_back(*slot);
+    slots.push_back(*slot);
     if (snap.backend_by_slot.size() <= *slot) {
       snap.backend_by_slot.resize(*slot + 1);
     }
@@ -150,13 +153,73 @@ Status AddBackends(ListenerConfig& lc, ConfigSnapshot& snap, CompileResult& resu
       }
     }
   }
-  return Status::Ok();
+  return slots;
+}
+
+// What `listener` compiles from.
+ListenerInputs InputsOf(const model::Model& model, const model::Listener& listener,
+                        const model::LoadBalancer& lb, const model::ServerGroup& group,
+                        const DaemonConfig& config, const CompileOptions& options) {
+  ListenerInputs in;
+  in.proto = listener.protocol == model::Protocol::kUdp ? nat::kIpProtoUdp : nat::kIpProtoTcp;
+  in.mode = listener.mode == model::ForwardMode::kDnat ? nat::NatMode::kDnat : nat::NatMode::kFnat;
+  in.vip = nat::Endpoint4{lb.vip.v4(), listener.port};
+  in.idle_timeout_ms = listener.idle_timeout * 1000;
+  in.tcp_timeout_ms = TcpTimeouts(config.tcp_timeouts, in.idle_timeout_ms);
+  in.down_policy = PolicyFor(listener.on_backend_down);
+  in.scheduler = SchedulerKindOf(listener.scheduler);
+  in.backends = BackendSpecs(model, listener, group);
+  in.maglev_size = MaglevSizeFor(listener.scheduler, in.backends.size());
+  in.workers = options.workers;
+  return in;
+}
+
+// The previous snapshot's config of the listener in `slot`, if it was compiled from `inputs`.
+std::shared_ptr<const ListenerConfig> Unchanged(const ConfigSnapshot* previous, std::uint32_t slot,
+                                                const std::string& id,
+                                                const ListenerInputs& inputs) {
+  const ListenerConfig* before = previous != nullptr ? previous->listener(slot) : nullptr;
+  if (before == nullptr || before->id != id || !(before->inputs == inputs)) {
+    return nullptr;
+  }
+  return before->shared_from_this();
+}
+
+// A listener compiled from `inputs` into `slot`: its BackendSet (and Maglev table) built, its
+// per-worker scheduler states created.
+Result<std::shared_ptr<ListenerConfig>> CompileListener(const model::Listener& listener,
+                                                        const std::string& group_id,
+                                                        std::uint32_t slot, ListenerInputs inputs) {
+  auto lc = std::make_shared<ListenerConfig>();
+  lc->id = listener.id;
+  lc->slot = slot;
+  lc->proto = inputs.proto;
+  lc->mode = inputs.mode;
+  lc->open = lc->mode == nat::NatMode::kDnat ? OpenKind::kDnat : OpenKind::kFnat;
+  lc->rx_queue_may_own = lc->open == OpenKind::kFnat;
+  lc->vip = inputs.vip;
+  lc->idle_timeout_ms = inputs.idle_timeout_ms;
+  lc->tcp_timeout_ms = inputs.tcp_timeout_ms;
+  lc->down_policy = inputs.down_policy;
+  Result<nat::BackendSet> set = nat::BackendSet::Create(
+      inputs.backends, {.scheduler = inputs.scheduler, .maglev_size = inputs.maglev_size});
+  if (!set.ok()) {
+    return Error(set.status().code(), "listener {} (group {}): {}", listener.id, group_id,
+                 set.status().message());
+  }
+  lc->set = std::move(*set);
+  // The states point into lc->set, which stays in place (lc is heap-allocated).
+  for (std::uint32_t w = 0; w < inputs.workers; ++w) {
+    lc->schedulers.push_back(nat::SchedulerState::Create(lc->set, w));
+  }
+  lc->inputs = std::move(inputs);
+  return lc;
 }
 
 Status AddListener(const model::Model& model, const model::Listener& listener,
                    const DaemonConfig& config, const CompileOptions& options,
-                   const SlotState& before, ConfigSnapshot& snap, CompileResult& result,
-                   Builder& b) {
+                   const SlotState& before, const ConfigSnapshot* previous, ConfigSnapshot& snap,
+                   CompileResult& result, Builder& b) {
   const model::LoadBalancer* lb = model.FindLb(listener.lb);
   const model::ServerGroup* group = model.FindGroup(listener.group);
   if (lb == nullptr || group == nullptr) {
@@ -168,41 +231,35 @@ Status AddListener(const model::Model& model, const model::Listener& listener,
                                           listener.id, lb->vip.ToString()));
     return Status::Ok();
   }
-  auto lc = std::make_unique<ListenerConfig>();
-  lc->id = listener.id;
   const std::string key = fmt::format("{}/{}", listener.id, model::ForwardModeName(listener.mode));
   Result<std::uint32_t> slot = result.slots.listeners.Acquire(key);
   if (!slot.ok()) {
     return Error(slot.status().code(), "listener {}: listener slots: {}", listener.id,
                  slot.status().message());
   }
-  lc->slot = *slot;
   if (!before.listeners.Find(key).has_value()) {
     result.new_listener_slots.push_back(*slot);
   }
   b.live_listeners.insert(key);
-  lc->proto = listener.protocol == model::Protocol::kUdp ? nat::kIpProtoUdp : nat::kIpProtoTcp;
-  lc->mode = listener.mode == model::ForwardMode::kDnat ? nat::NatMode::kDnat : nat::NatMode::kFnat;
-  lc->open = lc->mode == nat::NatMode::kDnat ? OpenKind::kDnat : OpenKind::kFnat;
-  lc->rx_queue_may_own = lc->open == OpenKind::kFnat;
-  lc->vip = nat::Endpoint4{lb->vip.v4(), listener.port};
-  lc->idle_timeout_ms = listener.idle_timeout * 1000;
-  lc->tcp_timeout_ms = TcpTimeouts(config.tcp_timeouts, lc->idle_timeout_ms);
-  lc->down_policy = PolicyFor(listener.on_backend_down);
 
-  const std::vector<nat::BackendSpec> specs = BackendSpecs(model, listener, *group);
-  Result<nat::BackendSet> set = nat::BackendSet::Create(
-      specs, {.scheduler = SchedulerKindOf(listener.scheduler),
-              .maglev_size = MaglevSizeFor(listener.scheduler, specs.size())});
-  if (!set.ok()) {
-    return Error(set.status().code(), "listener {} (group {}): {}", listener.id, group->id,
-                 set.status().message());
+  ListenerInputs inputs = InputsOf(model, listener, *lb, *group, config, options);
+  std::shared_ptr<const ListenerConfig> lc = Unchanged(previous, *slot, listener.id, inputs);
+  if (lc != nullptr) {
+    Result<std::vector<std::uint32_t>> slots = AddBackends(*lc, snap, result, b);
+    FULCRUM_RETURN_IF_ERROR(slots.status());
+    if (*slots != lc->backend_slots) {
+      lc = nullptr;  // not expected: a live key keeps its slot; compile it anew to be safe
+    }
   }
-  lc->set = std::move(*set);
-  FULCRUM_RETURN_IF_ERROR(AddBackends(*lc, snap, result, b));
-  // The states point into lc->set, which stays in place (lc is heap-allocated).
-  for (std::uint32_t w = 0; w < options.workers; ++w) {
-    lc->schedulers.push_back(nat::SchedulerState::Create(lc->set, w));
+  if (lc == nullptr) {
+    Result<std::shared_ptr<ListenerConfig>> compiled =
+        CompileListener(listener, group->id, *slot, std::move(inputs));
+    FULCRUM_RETURN_IF_ERROR(compiled.status());
+    Result<std::vector<std::uint32_t>> slots = AddBackends(**compiled, snap, result, b);
+    FULCRUM_RETURN_IF_ERROR(slots.status());
+    (*compiled)->backend_slots = std::move(*slots);
+    lc = std::move(*compiled);
+    ++result.compiled_listeners;
   }
   b.services.push_back({lc->vip.ip, lc->vip.port, lc->proto, lc->slot});
   snap.has_dnat = snap.has_dnat || lc->mode == nat::NatMode::kDnat;
@@ -314,7 +371,8 @@ Result<CompileResult> CompileSnapshot(const model::Model& model, const DaemonCon
   }
   std::sort(snap.vips.begin(), snap.vips.end());
   for (const auto& [id, listener] : model.listeners()) {
-    FULCRUM_RETURN_IF_ERROR(AddListener(model, listener, config, options, slots, snap, result, b));
+    FULCRUM_RETURN_IF_ERROR(
+        AddListener(model, listener, config, options, slots, previous, snap, result, b));
   }
   result.retired_slots +=
       result.slots.listeners

@@ -70,6 +70,7 @@ struct BackendSpec {
   Endpoint4 endpoint;
   std::uint32_t weight = 10;
   Health health = Health::kUnknown;
+  friend bool operator==(const BackendSpec&, const BackendSpec&) = default;
 };
 
 struct Backend {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -761,6 +762,39 @@ TEST(DecideTable, AClientIsLearntFromItsSyn) {
   ExpectOutcome(out, SendOn(kClientPort), ToClient(80, c, kSyn | kAck, 5, 1001).Build(),
                 "SYN-ACK to the learnt MAC");
   ExpectDelta(bed, {.events = {{WorkerEvent::kArpResolveRequests, 1}}}, "the exchange");
+}
+
+// A new snapshot keeps the scheduler's count of a core's connections: shared with an unchanged
+// listener, carried over (by backend) to a listener compiled anew.
+TEST(DecideTable, SchedulerCountsSurviveANewSnapshot) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(StandardModel(b));
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.ClientPortOwnedBy(0);
+  ASSERT_EQ(bed.FeedOne(0, kClientPort, ClientTcp(c, 80, kSyn).Build()).action,
+            SendOn(kBackendPort));
+  auto tcp_listener = [&bed]() -> const ListenerConfig* {
+    return bed.snapshot().listener(bed.snapshot().services.Find(kVipIp, 80, nat::kIpProtoTcp));
+  };
+  const ListenerConfig* before = tcp_listener();
+  ASSERT_NE(before, nullptr);
+  EXPECT_EQ(before->schedulers[0].active_connections(0), 1u);
+
+  // Another listener's backend goes down: this one is shared, its count untouched.
+  b.Health("lsn-00000002", "198.18.1.12:5353", model::HealthState::kDown);
+  bed.Apply(b.model());
+  EXPECT_EQ(tcp_listener(), before);
+  EXPECT_EQ(tcp_listener()->schedulers[0].active_connections(0), 1u);
+
+  // Its own group changes: compiled anew, the count carried over.
+  ASSERT_TRUE(b.model().AddBackend("sg-00000001", testing::Ep("198.18.1.14:8080"), 10).ok());
+  bed.Apply(b.model());
+  const ListenerConfig* after = tcp_listener();
+  ASSERT_NE(after, before);
+  const std::optional<std::uint16_t> index = after->set.Find({BackendIp(1), 8080});
+  ASSERT_TRUE(index.has_value());
+  EXPECT_EQ(after->schedulers[0].active_connections(*index), 1u);
 }
 
 }  // namespace

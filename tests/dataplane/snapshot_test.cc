@@ -248,5 +248,52 @@ TEST(SnapshotTest, MaglevSizes) {
   EXPECT_EQ(NextPrime(65537), 65537u);
 }
 
+// A health change recompiles the listener it is about and nothing else: the other listeners'
+// configs (BackendSet, Maglev table, scheduler states) are the previous snapshot's, shared.
+TEST(SnapshotTest, UnchangedListenersAreSharedWithThePreviousSnapshot) {
+  ModelBuilder b = WebModel();
+  Compiled first = Compile(b.model());
+  EXPECT_EQ(first.result.compiled_listeners, 3u);
+  auto config_of = [](const Compiled& c, const std::string& id) -> const ListenerConfig* {
+    for (const auto& l : c.snap().listeners) {
+      if (l->id == id) {
+        return l.get();
+      }
+    }
+    return nullptr;
+  };
+
+  b.Health("lsn-00000001", "198.18.1.12:80", HealthState::kDown);
+  Compiled second = Compile(b.model(), first.result.slots, 2, &first.snap());
+  EXPECT_EQ(second.result.compiled_listeners, 1u);
+  EXPECT_NE(config_of(second, "lsn-00000001"), config_of(first, "lsn-00000001"));
+  EXPECT_EQ(config_of(second, "lsn-00000002"), config_of(first, "lsn-00000002"));
+  // lsn-00000003 uses the same group, but health is per listener: its backends are all up.
+  EXPECT_EQ(config_of(second, "lsn-00000003"), config_of(first, "lsn-00000003"));
+  // The shared config's backends keep their slots, and the snapshot's backend table has them.
+  const ListenerConfig* shared = config_of(second, "lsn-00000003");
+  ASSERT_NE(shared, nullptr);
+  for (std::size_t i = 0; i < shared->backend_slots.size(); ++i) {
+    const BackendConfig* backend = second.snap().backend(shared->backend_slots[i]);
+    ASSERT_NE(backend, nullptr);
+    EXPECT_EQ(backend->listener_slot, shared->slot);
+    EXPECT_EQ(backend->set_index, i);
+  }
+  // The changed listener's new set knows the backend is down.
+  const ListenerConfig* changed = config_of(second, "lsn-00000001");
+  ASSERT_NE(changed, nullptr);
+  EXPECT_EQ(changed->set.eligible().size(), 1u);
+
+  // A weight change in the group two listeners use recompiles both.
+  ASSERT_TRUE(b.model().SetWeight("sg-00000001", testing::Ep("198.18.1.11:80"), 50).ok());
+  Compiled third = Compile(b.model(), second.result.slots, 3, &second.snap());
+  EXPECT_EQ(third.result.compiled_listeners, 2u);
+  EXPECT_EQ(config_of(third, "lsn-00000002"), config_of(first, "lsn-00000002"));
+  EXPECT_NE(config_of(third, "lsn-00000003"), config_of(second, "lsn-00000003"));
+
+  // Without a previous snapshot, everything is compiled.
+  EXPECT_EQ(Compile(b.model(), third.result.slots, 4, nullptr).result.compiled_listeners, 3u);
+}
+
 }  // namespace
 }  // namespace fulcrum::dataplane

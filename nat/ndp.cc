@@ -15,13 +15,6 @@ constexpr std::uint8_t kFlagRouter = 0x80;
 constexpr std::uint8_t kFlagSolicited = 0x40;
 constexpr std::uint8_t kFlagOverride = 0x20;
 
-void StoreIp6(std::uint8_t* p, const Ip6& ip) {
-  StoreBe32(p, static_cast<std::uint32_t>(ip.hi >> 32));
-  StoreBe32(p + 4, static_cast<std::uint32_t>(ip.hi));
-  StoreBe32(p + 8, static_cast<std::uint32_t>(ip.lo >> 32));
-  StoreBe32(p + 12, static_cast<std::uint32_t>(ip.lo));
-}
-
 // The ICMPv6 checksum of `message` from `ip` (its IPv6 header, addresses filled in).
 std::uint16_t Icmpv6Checksum(const std::uint8_t* ip, std::span<const std::uint8_t> message) {
   std::uint64_t acc = ChecksumAdd({ip + 8, 32});

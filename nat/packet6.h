@@ -72,6 +72,20 @@ inline Ip6 LoadIp6(const std::uint8_t* p) {
           std::uint64_t{LoadBe32(p + 8)} << 32 | LoadBe32(p + 12)};
 }
 
+inline void StoreIp6(std::uint8_t* p, const Ip6& ip) {
+  StoreBe32(p, static_cast<std::uint32_t>(ip.hi >> 32));
+  StoreBe32(p + 4, static_cast<std::uint32_t>(ip.hi));
+  StoreBe32(p + 8, static_cast<std::uint32_t>(ip.lo >> 32));
+  StoreBe32(p + 12, static_cast<std::uint32_t>(ip.lo));
+}
+
+// An IPv6 address and port in host byte order.
+struct Endpoint6 {
+  Ip6 ip;
+  std::uint16_t port = 0;
+  friend bool operator==(const Endpoint6&, const Endpoint6&) = default;
+};
+
 enum class Packet6Kind : std::uint8_t {
   kDrop,       // see ParsedPacket6::drop
   kTcp,        // TCP, unfragmented

@@ -1,0 +1,55 @@
+// NAT rewrite of a parsed IPv6 packet, in place, with incremental checksums: what
+// nat/rewrite.h's RewriteIpv4 is for IPv4, for fnat v6 -> v6 and dnat v6.
+//
+// IPv6 has no header checksum; the TCP and UDP checksums cover the addresses through the
+// pseudo-header (RFC 8200 section 8.1), so they are patched with RFC 1624 eqn. 3 for the eight
+// 32-bit address words and the two ports: a fixed handful of additions whatever the length.
+// The hop limit is decremented (the LB is a router hop). UDP over IPv6 always has a checksum
+// (nat::ParseIpv6 drops a zero one); a result of 0 is sent as 0xFFFF (RFC 8200 section 8.1).
+//
+// Preconditions: `p` is ParseIpv6()'s result for exactly these bytes, the frame has not been
+// changed since, and p.kind is kTcp or kUdp. ParseIpv6 guarantees a hop limit >= 2 for these.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "nat/bytes.h"
+#include "nat/checksum.h"
+#include "nat/packet.h"
+#include "nat/packet6.h"
+
+namespace fulcrum::nat {
+
+// Adds an address change to `delta`, as four 32-bit words.
+constexpr void AddIp6(ChecksumDelta& delta, const Ip6& old_ip, const Ip6& new_ip) {
+  delta.Add32(static_cast<std::uint32_t>(old_ip.hi >> 32),
+              static_cast<std::uint32_t>(new_ip.hi >> 32));
+  delta.Add32(static_cast<std::uint32_t>(old_ip.hi), static_cast<std::uint32_t>(new_ip.hi));
+  delta.Add32(static_cast<std::uint32_t>(old_ip.lo >> 32),
+              static_cast<std::uint32_t>(new_ip.lo >> 32));
+  delta.Add32(static_cast<std::uint32_t>(old_ip.lo), static_cast<std::uint32_t>(new_ip.lo));
+}
+
+// Sets the source and destination of a TCP or UDP packet, decrements the hop limit and patches
+// the L4 checksum.
+inline void RewriteIpv6(std::span<std::uint8_t> frame, const ParsedPacket6& p, const Endpoint6& src,
+                        const Endpoint6& dst) {
+  std::uint8_t* ip = frame.data() + p.l3_offset;
+  std::uint8_t* l4 = frame.data() + p.l4_offset;
+  ChecksumDelta delta;
+  AddIp6(delta, p.src, src.ip);
+  AddIp6(delta, p.dst, dst.ip);
+  delta.Add16(p.src_port, src.port);
+  delta.Add16(p.dst_port, dst.port);
+  ip[7] = static_cast<std::uint8_t>(p.hop_limit - 1);
+  StoreIp6(ip + 8, src.ip);
+  StoreIp6(ip + 24, dst.ip);
+  StoreBe16(l4, src.port);
+  StoreBe16(l4 + 2, dst.port);
+  std::uint8_t* checksum = l4 + (p.proto == kIpProtoTcp ? kTcpChecksumOffset : kUdpChecksumOffset);
+  StoreBe16(checksum, p.proto == kIpProtoTcp ? delta.Apply(LoadBe16(checksum))
+                                             : delta.ApplyUdp(LoadBe16(checksum)));
+}
+
+}  // namespace fulcrum::nat

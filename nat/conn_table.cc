@@ -28,29 +28,34 @@ struct Layout {
   std::size_t total() const { return bucket_bytes + entry_bytes + free_bytes; }
 };
 
+template <typename Entry>
 Layout LayoutFor(std::uint32_t capacity) {
   const std::uint64_t slots =
       (std::uint64_t{capacity} * kSlotsPerConn * 100 + kMaxLoadPercent - 1) / kMaxLoadPercent;
   const std::uint64_t buckets =
-      (slots + ConnTable::kSlotsPerBucket - 1) / ConnTable::kSlotsPerBucket;
+      (slots + BasicConnTable<Entry>::kSlotsPerBucket - 1) / BasicConnTable<Entry>::kSlotsPerBucket;
   Layout layout;
   layout.buckets = static_cast<std::uint32_t>(std::bit_ceil(std::max<std::uint64_t>(buckets, 2)));
   layout.bucket_bytes = std::size_t{layout.buckets} * 64;
-  layout.entry_bytes = std::size_t{capacity} * sizeof(ConnEntry);
+  layout.entry_bytes = std::size_t{capacity} * sizeof(Entry);
   layout.free_bytes = std::size_t{capacity} * sizeof(std::uint32_t);
   return layout;
 }
 
 }  // namespace
 
-std::size_t ConnTable::MemoryBytes(std::uint32_t capacity) { return LayoutFor(capacity).total(); }
+template <typename Entry>
+std::size_t BasicConnTable<Entry>::MemoryBytes(std::uint32_t capacity) {
+  return LayoutFor<Entry>(capacity).total();
+}
 
-Result<ConnTable> ConnTable::Create(std::uint32_t capacity) {
+template <typename Entry>
+Result<BasicConnTable<Entry>> BasicConnTable<Entry>::Create(std::uint32_t capacity) {
   if (capacity == 0 || capacity > kMaxCapacity) {
     return Error(ErrorCode::kInvalidParameter,
                  "connection table capacity {} is out of range (1..{})", capacity, kMaxCapacity);
   }
-  const Layout layout = LayoutFor(capacity);
+  const Layout layout = LayoutFor<Entry>(capacity);
   // Map with a huge page of slack so the region can start on a huge-page boundary.
   const std::size_t mapping_bytes = layout.total() + kHugePage;
   void* mapping =
@@ -67,13 +72,13 @@ Result<ConnTable> ConnTable::Create(std::uint32_t capacity) {
   // Prefault now so that no page fault lands on the packet path.
   std::memset(region, 0, layout.total());
 
-  ConnTable table;
+  BasicConnTable table;
   table.mapping_ = mapping;
   table.mapping_bytes_ = mapping_bytes;
   table.region_ = region;
   table.region_bytes_ = layout.total();
   table.buckets_ = reinterpret_cast<Bucket*>(region);
-  table.entries_ = reinterpret_cast<ConnEntry*>(region + layout.bucket_bytes);
+  table.entries_ = reinterpret_cast<Entry*>(region + layout.bucket_bytes);
   table.free_ = reinterpret_cast<std::uint32_t*>(region + layout.bucket_bytes + layout.entry_bytes);
   table.bucket_mask_ = layout.buckets - 1;
   table.capacity_ = capacity;
@@ -85,9 +90,13 @@ Result<ConnTable> ConnTable::Create(std::uint32_t capacity) {
   return table;
 }
 
-ConnTable::ConnTable(ConnTable&& other) noexcept { *this = std::move(other); }
+template <typename Entry>
+BasicConnTable<Entry>::BasicConnTable(BasicConnTable&& other) noexcept {
+  *this = std::move(other);
+}
 
-ConnTable& ConnTable::operator=(ConnTable&& other) noexcept {
+template <typename Entry>
+BasicConnTable<Entry>& BasicConnTable<Entry>::operator=(BasicConnTable&& other) noexcept {
   if (this != &other) {
     if (mapping_ != nullptr) {
       munmap(mapping_, mapping_bytes_);
@@ -110,13 +119,15 @@ ConnTable& ConnTable::operator=(ConnTable&& other) noexcept {
   return *this;
 }
 
-ConnTable::~ConnTable() {
+template <typename Entry>
+BasicConnTable<Entry>::~BasicConnTable() {
   if (mapping_ != nullptr) {
     munmap(mapping_, mapping_bytes_);
   }
 }
 
-std::uint32_t ConnTable::FirstCandidate(const ConnHash& h) const {
+template <typename Entry>
+std::uint32_t BasicConnTable<Entry>::FirstCandidate(const ConnHash& h) const {
   const Bucket& primary = buckets_[h.bucket];
   if (const std::uint32_t m = MatchTags(primary, h.tag); m != 0) {
     return primary.refs[__builtin_ctz(m)];
@@ -128,8 +139,9 @@ std::uint32_t ConnTable::FirstCandidate(const ConnHash& h) const {
   return kNoRef;
 }
 
-void ConnTable::LookupBulk(std::span<const FlowKey> keys, std::span<ConnHit> hits,
-                           std::uint32_t now_ms) {
+template <typename Entry>
+void BasicConnTable<Entry>::LookupBulk(std::span<const Key> keys, std::span<Hit> hits,
+                                       std::uint32_t now_ms) {
   std::array<ConnHash, kBulkChunk> hashes;
   std::array<std::uint32_t, kBulkChunk> candidates;
   for (std::size_t base = 0; base < keys.size(); base += kBulkChunk) {
@@ -148,25 +160,26 @@ void ConnTable::LookupBulk(std::span<const FlowKey> keys, std::span<ConnHit> hit
     }
     // Stage 3: confirm the candidate; a tag collision (rare) falls back to the full search.
     for (std::size_t i = 0; i < n; ++i) {
-      const FlowKey& key = keys[base + i];
-      ConnHit& out = hits[base + i];
+      const Key& key = keys[base + i];
+      Hit& out = hits[base + i];
       const std::uint32_t ref = candidates[i];
       if (ref == kNoRef) {
-        out = ConnHit{};
+        out = Hit{};
         continue;
       }
-      ConnEntry& e = entries_[ref >> 1];
+      Entry& e = entries_[ref >> 1];
       const auto dir = static_cast<FlowDir>(ref & 1);
-      out = e.key(dir) == key ? ConnHit{&e, ref >> 1, dir} : Find(key, hashes[i]);
+      out = e.key(dir) == key ? Hit{&e, ref >> 1, dir} : Find(key, hashes[i]);
       if (out.hit() && Expired(*out.entry, now_ms)) {
-        out = ConnHit{};
+        out = Hit{};
       }
     }
   }
 }
 
-InsertResult ConnTable::InsertNew(const ConnEntry& entry, const ConnHash& client_hash,
-                                  const ConnHash& backend_hash, std::uint32_t now_ms) {
+template <typename Entry>
+InsertResult BasicConnTable<Entry>::InsertNew(const Entry& entry, const ConnHash& client_hash,
+                                              const ConnHash& backend_hash, std::uint32_t now_ms) {
   if (free_top_ == 0) {
     return InsertResult{InsertStatus::kFull, 0};
   }
@@ -183,7 +196,7 @@ InsertResult ConnTable::InsertNew(const ConnEntry& entry, const ConnHash& client
   }
   --free_top_;
   high_water_ = index >= high_water_ ? index + 1 : high_water_;
-  ConnEntry& e = entries_[index];
+  Entry& e = entries_[index];
   e = entry;
   e.created_ms = now_ms;
   e.last_seen_ms = now_ms;
@@ -192,7 +205,8 @@ InsertResult ConnTable::InsertNew(const ConnEntry& entry, const ConnHash& client
   return InsertResult{InsertStatus::kInserted, index};
 }
 
-bool ConnTable::AddSlot(const ConnHash& h, std::uint32_t ref) {
+template <typename Entry>
+bool BasicConnTable<Entry>::AddSlot(const ConnHash& h, std::uint32_t ref) {
   for (const std::uint32_t b : {h.bucket, AltBucket(h.bucket, h.tag)}) {
     Bucket& bucket = buckets_[b];
     if (const std::uint32_t empty = MatchTags(bucket, 0); empty != 0) {
@@ -208,7 +222,8 @@ bool ConnTable::AddSlot(const ConnHash& h, std::uint32_t ref) {
 // Breadth-first search for a bucket with a free slot, reachable by moving slots to their
 // alternate buckets (MemC3, Fan et al., NSDI 2013, section 4.3). The moves are then made from
 // the free end backwards, so every slot stays findable at every step.
-bool ConnTable::AddSlotByDisplacement(const ConnHash& h, std::uint32_t ref) {
+template <typename Entry>
+bool BasicConnTable<Entry>::AddSlotByDisplacement(const ConnHash& h, std::uint32_t ref) {
   struct Node {
     std::uint32_t bucket;
     std::int16_t parent;       // node whose slot moves into this bucket; -1 for the roots
@@ -270,7 +285,8 @@ bool ConnTable::AddSlotByDisplacement(const ConnHash& h, std::uint32_t ref) {
   return false;
 }
 
-void ConnTable::RemoveSlot(const ConnHash& h, std::uint32_t ref) {
+template <typename Entry>
+void BasicConnTable<Entry>::RemoveSlot(const ConnHash& h, std::uint32_t ref) {
   for (const std::uint32_t b : {h.bucket, AltBucket(h.bucket, h.tag)}) {
     Bucket& bucket = buckets_[b];
     for (std::uint32_t m = MatchTags(bucket, h.tag); m != 0; m &= m - 1) {
@@ -283,11 +299,12 @@ void ConnTable::RemoveSlot(const ConnHash& h, std::uint32_t ref) {
   }
 }
 
-void ConnTable::Erase(std::uint32_t index) {
+template <typename Entry>
+void BasicConnTable<Entry>::Erase(std::uint32_t index) {
   if (index >= capacity_ || !entries_[index].in_use()) {
     return;
   }
-  const ConnEntry& e = entries_[index];
+  const Entry& e = entries_[index];
   const ConnHash client_hash = Hash(e.from_client);
   const ConnHash backend_hash = Hash(e.from_backend);
   Prefetch(client_hash);
@@ -295,8 +312,9 @@ void ConnTable::Erase(std::uint32_t index) {
   EraseHashed(index, client_hash, backend_hash);
 }
 
-void ConnTable::EraseHashed(std::uint32_t index, const ConnHash& client_hash,
-                            const ConnHash& backend_hash) {
+template <typename Entry>
+void BasicConnTable<Entry>::EraseHashed(std::uint32_t index, const ConnHash& client_hash,
+                                        const ConnHash& backend_hash) {
   RemoveSlot(client_hash, Ref(index, FlowDir::kFromClient));
   RemoveSlot(backend_hash, Ref(index, FlowDir::kFromBackend));
   entries_[index].from_client.proto = 0;
@@ -304,5 +322,8 @@ void ConnTable::EraseHashed(std::uint32_t index, const ConnHash& client_hash,
   --size_;
   ++stats_.erases;
 }
+
+template class BasicConnTable<ConnEntry>;
+template class BasicConnTable<ConnEntry6>;
 
 }  // namespace fulcrum::nat

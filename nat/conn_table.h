@@ -14,6 +14,9 @@
 // Entries: one 64-byte, cache-line-aligned ConnEntry per connection holding both of its keys:
 // from_client (client:cport -> vip:vport) and from_backend (backend:bport -> local:lport for
 // fnat, backend:bport -> client:cport for dnat). A packet's own 5-tuple is one of the two.
+// The table is a template over its entry: ConnTable holds IPv4 ConnEntry, ConnTable6 the
+// 128-byte ConnEntry6 with 40-byte FlowKey6 keys, so IPv4 entries stay one cache line; a core
+// has one table per family. Both are instantiated in conn_table.cc.
 //
 // Index: a bucketized cuckoo hash (after rte_hash and MemC3). Each 64-byte bucket holds 8
 // slots of (32-bit tag, 32-bit reference = entry number << 1 | direction); each connection
@@ -47,6 +50,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <type_traits>
 #include <utility>
 
 #if defined(__SSE2__)
@@ -107,18 +111,48 @@ constexpr ConnEntry MakeDnatEntry(std::uint8_t proto, Endpoint4 client, Endpoint
   return e;
 }
 
+// An IPv6 connection: the same fields as ConnEntry with IPv6 keys, two cache lines. IPv4
+// connections keep their one-line ConnEntry in a table of their own (one table per family per
+// core).
+struct alignas(64) ConnEntry6 {
+  FlowKey6 from_client;   // client:cport -> vip:vport; proto 0 marks a free entry
+  FlowKey6 from_backend;  // backend:bport -> local:lport (fnat) or client:cport (dnat)
+  std::uint32_t listener = 0;
+  std::uint32_t backend = 0;
+  std::uint32_t created_ms = 0;
+  std::uint32_t last_seen_ms = 0;
+  std::uint32_t timeout_ms = 0;
+  TcpState tcp_state = TcpState::kNone;
+  NatMode mode = NatMode::kFnat;
+  std::uint8_t flags = 0;
+
+  bool in_use() const { return from_client.proto != 0; }
+  std::uint8_t proto() const { return from_client.proto; }
+  Endpoint6 client() const { return SrcOf(from_client); }
+  Endpoint6 vip() const { return DstOf(from_client); }
+  Endpoint6 backend_endpoint() const { return SrcOf(from_backend); }
+  Endpoint6 local() const { return DstOf(from_backend); }
+  const FlowKey6& key(FlowDir dir) const {
+    return dir == FlowDir::kFromClient ? from_client : from_backend;
+  }
+};
+static_assert(sizeof(ConnEntry6) == 128);
+
 struct ConnHash {
   std::uint32_t bucket = 0;  // primary bucket
   std::uint32_t tag = 0;     // never 0 (0 marks an empty slot)
 };
 
-struct ConnHit {
-  ConnEntry* entry = nullptr;  // nullptr on a miss
+template <typename Entry>
+struct BasicConnHit {
+  Entry* entry = nullptr;  // nullptr on a miss
   std::uint32_t index = 0;
   FlowDir dir = FlowDir::kFromClient;  // which of the entry's keys matched
 
   bool hit() const { return entry != nullptr; }
 };
+using ConnHit = BasicConnHit<ConnEntry>;
+using ConnHit6 = BasicConnHit<ConnEntry6>;
 
 enum class InsertStatus : std::uint8_t {
   kInserted,
@@ -146,23 +180,28 @@ struct ConnTableStats {
   std::uint64_t index_full = 0;            // inserts refused for lack of a path in the index
 };
 
-class ConnTable {
+// The table of one address family: Entry is Entry (IPv4) or ConnEntry6 (IPv6).
+template <typename Entry>
+class BasicConnTable {
  public:
+  using Key = std::remove_cvref_t<decltype(std::declval<Entry>().from_client)>;
+  using Hit = BasicConnHit<Entry>;
+
   static constexpr std::uint32_t kMaxCapacity = 1u << 30;
   static constexpr std::size_t kSlotsPerBucket = 8;
   static constexpr std::size_t kBulkChunk = 32;
   static constexpr std::size_t kExpireBatch = 16;
 
   // Reserves and prefaults all memory for `capacity` connections.
-  static Result<ConnTable> Create(std::uint32_t capacity);
+  static Result<BasicConnTable> Create(std::uint32_t capacity);
   // Bytes Create(capacity) reserves.
   static std::size_t MemoryBytes(std::uint32_t capacity);
 
-  ConnTable(ConnTable&& other) noexcept;
-  ConnTable& operator=(ConnTable&& other) noexcept;
-  ConnTable(const ConnTable&) = delete;
-  ConnTable& operator=(const ConnTable&) = delete;
-  ~ConnTable();
+  BasicConnTable(BasicConnTable&& other) noexcept;
+  BasicConnTable& operator=(BasicConnTable&& other) noexcept;
+  BasicConnTable(const BasicConnTable&) = delete;
+  BasicConnTable& operator=(const BasicConnTable&) = delete;
+  ~BasicConnTable();
 
   std::uint32_t capacity() const { return capacity_; }
   std::uint32_t size() const { return size_; }  // live entries, expired-but-unfreed included
@@ -174,13 +213,15 @@ class ConnTable {
   std::uint32_t bucket_count() const { return bucket_mask_ + 1; }
   const ConnTableStats& stats() const { return stats_; }
 
-  ConnHash Hash(const FlowKey& key) const {
-    std::uint64_t w0, w1;
-    std::memcpy(&w0, &key, 8);
-    std::memcpy(&w1, reinterpret_cast<const char*>(&key) + 8, 8);
+  ConnHash Hash(const Key& key) const {
+    const auto words = Words(key);
     // Two chains over the words in opposite orders: independent bits for bucket and tag.
-    const std::uint32_t a = Crc32cU64(Crc32cU64(kSeedBucket, w0), w1);
-    const std::uint32_t t = Crc32cU64(Crc32cU64(kSeedTag, w1), w0);
+    std::uint32_t a = kSeedBucket;
+    std::uint32_t t = kSeedTag;
+    for (std::size_t i = 0; i < words.size(); ++i) {
+      a = Crc32cU64(a, words[i]);
+      t = Crc32cU64(t, words[words.size() - 1 - i]);
+    }
     return ConnHash{a & bucket_mask_, t != 0 ? t : 1u};
   }
 
@@ -190,32 +231,30 @@ class ConnTable {
   }
 
   // The live connection with `key`, or a miss (also when it has expired at `now_ms`).
-  ConnHit Lookup(const FlowKey& key, const ConnHash& h, std::uint32_t now_ms) {
-    ConnHit hit = Find(key, h);
+  Hit Lookup(const Key& key, const ConnHash& h, std::uint32_t now_ms) {
+    Hit hit = Find(key, h);
     if (hit.hit() && Expired(*hit.entry, now_ms)) {
-      return ConnHit{};
+      return Hit{};
     }
     return hit;
   }
-  ConnHit Lookup(const FlowKey& key, std::uint32_t now_ms) {
-    return Lookup(key, Hash(key), now_ms);
-  }
+  Hit Lookup(const Key& key, std::uint32_t now_ms) { return Lookup(key, Hash(key), now_ms); }
 
   // hits[i] = Lookup(keys[i], now_ms) for every i; hits.size() must be >= keys.size().
-  void LookupBulk(std::span<const FlowKey> keys, std::span<ConnHit> hits, std::uint32_t now_ms);
+  void LookupBulk(std::span<const Key> keys, std::span<Hit> hits, std::uint32_t now_ms);
 
   // Adds a connection (created_ms and last_seen_ms are set to now_ms). An expired connection
-  // holding one of its keys is reclaimed first, through on_free(const ConnEntry&).
+  // holding one of its keys is reclaimed first, through on_free(const Entry&).
   template <typename OnFree>
-  InsertResult Insert(const ConnEntry& entry, std::uint32_t now_ms, OnFree&& on_free);
+  InsertResult Insert(const Entry& entry, std::uint32_t now_ms, OnFree&& on_free);
   // For entries that hold nothing to give back (no fnat port, no per-backend count).
-  InsertResult Insert(const ConnEntry& entry, std::uint32_t now_ms) {
-    return Insert(entry, now_ms, [](const ConnEntry&) {});
+  InsertResult Insert(const Entry& entry, std::uint32_t now_ms) {
+    return Insert(entry, now_ms, [](const Entry&) {});
   }
   // Insert with the keys' hashes already computed (Hash(entry.from_client) and
   // Hash(entry.from_backend)), for a caller that prefetched with PrefetchInsert.
   template <typename OnFree>
-  InsertResult InsertHashed(const ConnEntry& entry, const ConnHash& client_hash,
+  InsertResult InsertHashed(const Entry& entry, const ConnHash& client_hash,
                             const ConnHash& backend_hash, std::uint32_t now_ms, OnFree&& on_free);
   // Prefetches what the `ahead`-th next insert (0 = the next) with these hashes will touch:
   // the four buckets and the free entry it will most likely take.
@@ -231,25 +270,25 @@ class ConnTable {
   // Removes entry `index` and both of its index slots; a free index is ignored.
   void Erase(std::uint32_t index);
 
-  ConnEntry& entry(std::uint32_t index) { return entries_[index]; }
-  const ConnEntry& entry(std::uint32_t index) const { return entries_[index]; }
+  Entry& entry(std::uint32_t index) { return entries_[index]; }
+  const Entry& entry(std::uint32_t index) const { return entries_[index]; }
 
-  static bool Expired(const ConnEntry& e, std::uint32_t now_ms) {
+  static bool Expired(const Entry& e, std::uint32_t now_ms) {
     return IdleExpired(now_ms, e.last_seen_ms, e.timeout_ms);
   }
 
   // Examines the next `budget` entries (round-robin) and frees the expired ones, calling
-  // on_free(const ConnEntry&) for each first. Returns how many were freed.
+  // on_free(const Entry&) for each first. Returns how many were freed.
   template <typename OnFree>
   std::uint32_t ExpireSome(std::uint32_t now_ms, std::uint32_t budget, OnFree&& on_free);
 
   // Examines up to `budget` entries from `cursor` and erases the live ones for which
-  // pred(const ConnEntry&) holds, calling on_free first. Returns how many were erased.
+  // pred(const Entry&) holds, calling on_free first. Returns how many were erased.
   template <typename Pred, typename OnFree>
   std::uint32_t EraseIfSome(SweepCursor& cursor, std::uint32_t budget, Pred&& pred,
                             OnFree&& on_free);
 
-  // Calls fn(index, const ConnEntry&) for the live entries among the next `budget` from
+  // Calls fn(index, const Entry&) for the live entries among the next `budget` from
   // `cursor` (expired-but-unfreed ones included; check Expired() to skip them).
   template <typename Fn>
   void VisitSome(SweepCursor& cursor, std::uint32_t budget, Fn&& fn) const;
@@ -264,7 +303,7 @@ class ConnTable {
   static constexpr std::uint32_t kSeedBucket = 0x9e3779b9u;
   static constexpr std::uint32_t kSeedTag = 0x85ebca6bu;
 
-  ConnTable() = default;
+  BasicConnTable() = default;
 
   static std::uint32_t Ref(std::uint32_t index, FlowDir dir) {
     return index << 1 | static_cast<std::uint32_t>(dir);
@@ -293,21 +332,21 @@ class ConnTable {
 #endif
   }
 
-  ConnHit MatchIn(const Bucket& b, std::uint32_t tag, const FlowKey& key) {
+  Hit MatchIn(const Bucket& b, std::uint32_t tag, const Key& key) {
     for (std::uint32_t m = MatchTags(b, tag); m != 0; m &= m - 1) {
       const std::uint32_t ref = b.refs[__builtin_ctz(m)];
-      ConnEntry& e = entries_[ref >> 1];
+      Entry& e = entries_[ref >> 1];
       const auto dir = static_cast<FlowDir>(ref & 1);
       if (e.key(dir) == key) {
-        return ConnHit{&e, ref >> 1, dir};
+        return Hit{&e, ref >> 1, dir};
       }
     }
-    return ConnHit{};
+    return Hit{};
   }
 
   // The connection with `key`, expired or not.
-  ConnHit Find(const FlowKey& key, const ConnHash& h) {
-    ConnHit hit = MatchIn(buckets_[h.bucket], h.tag, key);
+  Hit Find(const Key& key, const ConnHash& h) {
+    Hit hit = MatchIn(buckets_[h.bucket], h.tag, key);
     if (!hit.hit()) {
       hit = MatchIn(buckets_[AltBucket(h.bucket, h.tag)], h.tag, key);
     }
@@ -317,7 +356,7 @@ class ConnTable {
   // The reference in the first slot matching h.tag, or kNoRef.
   std::uint32_t FirstCandidate(const ConnHash& h) const;
 
-  InsertResult InsertNew(const ConnEntry& entry, const ConnHash& client_hash,
+  InsertResult InsertNew(const Entry& entry, const ConnHash& client_hash,
                          const ConnHash& backend_hash, std::uint32_t now_ms);
   bool AddSlot(const ConnHash& h, std::uint32_t ref);
   bool AddSlotByDisplacement(const ConnHash& h, std::uint32_t ref);
@@ -332,7 +371,7 @@ class ConnTable {
   std::size_t mapping_bytes_ = 0;  // what was mapped (alignment slack included)
   void* mapping_ = nullptr;
   Bucket* buckets_ = nullptr;
-  ConnEntry* entries_ = nullptr;
+  Entry* entries_ = nullptr;
   std::uint32_t* free_ = nullptr;  // stack of free entry numbers
   std::uint32_t free_top_ = 0;
   std::uint32_t bucket_mask_ = 0;
@@ -343,8 +382,10 @@ class ConnTable {
   ConnTableStats stats_;
 };
 
+template <typename Entry>
 template <typename OnFree>
-InsertResult ConnTable::Insert(const ConnEntry& entry, std::uint32_t now_ms, OnFree&& on_free) {
+InsertResult BasicConnTable<Entry>::Insert(const Entry& entry, std::uint32_t now_ms,
+                                           OnFree&& on_free) {
   const ConnHash client_hash = Hash(entry.from_client);
   const ConnHash backend_hash = Hash(entry.from_backend);
   // Overlap the misses: four buckets, and the entry the insert will most likely take.
@@ -352,16 +393,17 @@ InsertResult ConnTable::Insert(const ConnEntry& entry, std::uint32_t now_ms, OnF
   return InsertHashed(entry, client_hash, backend_hash, now_ms, on_free);
 }
 
+template <typename Entry>
 template <typename OnFree>
-InsertResult ConnTable::InsertHashed(const ConnEntry& entry, const ConnHash& client_hash,
-                                     const ConnHash& backend_hash, std::uint32_t now_ms,
-                                     OnFree&& on_free) {
+InsertResult BasicConnTable<Entry>::InsertHashed(const Entry& entry, const ConnHash& client_hash,
+                                                 const ConnHash& backend_hash, std::uint32_t now_ms,
+                                                 OnFree&& on_free) {
   if (!entry.in_use() || entry.from_client == entry.from_backend) {
     return InsertResult{InsertStatus::kInvalid, 0};
   }
   for (const auto& [key, hash] : {std::pair{&entry.from_client, &client_hash},
                                   std::pair{&entry.from_backend, &backend_hash}}) {
-    const ConnHit existing = Find(*key, *hash);
+    const Hit existing = Find(*key, *hash);
     if (!existing.hit()) {
       continue;
     }
@@ -375,8 +417,10 @@ InsertResult ConnTable::InsertHashed(const ConnEntry& entry, const ConnHash& cli
   return InsertNew(entry, client_hash, backend_hash, now_ms);
 }
 
+template <typename Entry>
 template <typename OnFree>
-std::uint32_t ConnTable::ExpireSome(std::uint32_t now_ms, std::uint32_t budget, OnFree&& on_free) {
+std::uint32_t BasicConnTable<Entry>::ExpireSome(std::uint32_t now_ms, std::uint32_t budget,
+                                                OnFree&& on_free) {
   // The expired entries of a stretch are found first, with their index buckets prefetched,
   // and erased after: the erases' cache misses overlap instead of adding up.
   struct Expiring {
@@ -391,7 +435,7 @@ std::uint32_t ConnTable::ExpireSome(std::uint32_t now_ms, std::uint32_t budget, 
     for (; n > 0 && count < batch.size(); --n) {
       const std::uint32_t index = expire_cursor_;
       expire_cursor_ = index + 1 >= high_water_ ? 0 : index + 1;
-      const ConnEntry& e = entries_[index];
+      const Entry& e = entries_[index];
       if (e.in_use() && Expired(e, now_ms)) {
         Expiring& x = batch[count++];
         x = {index, Hash(e.from_client), Hash(e.from_backend)};
@@ -409,12 +453,13 @@ std::uint32_t ConnTable::ExpireSome(std::uint32_t now_ms, std::uint32_t budget, 
   return freed;
 }
 
+template <typename Entry>
 template <typename Pred, typename OnFree>
-std::uint32_t ConnTable::EraseIfSome(SweepCursor& cursor, std::uint32_t budget, Pred&& pred,
-                                     OnFree&& on_free) {
+std::uint32_t BasicConnTable<Entry>::EraseIfSome(SweepCursor& cursor, std::uint32_t budget,
+                                                 Pred&& pred, OnFree&& on_free) {
   std::uint32_t erased = 0;
   for (; budget > 0 && cursor.next < high_water_; --budget, ++cursor.next) {
-    const ConnEntry& e = entries_[cursor.next];
+    const Entry& e = entries_[cursor.next];
     if (e.in_use() && pred(e)) {
       on_free(e);
       Erase(cursor.next);
@@ -425,15 +470,21 @@ std::uint32_t ConnTable::EraseIfSome(SweepCursor& cursor, std::uint32_t budget, 
   return erased;
 }
 
+template <typename Entry>
 template <typename Fn>
-void ConnTable::VisitSome(SweepCursor& cursor, std::uint32_t budget, Fn&& fn) const {
+void BasicConnTable<Entry>::VisitSome(SweepCursor& cursor, std::uint32_t budget, Fn&& fn) const {
   for (; budget > 0 && cursor.next < high_water_; --budget, ++cursor.next) {
-    const ConnEntry& e = entries_[cursor.next];
+    const Entry& e = entries_[cursor.next];
     if (e.in_use()) {
       fn(cursor.next, e);
     }
   }
   cursor.done = cursor.next >= high_water_;
 }
+
+using ConnTable = BasicConnTable<ConnEntry>;
+using ConnTable6 = BasicConnTable<ConnEntry6>;
+extern template class BasicConnTable<ConnEntry>;
+extern template class BasicConnTable<ConnEntry6>;
 
 }  // namespace fulcrum::nat

@@ -35,6 +35,7 @@
 
 #include "nat/bytes.h"
 #include "nat/drop_reasons.h"
+#include "nat/flow_key.h"
 
 namespace fulcrum::nat {
 
@@ -60,13 +61,6 @@ inline constexpr std::uint8_t kIcmpv6EchoReply = 129;
 inline constexpr std::uint8_t kIcmpv6NeighborSolicitation = 135;
 inline constexpr std::uint8_t kIcmpv6NeighborAdvertisement = 136;
 
-// An IPv6 address in host order, as two 64-bit halves (IPv4 addresses are host-order uint32).
-struct Ip6 {
-  std::uint64_t hi = 0;
-  std::uint64_t lo = 0;
-  friend bool operator==(const Ip6&, const Ip6&) = default;
-};
-
 inline Ip6 LoadIp6(const std::uint8_t* p) {
   return {std::uint64_t{LoadBe32(p)} << 32 | LoadBe32(p + 4),
           std::uint64_t{LoadBe32(p + 8)} << 32 | LoadBe32(p + 12)};
@@ -78,13 +72,6 @@ inline void StoreIp6(std::uint8_t* p, const Ip6& ip) {
   StoreBe32(p + 8, static_cast<std::uint32_t>(ip.lo >> 32));
   StoreBe32(p + 12, static_cast<std::uint32_t>(ip.lo));
 }
-
-// An IPv6 address and port in host byte order.
-struct Endpoint6 {
-  Ip6 ip;
-  std::uint16_t port = 0;
-  friend bool operator==(const Endpoint6&, const Endpoint6&) = default;
-};
 
 enum class Packet6Kind : std::uint8_t {
   kDrop,       // see ParsedPacket6::drop

@@ -487,5 +487,99 @@ TEST(ConnTableTest, MillionEntries) {
   EXPECT_EQ(found, kCapacity);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The IPv6 table: the same code over ConnEntry6 and FlowKey6.
+
+// IPv6 connection number i: client 2001:db8::/64 hosts, VIP 2001:db8:100::10, fnat local
+// addresses 2001:db8:1::2.., backends 2001:db8:1::11..14. Addresses differ only in their
+// low bits, as a /64's hosts do, so the hash must take all 40 key bytes in.
+ConnEntry6 FnatConn6(std::uint32_t i, std::uint8_t proto = kIpProtoTcp) {
+  constexpr std::uint64_t kDb8 = 0x2001'0db8'0000'0000;
+  ConnEntry6 e;
+  e.from_client = FlowKey6{Ip6{kDb8, 2 + (i >> 16)}, Ip6{kDb8 | 0x100'0000, 0x10},
+                           static_cast<std::uint16_t>(i), 80, proto};
+  e.from_backend = FlowKey6{Ip6{kDb8 | 0x1'0000, 0x11 + i % 4}, Ip6{kDb8 | 0x1'0000, 2 + (i >> 16)},
+                            8080, static_cast<std::uint16_t>(i), proto};
+  e.backend = i % 4;
+  e.timeout_ms = kTimeoutMs;
+  return e;
+}
+
+ConnTable6 MakeTable6(std::uint32_t capacity) {
+  Result<ConnTable6> table = ConnTable6::Create(capacity);
+  EXPECT_TRUE(table.ok()) << table.status().ToString();
+  return std::move(table).value();
+}
+
+TEST(ConnTable6Test, EntryIsTwoCacheLinesAndCostsItsSize) {
+  EXPECT_EQ(sizeof(ConnEntry6), 128u);
+  // 128 bytes of entry, the same index and free stack as IPv4.
+  EXPECT_LT(ConnTable6::MemoryBytes(1u << 20) - ConnTable::MemoryBytes(1u << 20),
+            std::size_t{65} << 20);
+}
+
+TEST(ConnTable6Test, FindsAConnectionFromBothSidesAndForgetsIt) {
+  ConnTable6 table = MakeTable6(64);
+  const ConnEntry6 conn = FnatConn6(7);
+  const InsertResult r = table.Insert(conn, 1000);
+  ASSERT_EQ(r.status, InsertStatus::kInserted);
+  const ConnHit6 c = table.Lookup(conn.from_client, 1000);
+  ASSERT_TRUE(c.hit());
+  EXPECT_EQ(c.dir, FlowDir::kFromClient);
+  EXPECT_EQ(c.index, r.index);
+  const ConnHit6 b = table.Lookup(conn.from_backend, 1000);
+  ASSERT_TRUE(b.hit());
+  EXPECT_EQ(b.dir, FlowDir::kFromBackend);
+  EXPECT_EQ(b.entry->created_ms, 1000u);
+  // A key that differs in one address bit, or only in the port, is another connection.
+  FlowKey6 other = conn.from_client;
+  other.src_ip.hi ^= 1;
+  EXPECT_FALSE(table.Lookup(other, 1000).hit());
+  EXPECT_EQ(table.Insert(conn, 1000).status, InsertStatus::kExists);
+  table.Erase(r.index);
+  EXPECT_FALSE(table.Lookup(conn.from_client, 1000).hit());
+  EXPECT_FALSE(table.Lookup(conn.from_backend, 1000).hit());
+  EXPECT_EQ(table.size(), 0u);
+}
+
+TEST(ConnTable6Test, ExpiryAndBulkLookup) {
+  ConnTable6 table = MakeTable6(4000);
+  for (std::uint32_t i = 0; i < 3000; ++i) {
+    ConnEntry6 conn = FnatConn6(i);
+    conn.timeout_ms = i % 10 == 0 ? 50 : kTimeoutMs;
+    ASSERT_EQ(table.Insert(conn, 0).status, InsertStatus::kInserted) << i;
+  }
+  std::vector<FlowKey6> keys;
+  for (std::uint32_t i = 0; i < 200; ++i) {
+    const ConnEntry6 conn = FnatConn6(i * 29 % 6000);  // half never inserted
+    keys.push_back(i % 2 == 0 ? conn.from_client : conn.from_backend);
+  }
+  std::vector<ConnHit6> bulk(keys.size());
+  table.LookupBulk(keys, bulk, 100);
+  int hits = 0;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const ConnHit6 scalar = table.Lookup(keys[i], 100);
+    ASSERT_EQ(bulk[i].entry, scalar.entry) << i;
+    hits += scalar.hit() ? 1 : 0;
+  }
+  EXPECT_GT(hits, 50);
+  EXPECT_EQ(table.ExpireSome(100, 4000, [](const ConnEntry6&) {}), 300u);
+  EXPECT_EQ(table.size(), 2700u);
+}
+
+// A /64 of clients on one port each: keys differ only in the low 16 bits of the source, yet
+// the table fills without running out of index room.
+TEST(ConnTable6Test, ClientsOfOneSubnetFillTheTable) {
+  constexpr std::uint32_t kCapacity = 1u << 16;
+  ConnTable6 table = MakeTable6(kCapacity);
+  for (std::uint32_t i = 0; i < kCapacity; ++i) {
+    ASSERT_EQ(table.Insert(FnatConn6(i), 0).status, InsertStatus::kInserted) << i;
+  }
+  EXPECT_EQ(table.stats().index_full, 0u);
+  for (std::uint32_t i = 0; i < kCapacity; i += 97) {
+    EXPECT_TRUE(table.Lookup(FnatConn6(i).from_backend, 0).hit()) << i;
+  }
+}
+
 }  // namespace
 }  // namespace fulcrum::nat

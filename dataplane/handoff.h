@@ -34,6 +34,14 @@ constexpr std::uint32_t ClientOwner(std::uint32_t client_ip, std::uint16_t clien
   return static_cast<std::uint32_t>(((h >> 32) * workers) >> 32);
 }
 
+// The same for an IPv6 client.
+constexpr std::uint32_t ClientOwner(const nat::Ip6& client_ip, std::uint16_t client_port,
+                                    std::uint32_t workers) {
+  const std::uint64_t h =
+      nat::Mix64(nat::Mix64(client_ip.hi ^ kOwnerHashSeed) ^ client_ip.lo ^ client_port);
+  return static_cast<std::uint32_t>(((h >> 32) * workers) >> 32);
+}
+
 // Entries of the hand-off ring from one worker to another (a power of two; rte_ring uses all
 // but one). The ring extends the sender's rx queues: it holds everything the sender can take
 // off them at once (their descriptors) plus two bursts staged from its other work, so an owner

@@ -9,7 +9,8 @@
 // high half of the final mix, the best-mixed bits, because Maglev maps a hash onto its table by
 // multiply-shift (see MaglevTable::Lookup), which reads the high bits.
 //
-// Flows are FlowKeys (nat/flow_key.h) as the client sent them (client -> VIP), host order.
+// Flows are FlowKeys (nat/flow_key.h) as the client sent them (client -> VIP), host order. An
+// IPv6 flow's addresses are folded in one 64-bit half at a time, a mix after each.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +44,22 @@ constexpr std::uint32_t HashFlow(const FlowKey& flow, std::uint64_t seed = kFlow
 // Hash of the client address alone: the sh (source hash) scheduler.
 constexpr std::uint32_t HashClient(std::uint32_t src_addr, std::uint64_t seed = kClientHashSeed) {
   return static_cast<std::uint32_t>(Mix64(src_addr ^ seed) >> 32);
+}
+
+constexpr std::uint32_t HashFlow(const FlowKey6& flow, std::uint64_t seed = kFlowHashSeed) {
+  std::uint64_t h = Mix64(flow.src_ip.hi ^ seed);
+  h = Mix64(h ^ flow.src_ip.lo);
+  h = Mix64(h ^ flow.dst_ip.hi);
+  h = Mix64(h ^ flow.dst_ip.lo);
+  const std::uint64_t rest =
+      (std::uint64_t{flow.src_port} << 32) | (std::uint64_t{flow.dst_port} << 16) | flow.proto;
+  return static_cast<std::uint32_t>(Mix64(h ^ rest) >> 32);
+}
+
+// The whole /128: a client that changes its interface identifier (RFC 8981 temporary
+// addresses) is a new client to sh, as it is to every server it talks to.
+constexpr std::uint32_t HashClient(const Ip6& src_addr, std::uint64_t seed = kClientHashSeed) {
+  return static_cast<std::uint32_t>(Mix64(Mix64(src_addr.hi ^ seed) ^ src_addr.lo) >> 32);
 }
 
 }  // namespace fulcrum::nat

@@ -53,6 +53,36 @@ TEST(ClientOwnerTest, SpreadsOneClientAddressOverEveryWorker) {
   }
 }
 
+// An IPv6 client behind which many users sit: its ports use every worker, about evenly, and
+// both halves of the address count.
+TEST(ClientOwnerTest, SpreadsOneIpv6ClientOverEveryWorkerAndReadsTheWholeAddress) {
+  const nat::Ip6 client{0x2001'0db8'0000'0000, 2};
+  for (std::uint32_t workers : {2u, 3u, 4u, 8u}) {
+    std::vector<int> per_worker(workers);
+    constexpr int kFlows = 8000;
+    for (int i = 0; i < kFlows; ++i) {
+      const std::uint32_t owner =
+          ClientOwner(client, static_cast<std::uint16_t>(32768 + i), workers);
+      ASSERT_LT(owner, workers);
+      ++per_worker[owner];
+    }
+    const double even = static_cast<double>(kFlows) / workers;
+    for (std::uint32_t w = 0; w < workers; ++w) {
+      EXPECT_NEAR(per_worker[w], even, even * 0.1) << workers << " workers, worker " << w;
+    }
+  }
+  int differs_by_high = 0;
+  int differs_by_low = 0;
+  for (std::uint16_t port = 1024; port < 1124; ++port) {
+    differs_by_high +=
+        ClientOwner(client, port, 2) != ClientOwner(nat::Ip6{client.hi + 1, client.lo}, port, 2);
+    differs_by_low +=
+        ClientOwner(client, port, 2) != ClientOwner(nat::Ip6{client.hi, client.lo + 1}, port, 2);
+  }
+  EXPECT_GT(differs_by_high, 20);
+  EXPECT_GT(differs_by_low, 20);
+}
+
 TEST(HandoffRingSizeTest, HoldsTheSendersRxQueuesAndTwoBursts) {
   EXPECT_EQ(HandoffRingSize(0, 32), kMinHandoffRing);
   EXPECT_EQ(HandoffRingSize(512, 32), 1024u);

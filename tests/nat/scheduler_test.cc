@@ -62,6 +62,28 @@ TEST(FlowHashTest, KnownAnswerPinsTheCrossNodeContract) {
   EXPECT_EQ(HashFlow(Flow(1)), HashFlow(Flow(1)));
   EXPECT_EQ(HashFlow(FlowKey{0xc6120002U, 0xc6126401U, 40000, 80, 6}), 0x8644dbd3U);
   EXPECT_EQ(HashClient(0xc6120002U), 0x8632d28eU);
+  // IPv6: 2001:db8::2 port 40000 -> 2001:db8:100::10 port 80, tcp.
+  const Ip6 client{0x2001'0db8'0000'0000, 2};
+  const Ip6 vip{0x2001'0db8'0100'0000, 0x10};
+  EXPECT_EQ(HashFlow(FlowKey6{client, vip, 40000, 80, 6}), 0x63814009U);
+  EXPECT_EQ(HashClient(client), 0xdd7bf434U);
+}
+
+TEST(FlowHashTest, EveryHalfOfAnIpv6AddressMatters) {
+  const FlowKey6 base{Ip6{0x2001'0db8'0000'0000, 2}, Ip6{0x2001'0db8'0100'0000, 0x10}, 40000, 80,
+                      6};
+  const std::uint32_t h = HashFlow(base);
+  for (int field = 0; field < 4; ++field) {
+    FlowKey6 f = base;
+    std::uint64_t* half = field == 0   ? &f.src_ip.hi
+                          : field == 1 ? &f.src_ip.lo
+                          : field == 2 ? &f.dst_ip.hi
+                                       : &f.dst_ip.lo;
+    *half ^= 1;
+    EXPECT_NE(HashFlow(f), h) << field;
+  }
+  EXPECT_NE(HashClient(Ip6{base.src_ip.hi ^ 1, base.src_ip.lo}), HashClient(base.src_ip));
+  EXPECT_NE(HashClient(Ip6{base.src_ip.hi, base.src_ip.lo ^ 1}), HashClient(base.src_ip));
 }
 
 TEST(FlowHashTest, EveryFieldAndTheSeedMatter) {

@@ -1,6 +1,9 @@
 #include "nat/port_pool.h"
 
 #include <algorithm>
+#include <tuple>
+
+#include "nat/flow_hash.h"
 
 namespace fulcrum::nat {
 namespace {
@@ -9,11 +12,22 @@ namespace {
 std::uint32_t IndexSlot(std::uint32_t ip, std::uint32_t mask) {
   return static_cast<std::uint32_t>((std::uint64_t{ip} * 0x9E3779B1u) >> 16) & mask;
 }
+std::uint32_t IndexSlot(const Ip6& ip, std::uint32_t mask) {
+  return static_cast<std::uint32_t>(Mix64(ip.hi ^ Mix64(ip.lo)) >> 32) & mask;
+}
+
+struct IpLess {
+  bool operator()(std::uint32_t a, std::uint32_t b) const { return a < b; }
+  bool operator()(const Ip6& a, const Ip6& b) const {
+    return std::tie(a.hi, a.lo) < std::tie(b.hi, b.lo);
+  }
+};
 
 }  // namespace
 
-Result<PortPool> PortPool::Create(std::span<const std::uint32_t> local_ips, std::uint32_t worker,
-                                  std::uint32_t workers) {
+template <typename Ip>
+Result<BasicPortPool<Ip>> BasicPortPool<Ip>::Create(std::span<const Ip> local_ips,
+                                                    std::uint32_t worker, std::uint32_t workers) {
   if (workers == 0 || workers > kMaxWorkers) {
     return Error(ErrorCode::kInvalidParameter, "port pool: worker count {} is out of range (1..{})",
                  workers, kMaxWorkers);
@@ -26,14 +40,14 @@ Result<PortPool> PortPool::Create(std::span<const std::uint32_t> local_ips, std:
     return Error(ErrorCode::kInvalidParameter, "port pool of worker {}: no local address for fnat",
                  worker);
   }
-  std::vector<std::uint32_t> sorted(local_ips.begin(), local_ips.end());
-  std::sort(sorted.begin(), sorted.end());
+  std::vector<Ip> sorted(local_ips.begin(), local_ips.end());
+  std::sort(sorted.begin(), sorted.end(), IpLess{});
   if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
     return Error(ErrorCode::kInvalidParameter,
                  "port pool of worker {}: a local address is listed twice", worker);
   }
 
-  PortPool pool(PortSteering::ForWorkers(workers), worker);
+  BasicPortPool pool(PortSteering::ForWorkers(workers), worker);
   std::vector<std::uint16_t> slice;
   for (std::uint32_t port = kMinPort; port <= kMaxPort; ++port) {
     if (pool.steering_.OwnerOf(static_cast<std::uint16_t>(port)) == worker) {
@@ -67,7 +81,8 @@ Result<PortPool> PortPool::Create(std::span<const std::uint32_t> local_ips, std:
   return pool;
 }
 
-std::optional<Endpoint4> PortPool::Allocate() {
+template <typename Ip>
+std::optional<typename BasicPortPool<Ip>::Endpoint> BasicPortPool<Ip>::Allocate() {
   const auto n = static_cast<std::uint32_t>(addresses_.size());
   for (std::uint32_t tried = 0; tried < n; ++tried) {
     const std::uint32_t a = next_address_;
@@ -81,12 +96,13 @@ std::optional<Endpoint4> PortPool::Allocate() {
     --address.count;
     --available_;
     SetAllocated(BitOf(a, port), true);
-    return Endpoint4{ips_[a], port};
+    return Endpoint{ips_[a], port};
   }
   return std::nullopt;
 }
 
-std::int32_t PortPool::AddressOf(std::uint32_t ip) const {
+template <typename Ip>
+std::int32_t BasicPortPool<Ip>::AddressOf(const Ip& ip) const {
   // At most half full, so a probe ends at an empty slot soon.
   for (std::uint32_t slot = IndexSlot(ip, address_index_mask_);;
        slot = (slot + 1) & address_index_mask_) {
@@ -100,7 +116,8 @@ std::int32_t PortPool::AddressOf(std::uint32_t ip) const {
   }
 }
 
-bool PortPool::Release(Endpoint4 local) {
+template <typename Ip>
+bool BasicPortPool<Ip>::Release(const Endpoint& local) {
   if (local.port < kMinPort || steering_.OwnerOf(local.port) != worker_) {
     return false;
   }
@@ -124,5 +141,8 @@ bool PortPool::Release(Endpoint4 local) {
   ++available_;
   return true;
 }
+
+template class BasicPortPool<std::uint32_t>;
+template class BasicPortPool<Ip6>;
 
 }  // namespace fulcrum::nat

@@ -56,22 +56,39 @@ class PortSteering {
   std::uint32_t shift_;
 };
 
-class PortPool {
+// The local endpoint type of an address type: Endpoint4 for IPv4 (host-order uint32), Endpoint6
+// for IPv6.
+template <typename Ip>
+struct EndpointFor;
+template <>
+struct EndpointFor<std::uint32_t> {
+  using type = Endpoint4;
+};
+template <>
+struct EndpointFor<Ip6> {
+  using type = Endpoint6;
+};
+
+// The pool of one address family: PortPool over IPv4 local addresses, PortPool6 over IPv6 ones.
+template <typename Ip>
+class BasicPortPool {
  public:
+  using Endpoint = typename EndpointFor<Ip>::type;
+
   static constexpr std::uint16_t kMinPort = 1024;
   static constexpr std::uint16_t kMaxPort = 65535;
   static constexpr std::uint32_t kMaxWorkers = 1024;
 
   // The pool of worker `worker` (0-based) of `workers`, over `local_ips` (host order).
-  static Result<PortPool> Create(std::span<const std::uint32_t> local_ips, std::uint32_t worker,
-                                 std::uint32_t workers);
+  static Result<BasicPortPool> Create(std::span<const Ip> local_ips, std::uint32_t worker,
+                                      std::uint32_t workers);
 
   // A free local address:port, rotating over the addresses; nullopt when all are exhausted.
-  std::optional<Endpoint4> Allocate();
+  std::optional<Endpoint> Allocate();
 
   // Returns a port to its address's pool. False (and nothing changes) when the address is not
   // one of ours, the port is not this worker's, or it is not allocated.
-  bool Release(Endpoint4 local);
+  bool Release(const Endpoint& local);
 
   std::uint32_t OwnerOf(std::uint16_t port) const { return steering_.OwnerOf(port); }
   const PortSteering& steering() const { return steering_; }
@@ -81,7 +98,7 @@ class PortPool {
     return ports_per_address_ * static_cast<std::uint32_t>(addresses_.size());
   }
   std::uint32_t available() const { return available_; }
-  std::span<const std::uint32_t> local_ips() const { return ips_; }
+  std::span<const Ip> local_ips() const { return ips_; }
 
  private:
   struct Address {
@@ -89,7 +106,8 @@ class PortPool {
     std::uint32_t count = 0;  // free ports in the ring
   };
 
-  PortPool(PortSteering steering, std::uint32_t worker) : steering_(steering), worker_(worker) {}
+  BasicPortPool(PortSteering steering, std::uint32_t worker)
+      : steering_(steering), worker_(worker) {}
 
   std::uint16_t* ring(std::size_t address) { return &rings_[address * ports_per_address_]; }
   // Bit for `port` in the allocated-port bitmap of `address`.
@@ -97,7 +115,7 @@ class PortPool {
     return address * bits_per_address_ + (port >> steering_.shift());
   }
   // The index of local address `ip` in ips_, or -1.
-  std::int32_t AddressOf(std::uint32_t ip) const;
+  std::int32_t AddressOf(const Ip& ip) const;
   bool Allocated(std::size_t bit) const { return (allocated_[bit / 64] >> (bit % 64) & 1) != 0; }
   void SetAllocated(std::size_t bit, bool on) {
     const std::uint64_t mask = std::uint64_t{1} << (bit % 64);
@@ -110,12 +128,17 @@ class PortPool {
   std::uint32_t bits_per_address_ = 0;
   std::uint32_t available_ = 0;
   std::uint32_t next_address_ = 0;
-  std::vector<std::uint32_t> ips_;
+  std::vector<Ip> ips_;
   std::vector<std::uint32_t> address_index_;  // open addressing: ips_ index + 1, 0 = empty
   std::uint32_t address_index_mask_ = 0;
   std::vector<Address> addresses_;
   std::vector<std::uint16_t> rings_;      // ports_per_address_ per address
   std::vector<std::uint64_t> allocated_;  // bits_per_address_ bits per address
 };
+
+using PortPool = BasicPortPool<std::uint32_t>;
+using PortPool6 = BasicPortPool<Ip6>;
+extern template class BasicPortPool<std::uint32_t>;
+extern template class BasicPortPool<Ip6>;
 
 }  // namespace fulcrum::nat

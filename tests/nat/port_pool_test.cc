@@ -177,5 +177,34 @@ TEST(PortPoolTest, RejectsBadConfiguration) {
   EXPECT_EQ(duplicate.status().code(), ErrorCode::kInvalidParameter);
 }
 
+// The IPv6 pool: the same code over Ip6 local addresses.
+TEST(PortPool6Test, AllocatesRotatesReleasesAndRefusesForeignAddresses) {
+  const std::vector<Ip6> locals = {Ip6{0x2001'0db8'0001'0000, 2}, Ip6{0x2001'0db8'0001'0000, 3},
+                                   Ip6{0x2001'0db8'0001'0000, 0x1'0000'0000'0002}};
+  Result<PortPool6> created = PortPool6::Create(locals, 1, 2);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  PortPool6 pool = std::move(created).value();
+  EXPECT_EQ(pool.capacity(), 3 * pool.ports_per_address());
+  std::set<std::pair<std::uint64_t, std::uint16_t>> seen;
+  std::vector<Endpoint6> taken;
+  for (int i = 0; i < 9; ++i) {
+    const std::optional<Endpoint6> local = pool.Allocate();
+    ASSERT_TRUE(local.has_value());
+    EXPECT_EQ(local->ip, locals[static_cast<std::size_t>(i) % 3]) << "rotates over the addresses";
+    EXPECT_EQ(pool.OwnerOf(local->port), 1u);
+    EXPECT_TRUE(seen.insert({local->ip.lo, local->port}).second);
+    taken.push_back(*local);
+  }
+  EXPECT_EQ(pool.available(), pool.capacity() - 9);
+  // An address that differs in its high half only is not ours.
+  EXPECT_FALSE(pool.Release({Ip6{0x2001'0db8'0002'0000, 2}, taken[0].port}));
+  for (const Endpoint6& local : taken) {
+    EXPECT_TRUE(pool.Release(local));
+    EXPECT_FALSE(pool.Release(local)) << "a double release is refused";
+  }
+  EXPECT_EQ(pool.available(), pool.capacity());
+  EXPECT_FALSE(PortPool6::Create(std::vector<Ip6>{locals[0], locals[0]}, 0, 1).ok());
+}
+
 }  // namespace
 }  // namespace fulcrum::nat

@@ -1,4 +1,5 @@
-// An immutable open-addressing hash map from non-zero 64-bit keys to small values.
+// An immutable open-addressing hash map from non-zero keys to small values: 64-bit keys, or
+// WideKey (three words) for what does not fit one, such as an IPv6 address and a port.
 //
 // Theory of operation: the control thread builds one (Create) inside a snapshot and workers
 // only read it, so it needs no deletion, no resizing and no synchronisation. Keys are packed
@@ -15,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -23,11 +25,26 @@
 
 namespace fulcrum::nat {
 
-template <typename V>
+// A key of three 64-bit words; all zero is the empty slot, so builders set a marker bit.
+struct WideKey {
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;
+  std::uint64_t c = 0;
+  friend bool operator==(const WideKey&, const WideKey&) = default;
+};
+
+constexpr bool IsEmptyKey(std::uint64_t key) { return key == 0; }
+constexpr bool IsEmptyKey(const WideKey& key) { return (key.a | key.b | key.c) == 0; }
+constexpr std::uint64_t HashKey(std::uint64_t key) { return Mix64(key); }
+constexpr std::uint64_t HashKey(const WideKey& key) {
+  return Mix64(key.a ^ Mix64(key.b ^ Mix64(key.c)));
+}
+
+template <typename V, typename K = std::uint64_t>
 class FlatMap {
  public:
   struct Item {
-    std::uint64_t key = 0;
+    K key{};
     V value{};
   };
 
@@ -41,13 +58,17 @@ class FlatMap {
     map.slots_.assign(size, Item{});
     map.mask_ = size - 1;
     for (const Item& item : items) {
-      if (item.key == 0) {
+      if (IsEmptyKey(item.key)) {
         return Error(ErrorCode::kInternal, "flat map: key 0 is reserved for empty slots");
       }
       std::size_t i = map.Home(item.key);
-      while (map.slots_[i].key != 0) {
+      while (!IsEmptyKey(map.slots_[i].key)) {
         if (map.slots_[i].key == item.key) {
-          return Error(ErrorCode::kInvalidParameter, "flat map: key {:#x} given twice", item.key);
+          if constexpr (std::is_integral_v<K>) {
+            return Error(ErrorCode::kInvalidParameter, "flat map: key {:#x} given twice", item.key);
+          } else {
+            return Error(ErrorCode::kInvalidParameter, "flat map: a key is given twice");
+          }
         }
         i = (i + 1) & map.mask_;
       }
@@ -58,10 +79,10 @@ class FlatMap {
   }
 
   // The value of `key`, or nullptr (always for key 0).
-  const V* Find(std::uint64_t key) const {
+  const V* Find(const K& key) const {
     for (std::size_t i = Home(key);; i = (i + 1) & mask_) {
       const Item& slot = slots_[i];
-      if (slot.key == 0) {
+      if (IsEmptyKey(slot.key)) {
         return nullptr;
       }
       if (slot.key == key) {
@@ -70,21 +91,21 @@ class FlatMap {
     }
   }
 
-  void Prefetch(std::uint64_t key) const { __builtin_prefetch(&slots_[Home(key)]); }
+  void Prefetch(const K& key) const { __builtin_prefetch(&slots_[Home(key)]); }
 
   std::size_t size() const { return size_; }
   // Every item, in slot order (for dumps and tests).
   template <typename Fn>
   void ForEach(Fn&& fn) const {
     for (const Item& slot : slots_) {
-      if (slot.key != 0) {
+      if (!IsEmptyKey(slot.key)) {
         fn(slot.key, slot.value);
       }
     }
   }
 
  private:
-  std::size_t Home(std::uint64_t key) const { return static_cast<std::size_t>(Mix64(key)) & mask_; }
+  std::size_t Home(const K& key) const { return static_cast<std::size_t>(HashKey(key)) & mask_; }
 
   // With an empty map, slots_ holds one empty slot so Find needs no size check.
   std::vector<Item> slots_;

@@ -103,5 +103,48 @@ TEST(AddressTableTest, ClassifiesAndMergesKinds) {
   EXPECT_EQ(table->Find(0).kinds, 0);
 }
 
+// ---- IPv6: the same tables over Ip6, keyed by WideKey.
+
+constexpr std::uint64_t kDb8 = 0x2001'0db8'0000'0000;
+
+TEST(ServiceTable6Test, FindsListenersByVipPortAndProtocol) {
+  const Ip6 vip{kDb8 | 0x100'0000, 0x10};
+  const Ip6 other{kDb8 | 0x100'0000, 0x11};
+  const std::vector<ServiceSpec6> services = {
+      {vip, 80, 6, 1}, {vip, 80, 17, 2}, {vip, 443, 6, 3}, {other, 80, 6, 4}};
+  Result<ServiceTable6> table = ServiceTable6::Create(services);
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  EXPECT_EQ(table->Find(vip, 80, 6), 1u);
+  EXPECT_EQ(table->Find(vip, 80, 17), 2u);
+  EXPECT_EQ(table->Find(vip, 443, 6), 3u);
+  EXPECT_EQ(table->Find(other, 80, 6), 4u);
+  EXPECT_EQ(table->Find(vip, 8080, 6), ServiceTable6::kNone);
+  // Another address in either half is another VIP.
+  EXPECT_EQ(table->Find(Ip6{vip.hi ^ 1, vip.lo}, 80, 6), ServiceTable6::kNone);
+  EXPECT_EQ(table->Find(Ip6{vip.hi, vip.lo ^ 0x100}, 80, 6), ServiceTable6::kNone);
+  const std::vector<ServiceSpec6> twice = {{vip, 80, 6, 1}, {vip, 80, 6, 2}};
+  EXPECT_FALSE(ServiceTable6::Create(twice).ok());
+}
+
+TEST(AddressTable6Test, ClassifiesAndMergesKinds) {
+  const Ip6 vip{kDb8 | 0x100'0000, 0x10};
+  const Ip6 local{kDb8 | 0x1'0000, 2};
+  const Ip6 backend{kDb8 | 0x1'0000, 0x11};
+  const std::vector<AddressSpec6> addresses = {{vip, kAddressVip, 0},
+                                               {local, kAddressLocal, 1},
+                                               {backend, kAddressDnatBackend, 0},
+                                               {backend, kAddressDnatBackend, 0},
+                                               {Ip6{}, kAddressInterface, 0}};
+  Result<AddressTable6> table = AddressTable6::Create(addresses);
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  EXPECT_EQ(table->size(), 4u);
+  EXPECT_EQ(table->Find(vip).kinds, kAddressVip);
+  EXPECT_TRUE(table->Is(local, kAddressLocal));
+  EXPECT_EQ(table->Find(local).port, 1);
+  EXPECT_TRUE(table->Is(backend, kAddressDnatBackend));
+  EXPECT_TRUE(table->Is(Ip6{}, kAddressInterface)) << ":: is a key like any other";
+  EXPECT_EQ(table->Find(Ip6{kDb8 | 0x1'0000, 3}).kinds, 0);
+}
+
 }  // namespace
 }  // namespace fulcrum::nat

@@ -70,5 +70,45 @@ TEST(RouteTableTest, PrefixMasks) {
   EXPECT_EQ(PrefixMask(32), 0xffffffffu);
 }
 
+// ---- IPv6: the same table over Ip6 (the test bed's 2001:db8::/64 and 2001:db8:1::/64).
+
+constexpr std::uint64_t kDb8 = 0x2001'0db8'0000'0000;
+
+TEST(PrefixMask6Test, EveryLengthBoundary) {
+  EXPECT_EQ(MaskFor(Ip6{}, 0), (Ip6{0, 0}));
+  EXPECT_EQ(MaskFor(Ip6{}, 1), (Ip6{0x8000'0000'0000'0000, 0}));
+  EXPECT_EQ(MaskFor(Ip6{}, 64), (Ip6{~0ULL, 0}));
+  EXPECT_EQ(MaskFor(Ip6{}, 65), (Ip6{~0ULL, 0x8000'0000'0000'0000}));
+  EXPECT_EQ(MaskFor(Ip6{}, 128), (Ip6{~0ULL, ~0ULL}));
+}
+
+TEST(RouteTable6Test, ConnectedRoutesGatewayAndLongestPrefix) {
+  const Ip6 client_port{kDb8, 1};
+  const Ip6 backend_port{kDb8 | 0x1'0000, 1};
+  const Ip6 gateway{kDb8, 0xfe};
+  const std::vector<ConnectedSpec6> connected = {{client_port, 64, 0, gateway},
+                                                 {backend_port, 64, 1, Ip6{}}};
+  const Ip6 router{kDb8 | 0x1'0000, 0xfa};
+  // 2001:db8:2::/48 via a router on the backend side; one /128 of it back on the client side.
+  const std::vector<RouteSpec6> routes = {{Ip6{kDb8 | 0x2'0000, 0}, 48, router, 1},
+                                          {Ip6{kDb8 | 0x2'0000, 7}, 128, gateway, 0}};
+  Result<RouteTable6> table = RouteTable6::Create(connected, routes);
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  const Ip6 client{kDb8, 2};
+  EXPECT_EQ(table->Lookup(client), (NextHop6{client, 0}));
+  const Ip6 backend{kDb8 | 0x1'0000, 0x11};
+  EXPECT_EQ(table->Lookup(backend), (NextHop6{backend, 1}));
+  EXPECT_EQ(table->Lookup(Ip6{kDb8 | 0x2'0000, 5}), (NextHop6{router, 1}));
+  EXPECT_EQ(table->Lookup(Ip6{kDb8 | 0x2'0000, 7}), (NextHop6{gateway, 0}));
+  EXPECT_EQ(table->Lookup(Ip6{kDb8 | 0x2'ffff, 5}), (NextHop6{router, 1}));   // still in the /48
+  EXPECT_EQ(table->Lookup(Ip6{kDb8 | 0x3'0000, 5}), (NextHop6{gateway, 0}));  // the default
+  EXPECT_EQ(table->ConnectedPort(backend), 1);
+  EXPECT_EQ(table->ConnectedPort(Ip6{kDb8 | 0x2'0000, 5}), kNoPort);
+  const std::vector<RouteSpec6> bad = {{Ip6{kDb8, 0}, 129, router, 1}};
+  EXPECT_FALSE(RouteTable6::Create(connected, bad).ok());
+  const std::vector<RouteSpec6> no_via = {{Ip6{kDb8, 0}, 48, Ip6{}, 1}};
+  EXPECT_FALSE(RouteTable6::Create(connected, no_via).ok());
+}
+
 }  // namespace
 }  // namespace fulcrum::nat

@@ -96,8 +96,7 @@ Translated TranslateToIpv6(std::span<std::uint8_t> buffer, std::size_t headroom,
 
   if (udp_without_checksum) {
     // IPv6 requires one: computed over the pseudo-header and the whole datagram.
-    std::uint64_t acc = ChecksumAdd({ip + 8, 32});
-    acc += (l4_len >> 16) + (l4_len & 0xffff) + kIpProtoUdp;
+    const std::uint64_t acc = Ipv6PseudoHeaderSum(ip, l4_len, kIpProtoUdp);
     const auto sum = static_cast<std::uint16_t>(~ChecksumFold(ChecksumAdd({l4, l4_len}, acc)));
     StoreBe16(checksum, sum == 0 ? 0xffff : sum);
   } else {

@@ -17,9 +17,7 @@ constexpr std::uint8_t kFlagOverride = 0x20;
 
 // The ICMPv6 checksum of `message` from `ip` (its IPv6 header, addresses filled in).
 std::uint16_t Icmpv6Checksum(const std::uint8_t* ip, std::span<const std::uint8_t> message) {
-  std::uint64_t acc = ChecksumAdd({ip + 8, 32});
-  const auto length = static_cast<std::uint32_t>(message.size());
-  acc += (length >> 16) + (length & 0xffff) + kIpProtoIcmpv6;
+  const std::uint64_t acc = Ipv6PseudoHeaderSum(ip, message.size(), kIpProtoIcmpv6);
   return static_cast<std::uint16_t>(~ChecksumFold(ChecksumAdd(message, acc)));
 }
 
@@ -63,9 +61,7 @@ std::optional<NeighborMessage> ParseNeighbor(std::span<const std::uint8_t> frame
   const std::uint8_t* ip = frame.data() + p.l3_offset;
   const std::uint8_t* icmp = frame.data() + p.l4_offset;
   const std::span<const std::uint8_t> message(icmp, p.payload_end - p.l4_offset);
-  std::uint64_t acc = ChecksumAdd({ip + 8, 32});
-  const auto length = static_cast<std::uint32_t>(message.size());
-  acc += (length >> 16) + (length & 0xffff) + kIpProtoIcmpv6;
+  const std::uint64_t acc = Ipv6PseudoHeaderSum(ip, message.size(), kIpProtoIcmpv6);
   if (ChecksumFold(ChecksumAdd(message, acc)) != 0xffff) {
     return std::nullopt;
   }

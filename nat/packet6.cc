@@ -105,9 +105,7 @@ ChainEnd WalkChain(const std::uint8_t* data, std::uint8_t next, std::size_t offs
 // The ICMPv6 checksum (RFC 4443 section 2.3) over the message [l4, end), with the pseudo-header.
 bool Icmpv6ChecksumOk(std::span<const std::uint8_t> frame, std::size_t l3, std::size_t l4,
                       std::size_t end) {
-  std::uint64_t acc = ChecksumAdd(frame.subspan(l3 + 8, 32));  // source and destination
-  const auto length = static_cast<std::uint32_t>(end - l4);
-  acc += (length >> 16) + (length & 0xffff) + kIpProtoIcmpv6;
+  const std::uint64_t acc = Ipv6PseudoHeaderSum(frame.data() + l3, end - l4, kIpProtoIcmpv6);
   return ChecksumFold(ChecksumAdd(frame.subspan(l4, end - l4), acc)) == 0xffff;
 }
 

@@ -34,6 +34,7 @@
 #include <span>
 
 #include "nat/bytes.h"
+#include "nat/checksum.h"
 #include "nat/drop_reasons.h"
 #include "nat/flow_key.h"
 
@@ -119,6 +120,14 @@ struct ParsedPacket6 {
 
   bool ok() const { return kind != Packet6Kind::kDrop; }
 };
+
+// The unfolded sum of the pseudo-header (RFC 8200 section 8.1) of the IPv6 header at `ip`, for
+// an upper-layer packet of `length` bytes of protocol `proto`: what TCP, UDP and ICMPv6
+// checksums start from.
+inline std::uint64_t Ipv6PseudoHeaderSum(const std::uint8_t* ip, std::size_t length,
+                                         std::uint8_t proto) {
+  return ChecksumAdd({ip + 8, 32}) + (length >> 16) + (length & 0xffff) + proto;
+}
 
 // Parses the IPv6 packet at offset `l3` of `frame`.
 ParsedPacket6 ParseIpv6(std::span<const std::uint8_t> frame, std::size_t l3);

@@ -1,6 +1,7 @@
 #include "common/daemon_config.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstddef>
 #include <fstream>
@@ -213,27 +214,47 @@ Status ValidateVdev(const std::string& text, const std::string& path) {
   return Status::Ok();
 }
 
-Result<IpAddress> ParseIpv4(const json& value, const std::string& path) {
+// Which address families a key accepts; errors name them ("not an IPv4 or IPv6 prefix").
+enum class Families { kIpv4, kIpv6, kBoth };
+
+std::string_view FamiliesText(Families families) {
+  switch (families) {
+    case Families::kIpv4:
+      return "IPv4";
+    case Families::kIpv6:
+      return "IPv6";
+    case Families::kBoth:
+      break;
+  }
+  return "IPv4 or IPv6";
+}
+
+bool Accepts(Families families, const IpAddress& addr) {
+  return families == Families::kBoth || addr.is_v4() == (families == Families::kIpv4);
+}
+
+Result<IpAddress> ParseIp(const json& value, const std::string& path, Families families) {
   if (!value.is_string()) {
-    return Error(ErrorCode::kInvalidParameter, "{}: expected an IPv4 address string, got {}", path,
-                 Quoted(value));
+    return Error(ErrorCode::kInvalidParameter, "{}: expected an {} address string, got {}", path,
+                 FamiliesText(families), Quoted(value));
   }
   Result<IpAddress> addr = IpAddress::Parse(value.get<std::string>());
-  if (!addr.ok() || !addr->is_v4()) {
-    return Error(ErrorCode::kInvalidParameter, "{}: {} is not an IPv4 address", path,
-                 Quoted(value));
+  if (!addr.ok() || !Accepts(families, *addr)) {
+    return Error(ErrorCode::kInvalidParameter, "{}: {} is not an {} address", path, Quoted(value),
+                 FamiliesText(families));
   }
   return addr;
 }
 
-Result<Prefix> ParseIpv4Prefix(const json& value, const std::string& path) {
+Result<Prefix> ParsePrefix(const json& value, const std::string& path, Families families) {
   if (!value.is_string()) {
-    return Error(ErrorCode::kInvalidParameter, "{}: expected an IPv4 prefix string, got {}", path,
-                 Quoted(value));
+    return Error(ErrorCode::kInvalidParameter, "{}: expected an {} prefix string, got {}", path,
+                 FamiliesText(families), Quoted(value));
   }
   Result<Prefix> prefix = Prefix::Parse(value.get<std::string>());
-  if (!prefix.ok() || !prefix->addr().is_v4()) {
-    return Error(ErrorCode::kInvalidParameter, "{}: {} is not an IPv4 prefix", path, Quoted(value));
+  if (!prefix.ok() || !Accepts(families, prefix->addr())) {
+    return Error(ErrorCode::kInvalidParameter, "{}: {} is not an {} prefix", path, Quoted(value),
+                 FamiliesText(families));
   }
   return prefix;
 }
@@ -306,57 +327,56 @@ Status ParseWorkers(const json& value, WorkersConfig* workers) {
   return reader.CheckNoUnknownKeys();
 }
 
-// One entry of local_addresses: "198.18.1.2" or "198.18.1.2-198.18.1.5".
+// The address after `addr` in its family's number space; the caller never steps past the
+// family's last address.
+IpAddress Successor(const IpAddress& addr) {
+  if (addr.is_v4()) {
+    return IpAddress::V4(addr.v4() + 1);
+  }
+  std::array<std::uint8_t, 16> bytes = addr.bytes();  // network order: carry from the end
+  for (std::size_t i = bytes.size(); i-- > 0;) {
+    if (++bytes[i] != 0) {
+      break;
+    }
+  }
+  return IpAddress::V6(bytes);
+}
+
+// One entry of local_addresses: "198.18.1.2", "198.18.1.2-198.18.1.5", "2001:db8:1::2" or
+// "2001:db8:1::2-2001:db8:1::5". Both families count towards one per-port limit.
 Status ExpandLocalAddresses(const json& entry, const std::string& path,
                             std::vector<IpAddress>* out) {
   if (!entry.is_string()) {
     return Error(ErrorCode::kInvalidParameter,
-                 "{}: expected an IPv4 address or range string, got {}", path, Quoted(entry));
+                 "{}: expected an IPv4 or IPv6 address or range string, got {}", path,
+                 Quoted(entry));
   }
   std::string text = entry.get<std::string>();
   std::size_t dash = text.find('-');
   Result<IpAddress> first = IpAddress::Parse(text.substr(0, dash));
   Result<IpAddress> last =
       dash == std::string::npos ? first : IpAddress::Parse(text.substr(dash + 1));
-  if (!first.ok() || !last.ok() || !first->is_v4() || !last->is_v4()) {
-    return Error(ErrorCode::kInvalidParameter, "{}: {} is not an IPv4 address or range (A or A-B)",
-                 path, Quoted(entry));
+  if (!first.ok() || !last.ok()) {
+    return Error(ErrorCode::kInvalidParameter,
+                 "{}: {} is not an IPv4 or IPv6 address or range (A or A-B)", path, Quoted(entry));
   }
-  if (last->v4() < first->v4()) {
+  if (first->family() != last->family()) {
+    return Error(ErrorCode::kInvalidParameter, "{}: range {} mixes IPv4 and IPv6", path,
+                 Quoted(entry));
+  }
+  if (*last < *first) {  // same family: the byte order is the numeric order
     return Error(ErrorCode::kInvalidParameter, "{}: range {} ends before it starts", path,
                  Quoted(entry));
   }
-  if (last->v4() - first->v4() >= kMaxLocalAddressesPerPort - out->size()) {
-    return Error(ErrorCode::kInvalidParameter, "{}: more than {} local addresses on one port", path,
-                 kMaxLocalAddressesPerPort);
-  }
-  for (std::uint32_t addr = first->v4();; ++addr) {
-    out->push_back(IpAddress::V4(addr));
-    if (addr == last->v4()) {
-      break;
+  // Stepping one address at a time stays bounded: the limit stops it after 256 steps.
+  for (IpAddress addr = *first;; addr = Successor(addr)) {
+    if (out->size() >= kMaxLocalAddressesPerPort) {
+      return Error(ErrorCode::kInvalidParameter, "{}: more than {} local addresses on one port",
+                   path, kMaxLocalAddressesPerPort);
     }
-  }
-  return Status::Ok();
-}
-
-Status ParseLocalAddresses(const json& value, const std::string& path, PortConfig* port) {
-  FULCRUM_RETURN_IF_ERROR(RequireArray(value, path));
-  for (std::size_t i = 0; i < value.size(); ++i) {
-    std::string entry_path = fmt::format("{}[{}]", path, i);
-    std::size_t before = port->local_addresses.size();
-    FULCRUM_RETURN_IF_ERROR(ExpandLocalAddresses(value[i], entry_path, &port->local_addresses));
-    for (std::size_t j = before; j < port->local_addresses.size(); ++j) {
-      const IpAddress& addr = port->local_addresses[j];
-      if (!port->address.Contains(addr)) {
-        return Error(
-            ErrorCode::kInvalidParameter, "{}: {} is outside the port's subnet {}", entry_path,
-            addr.ToString(),
-            port->address.Network().ToString() + "/" + std::to_string(port->address.length()));
-      }
-      if (addr == port->address.addr()) {
-        return Error(ErrorCode::kInvalidParameter, "{}: {} is the port's own address", entry_path,
-                     addr.ToString());
-      }
+    out->push_back(addr);
+    if (addr == *last) {
+      break;
     }
   }
   return Status::Ok();
@@ -364,6 +384,43 @@ Status ParseLocalAddresses(const json& value, const std::string& path, PortConfi
 
 std::string SubnetText(const Prefix& prefix) {
   return fmt::format("{}/{}", prefix.Network().ToString(), prefix.length());
+}
+
+// The port's own address of `addr`'s family: `address` or `address6` (unset: nullptr).
+const Prefix* PortAddressFor(const PortConfig& port, const IpAddress& addr) {
+  if (addr.is_v4()) {
+    return &port.address;
+  }
+  return port.address6.has_value() ? &*port.address6 : nullptr;
+}
+
+Status ParseLocalAddresses(ObjectReader& reader, const json& value, PortConfig* port) {
+  const std::string path = reader.PathOf("local_addresses");
+  FULCRUM_RETURN_IF_ERROR(RequireArray(value, path));
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    std::string entry_path = fmt::format("{}[{}]", path, i);
+    std::size_t before = port->local_addresses.size();
+    FULCRUM_RETURN_IF_ERROR(ExpandLocalAddresses(value[i], entry_path, &port->local_addresses));
+    for (std::size_t j = before; j < port->local_addresses.size(); ++j) {
+      const IpAddress& addr = port->local_addresses[j];
+      const Prefix* own = PortAddressFor(*port, addr);
+      if (own == nullptr) {
+        return Error(ErrorCode::kInvalidParameter,
+                     "{}: {} is an IPv6 address but {} is not set (an IPv6 local address needs "
+                     "the port's IPv6 subnet)",
+                     entry_path, addr.ToString(), reader.PathOf("address6"));
+      }
+      if (!own->Contains(addr)) {
+        return Error(ErrorCode::kInvalidParameter, "{}: {} is outside the port's subnet {}",
+                     entry_path, addr.ToString(), SubnetText(*own));
+      }
+      if (addr == own->addr()) {
+        return Error(ErrorCode::kInvalidParameter, "{}: {} is the port's own address", entry_path,
+                     addr.ToString());
+      }
+    }
+  }
+  return Status::Ok();
 }
 
 Status ParseDevice(ObjectReader& reader, const std::string& path, PortConfig* port) {
@@ -379,34 +436,55 @@ Status ParseDevice(ObjectReader& reader, const std::string& path, PortConfig* po
                  : ValidateVdev(port->vdev, reader.PathOf("vdev"));
 }
 
-Status ParseAddress(ObjectReader& reader, PortConfig* port) {
-  FULCRUM_RETURN_IF_ERROR(reader.RequirePresent("address"));
-  std::string path = reader.PathOf("address");
-  Result<Prefix> address = ParseIpv4Prefix(*reader.Find("address"), path);
+// An interface address: a host on its subnet. Host bits all zero are refused except on
+// point-to-point lengths (/31, /32 and /127, /128), where every address is a host.
+Result<Prefix> ParseHostPrefix(const json& value, const std::string& path, Families family) {
+  Result<Prefix> address = ParsePrefix(value, path, family);
   FULCRUM_RETURN_IF_ERROR(address.status());
+  const int width = static_cast<int>(address->addr().size()) * 8;
   if (address->length() == 0 ||
-      (address->length() <= 30 && address->addr() == address->Network())) {
+      (address->length() <= width - 2 && address->addr() == address->Network())) {
     return Error(ErrorCode::kInvalidParameter,
                  "{}: \"{}\" is not a host address on a subnet (the host bits are zero)", path,
                  address->ToString());
   }
+  return address;
+}
+
+Status ParseAddresses(ObjectReader& reader, PortConfig* port) {
+  FULCRUM_RETURN_IF_ERROR(reader.RequirePresent("address"));
+  Result<Prefix> address =
+      ParseHostPrefix(*reader.Find("address"), reader.PathOf("address"), Families::kIpv4);
+  FULCRUM_RETURN_IF_ERROR(address.status());
   port->address = *address;
+  if (const json* value = reader.Find("address6"); value != nullptr) {
+    Result<Prefix> address6 = ParseHostPrefix(*value, reader.PathOf("address6"), Families::kIpv6);
+    FULCRUM_RETURN_IF_ERROR(address6.status());
+    port->address6 = *address6;
+  }
   return Status::Ok();
 }
 
-Status ParseGateway(ObjectReader& reader, PortConfig* port) {
-  const json* value = reader.Find("gateway");
+// `key` ("gateway" or "gateway6"): a neighbour on the port's subnet of `family`.
+Status ParseGateway(ObjectReader& reader, std::string_view key, Families family, PortConfig* port,
+                    std::optional<IpAddress>* out) {
+  const json* value = reader.Find(key);
   if (value == nullptr) {
     return Status::Ok();
   }
-  std::string path = reader.PathOf("gateway");
-  Result<IpAddress> gateway = ParseIpv4(*value, path);
+  std::string path = reader.PathOf(key);
+  Result<IpAddress> gateway = ParseIp(*value, path, family);
   FULCRUM_RETURN_IF_ERROR(gateway.status());
-  if (!port->address.Contains(*gateway) || *gateway == port->address.addr()) {
-    return Error(ErrorCode::kInvalidParameter, "{}: {} is not a neighbour on the port's subnet {}",
-                 path, gateway->ToString(), SubnetText(port->address));
+  const Prefix* own = PortAddressFor(*port, *gateway);
+  if (own == nullptr) {
+    return Error(ErrorCode::kInvalidParameter, "{}: {} needs {} (the port has no IPv6 subnet)",
+                 path, gateway->ToString(), reader.PathOf("address6"));
   }
-  port->gateway = *gateway;
+  if (!own->Contains(*gateway) || *gateway == own->addr()) {
+    return Error(ErrorCode::kInvalidParameter, "{}: {} is not a neighbour on the port's subnet {}",
+                 path, gateway->ToString(), SubnetText(*own));
+  }
+  *out = *gateway;
   return Status::Ok();
 }
 
@@ -421,15 +499,34 @@ Status ParsePort(const json& value, const std::string& path, PortConfig* port) {
                  port->name);
   }
   FULCRUM_RETURN_IF_ERROR(ParseDevice(reader, path, port));
-  FULCRUM_RETURN_IF_ERROR(ParseAddress(reader, port));
+  FULCRUM_RETURN_IF_ERROR(ParseAddresses(reader, port));
   if (const json* locals = reader.Find("local_addresses"); locals != nullptr) {
-    FULCRUM_RETURN_IF_ERROR(ParseLocalAddresses(*locals, reader.PathOf("local_addresses"), port));
+    FULCRUM_RETURN_IF_ERROR(ParseLocalAddresses(reader, *locals, port));
   }
-  FULCRUM_RETURN_IF_ERROR(ParseGateway(reader, port));
+  FULCRUM_RETURN_IF_ERROR(ParseGateway(reader, "gateway", Families::kIpv4, port, &port->gateway));
+  FULCRUM_RETURN_IF_ERROR(ParseGateway(reader, "gateway6", Families::kIpv6, port, &port->gateway6));
   FULCRUM_RETURN_IF_ERROR(reader.ReadUint("mtu", 68, 9600, &port->mtu));
   FULCRUM_RETURN_IF_ERROR(reader.ReadUint("rx_descriptors", 64, 16384, &port->rx_descriptors));
   FULCRUM_RETURN_IF_ERROR(reader.ReadUint("tx_descriptors", 64, 16384, &port->tx_descriptors));
   return reader.CheckNoUnknownKeys();
+}
+
+bool Overlap(const Prefix& a, const Prefix& b) {
+  return a.Contains(b.Network()) || b.Contains(a.Network());
+}
+
+// Two ports' subnets of one family must be disjoint; `key` is "address" or "address6".
+Status CheckSubnetsDisjoint(std::size_t i, std::string_view key, const Prefix* subnet,
+                            const PortConfig& other, const Prefix* other_subnet) {
+  if (subnet == nullptr || other_subnet == nullptr || !Overlap(*subnet, *other_subnet)) {
+    return Status::Ok();
+  }
+  return Error(ErrorCode::kInvalidParameter, "ports[{}].{}: subnet {} overlaps port \"{}\" ({})", i,
+               key, SubnetText(*subnet), other.name, other_subnet->ToString());
+}
+
+const Prefix* OptionalPrefix(const std::optional<Prefix>& prefix) {
+  return prefix.has_value() ? &*prefix : nullptr;
 }
 
 // Cross-port rules: unique names and devices, disjoint subnets, no address used twice.
@@ -448,15 +545,16 @@ Status ValidatePorts(const std::vector<PortConfig>& ports) {
                      "ports[{}]: device \"{}\" is already used by port \"{}\"", i,
                      port.DeviceName(), other.name);
       }
-      if (port.address.Contains(other.address.Network()) ||
-          other.address.Contains(port.address.Network())) {
-        return Error(ErrorCode::kInvalidParameter,
-                     "ports[{}].address: subnet {} overlaps port \"{}\" ({})", i,
-                     SubnetText(port.address), other.name, other.address.ToString());
-      }
+      FULCRUM_RETURN_IF_ERROR(
+          CheckSubnetsDisjoint(i, "address", &port.address, other, &other.address));
+      FULCRUM_RETURN_IF_ERROR(CheckSubnetsDisjoint(i, "address6", OptionalPrefix(port.address6),
+                                                   other, OptionalPrefix(other.address6)));
     }
     std::vector<std::pair<IpAddress, std::string>> claims = {
         {port.address.addr(), fmt::format("ports[{}].address", i)}};
+    if (port.address6.has_value()) {
+      claims.emplace_back(port.address6->addr(), fmt::format("ports[{}].address6", i));
+    }
     for (const IpAddress& addr : port.local_addresses) {
       claims.emplace_back(addr, fmt::format("ports[{}].local_addresses", i));
     }
@@ -485,27 +583,14 @@ Status ParsePorts(const json& value, std::vector<PortConfig>* ports) {
   return ValidatePorts(*ports);
 }
 
-Status ParseRoute(const json& value, const std::string& path, const std::vector<PortConfig>& ports,
-                  RouteConfig* route) {
-  FULCRUM_RETURN_IF_ERROR(RequireObject(value, path));
-  ObjectReader reader(value, path);
-  FULCRUM_RETURN_IF_ERROR(reader.RequirePresent("prefix"));
-  Result<Prefix> prefix = ParseIpv4Prefix(*reader.Find("prefix"), reader.PathOf("prefix"));
-  FULCRUM_RETURN_IF_ERROR(prefix.status());
-  if (prefix->addr() != prefix->Network()) {
-    return Error(ErrorCode::kInvalidParameter, "{}: \"{}\" has host bits set (did you mean {}?)",
-                 reader.PathOf("prefix"), prefix->ToString(), SubnetText(*prefix));
-  }
-  route->prefix = *prefix;
-  FULCRUM_RETURN_IF_ERROR(reader.RequirePresent("via"));
-  Result<IpAddress> via = ParseIpv4(*reader.Find("via"), reader.PathOf("via"));
-  FULCRUM_RETURN_IF_ERROR(via.status());
-  route->via = *via;
-  FULCRUM_RETURN_IF_ERROR(reader.ReadString("port", &route->port));
-  FULCRUM_RETURN_IF_ERROR(reader.CheckNoUnknownKeys());
+// The port that reaches `route->via` as a neighbour on its subnet of via's family: the named
+// port, or when no port is named, the first port whose subnet holds via.
+Status ResolveRoutePort(ObjectReader& reader, const std::vector<PortConfig>& ports,
+                        RouteConfig* route) {
   for (const PortConfig& port : ports) {
     bool named = route->port.empty() || route->port == port.name;
-    if (named && port.address.Contains(route->via) && route->via != port.address.addr()) {
+    const Prefix* own = PortAddressFor(port, route->via);
+    if (named && own != nullptr && own->Contains(route->via) && route->via != own->addr()) {
       route->port = port.name;
       return Status::Ok();
     }
@@ -516,9 +601,38 @@ Status ParseRoute(const json& value, const std::string& path, const std::vector<
     return Error(ErrorCode::kInvalidParameter, "{}: no port is named \"{}\"", reader.PathOf("port"),
                  route->port);
   }
+  std::string where = !route->port.empty() ? "port \"" + route->port + "\""
+                      : route->via.is_v4() ? "any port's subnet"
+                                           : "any port's address6 subnet";
   return Error(ErrorCode::kInvalidParameter, "{}: next hop {} is not a neighbour on {}",
-               reader.PathOf("via"), route->via.ToString(),
-               route->port.empty() ? "any port's subnet" : "port \"" + route->port + "\"");
+               reader.PathOf("via"), route->via.ToString(), where);
+}
+
+Status ParseRoute(const json& value, const std::string& path, const std::vector<PortConfig>& ports,
+                  RouteConfig* route) {
+  FULCRUM_RETURN_IF_ERROR(RequireObject(value, path));
+  ObjectReader reader(value, path);
+  FULCRUM_RETURN_IF_ERROR(reader.RequirePresent("prefix"));
+  Result<Prefix> prefix =
+      ParsePrefix(*reader.Find("prefix"), reader.PathOf("prefix"), Families::kBoth);
+  FULCRUM_RETURN_IF_ERROR(prefix.status());
+  if (prefix->addr() != prefix->Network()) {
+    return Error(ErrorCode::kInvalidParameter, "{}: \"{}\" has host bits set (did you mean {}?)",
+                 reader.PathOf("prefix"), prefix->ToString(), SubnetText(*prefix));
+  }
+  route->prefix = *prefix;
+  FULCRUM_RETURN_IF_ERROR(reader.RequirePresent("via"));
+  Result<IpAddress> via = ParseIp(*reader.Find("via"), reader.PathOf("via"), Families::kBoth);
+  FULCRUM_RETURN_IF_ERROR(via.status());
+  if (via->family() != prefix->addr().family()) {
+    return Error(ErrorCode::kInvalidParameter,
+                 "{}: next hop {} is not of the same address family as the prefix {}",
+                 reader.PathOf("via"), via->ToString(), prefix->ToString());
+  }
+  route->via = *via;
+  FULCRUM_RETURN_IF_ERROR(reader.ReadString("port", &route->port));
+  FULCRUM_RETURN_IF_ERROR(reader.CheckNoUnknownKeys());
+  return ResolveRoutePort(reader, ports, route);
 }
 
 Status ParseRoutes(const json& value, const std::vector<PortConfig>& ports,

@@ -48,12 +48,19 @@ struct PortConfig {
   // ("net_af_packet0,iface=lb-c") is set.
   std::string pci;
   std::string vdev;
-  // The port's own address and its connected subnet ("198.18.0.1/24").
+  // The port's own IPv4 address and its connected subnet ("198.18.0.1/24"); required.
   Prefix address;
-  // fnat source addresses on this port, expanded from singles and "A-B" ranges.
+  // The port's own IPv6 address and its connected subnet ("2001:db8::1/64"); optional. A port
+  // with both carries both families.
+  std::optional<Prefix> address6;
+  // fnat source addresses on this port, expanded from singles and "A-B" ranges, in file
+  // order. Either family: IPv4 ones lie in `address`, IPv6 ones in `address6`. Consumers that
+  // handle one family skip the other's entries.
   std::vector<IpAddress> local_addresses;
-  // Next hop for destinations outside every connected subnet and route.
+  // Next hop for IPv4 destinations outside every connected subnet and route.
   std::optional<IpAddress> gateway;
+  // The same for IPv6: a neighbour on `address6` (only set when address6 is).
+  std::optional<IpAddress> gateway6;
   std::uint32_t mtu = 1500;
   std::uint32_t rx_descriptors = 1024;
   std::uint32_t tx_descriptors = 1024;
@@ -64,8 +71,8 @@ struct PortConfig {
 };
 
 struct RouteConfig {
-  Prefix prefix;  // host bits cleared
-  IpAddress via;
+  Prefix prefix;     // host bits cleared; IPv4 or IPv6
+  IpAddress via;     // the prefix's family, a neighbour on `port`'s subnet of that family
   std::string port;  // a port name; the port whose subnet holds `via` when not written
 };
 

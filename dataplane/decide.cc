@@ -2,10 +2,14 @@
 
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 
 #include "dataplane/handoff.h"
 #include "nat/arp.h"
+#include "nat/ndp.h"
+#include "nat/packet6.h"
 #include "nat/rewrite.h"
+#include "nat/rewrite6.h"
 #include "nat/tcp_reset.h"
 #include "nat/tcp_state.h"
 
@@ -38,30 +42,97 @@ constexpr Action Send(std::uint8_t port, std::size_t length = 0) {
 
 void Count(CoreState& c, WorkerEvent event, std::uint64_t n = 1) { c.counters->Count(event, n); }
 
-// ---- neighbours
+// ---- the families' parts of the core and the snapshot
 
-std::uint32_t LearntSlot(std::uint32_t ip) {
-  return static_cast<std::uint32_t>(nat::Mix64(ip) & (kLearntSlots - 1));
+template <typename F>
+auto& TableOf(CoreState& c) {
+  if constexpr (F::kIpv6) {
+    return c.table6;
+  } else {
+    return c.table;
+  }
 }
 
-void WriteLearnt(CoreState& c, std::uint32_t ip, const nat::MacAddress& mac, std::uint8_t port) {
+template <typename F>
+auto& PoolsOf(CoreState& c) {
+  if constexpr (F::kIpv6) {
+    return c.pools6;
+  } else {
+    return c.pools;
+  }
+}
+
+template <typename F>
+BurstState<F>& BurstOf(CoreState& c) {
+  if constexpr (F::kIpv6) {
+    return c.burst6;
+  } else {
+    return c.burst;
+  }
+}
+
+template <typename F>
+const FamilyTables<typename F::Ip>& TablesOf(const CoreState& c) {
+  return c.snapshot->tables<typename F::Ip>();
+}
+
+template <typename F>
+const typename F::Neighbors* NeighborsOf(const CoreState& c) {
+  if constexpr (F::kIpv6) {
+    return c.neighbors6;
+  } else {
+    return c.neighbors;
+  }
+}
+
+template <typename F>
+const typename F::Hop& HopOf(const BackendConfig& b) {
+  if constexpr (F::kIpv6) {
+    return b.next_hop6;
+  } else {
+    return b.next_hop;
+  }
+}
+
+template <typename F>
+typename F::Endpoint EndpointOf(const nat::AnyEndpoint& e) {
+  if constexpr (F::kIpv6) {
+    return e.v6();
+  } else {
+    return e.v4();
+  }
+}
+
+// Where both families meet (the learnt neighbours, the resolve cache): IPv4 as IPv4-mapped.
+nat::Ip6 Wide(std::uint32_t ip) { return nat::MappedIp6(ip); }
+const nat::Ip6& Wide(const nat::Ip6& ip) { return ip; }
+
+// ---- neighbours
+
+std::uint32_t LearntSlot(const nat::Ip6& ip) {
+  return static_cast<std::uint32_t>(nat::Mix64(ip.hi ^ nat::Mix64(ip.lo)) & (kLearntSlots - 1));
+}
+
+void WriteLearnt(CoreState& c, const nat::Ip6& ip, const nat::MacAddress& mac, std::uint8_t port) {
   LearntNeighbor& slot = c.learnt[LearntSlot(ip)];
   const std::uint32_t seq = slot.seq.load(std::memory_order_relaxed);
   slot.seq.store(seq + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
-  slot.ip.store(ip, std::memory_order_relaxed);
+  slot.ip_hi.store(ip.hi, std::memory_order_relaxed);
+  slot.ip_lo.store(ip.lo, std::memory_order_relaxed);
   slot.mac_port.store(PackMac(mac) << 8 | port, std::memory_order_relaxed);
   slot.at_ms.store(c.now_ms, std::memory_order_relaxed);
   slot.seq.store(seq + 2, std::memory_order_release);
 }
 
-// A neighbour some worker learnt in the last kLearntTtlMs (rare path: the NeighborMap missed).
-bool ReadLearnt(const CoreState& c, std::uint32_t ip, nat::Neighbor& out) {
+// A neighbour some worker learnt in the last kLearntTtlMs (rare path: the neighbour map missed).
+bool ReadLearnt(const CoreState& c, const nat::Ip6& ip, nat::Neighbor& out) {
   const std::uint32_t index = LearntSlot(ip);
   for (const CoreState* other : c.shared->all) {
     const LearntNeighbor& slot = other->learnt[index];
     const std::uint32_t before = slot.seq.load(std::memory_order_acquire);
-    const std::uint32_t slot_ip = slot.ip.load(std::memory_order_relaxed);
+    const nat::Ip6 slot_ip{slot.ip_hi.load(std::memory_order_relaxed),
+                           slot.ip_lo.load(std::memory_order_relaxed)};
     const std::uint64_t mac_port = slot.mac_port.load(std::memory_order_relaxed);
     const std::uint32_t at = slot.at_ms.load(std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_acquire);
@@ -85,26 +156,55 @@ void Report(CoreState& c, const Message& message) {
   c.reports[c.report_count++] = message;
 }
 
-void AskResolve(CoreState& c, const nat::NextHop& hop) {
-  CoreState::Asked& asked = c.asked[nat::Mix64(hop.ip) % c.asked.size()];
-  if (asked.ip == hop.ip && c.now_ms - asked.at_ms < kResolveIntervalMs) {
+// A neighbour seen on `port` (ARP, or neighbour discovery), for the control thread.
+void ReportNeighbor(CoreState& c, std::uint32_t ip, const nat::MacAddress& mac, std::uint8_t port,
+                    bool for_us) {
+  Report(c, Message{.type = MessageType::kArpSeen,
+                    .port = port,
+                    .flags = for_us ? kMessageForUs : std::uint8_t{0},
+                    .ip = ip,
+                    .value = PackMac(mac)});
+}
+void ReportNeighbor(CoreState& c, const nat::Ip6& ip, const nat::MacAddress& mac, std::uint8_t port,
+                    bool for_us) {
+  Message m{.type = MessageType::kNeighborSeen6,
+            .port = port,
+            .flags = for_us ? kMessageForUs : std::uint8_t{0},
+            .value = PackMac(mac)};
+  SetIp6(m, ip);
+  Report(c, m);
+}
+
+template <typename Hop>
+void AskResolve(CoreState& c, const Hop& hop) {
+  const nat::Ip6 wide = Wide(hop.ip);
+  CoreState::Asked& asked = c.asked[LearntSlot(wide) % c.asked.size()];
+  if (asked.ip == wide && c.now_ms - asked.at_ms < kResolveIntervalMs) {
     return;
   }
-  asked = {hop.ip, c.now_ms};
+  asked = {wide, c.now_ms};
   Count(c, WorkerEvent::kArpResolveRequests);
-  Report(c, Message{.type = MessageType::kResolve, .port = hop.port, .ip = hop.ip});
+  if constexpr (std::is_same_v<Hop, nat::NextHop6>) {
+    Message m{.type = MessageType::kResolve6, .port = hop.port};
+    SetIp6(m, hop.ip);
+    Report(c, m);
+  } else {
+    Report(c, Message{.type = MessageType::kResolve, .port = hop.port, .ip = hop.ip});
+  }
 }
 
 // Addresses the frame to `hop`: sent out of its port, or dropped without route or MAC.
-Action SendVia(CoreState& c, const PacketIn& in, const nat::NextHop& hop,
+template <typename F>
+Action SendVia(CoreState& c, const PacketIn& in, const typename F::Hop& hop,
                ListenerCounters* counters) {
   if (!hop.ok()) [[unlikely]] {
     return Drop(c, DropReason::kNoRoute);
   }
-  const nat::Neighbor* neighbor = c.neighbors != nullptr ? c.neighbors->Find(hop.ip) : nullptr;
+  const typename F::Neighbors* map = NeighborsOf<F>(c);
+  const nat::Neighbor* neighbor = map != nullptr ? map->Find(hop.ip) : nullptr;
   nat::Neighbor learnt;
   if (neighbor == nullptr) [[unlikely]] {
-    if (!ReadLearnt(c, hop.ip, learnt)) {
+    if (!ReadLearnt(c, Wide(hop.ip), learnt)) {
       AskResolve(c, hop);
       return Drop(c, DropReason::kArpUnresolved);
     }
@@ -120,7 +220,8 @@ Action SendVia(CoreState& c, const PacketIn& in, const nat::NextHop& hop,
 }
 
 // Turns a TCP segment nobody may receive into the reset that answers it, sent back.
-Action SendReset(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
+template <typename Parsed>
+Action SendReset(CoreState& c, const PacketIn& in, const Parsed& p) {
   const std::size_t length = nat::MakeTcpReset(in.frame, p);
   if (length == 0 || in.port == kNoPortIndex) {
     return Consume();
@@ -130,68 +231,84 @@ Action SendReset(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
 }
 
 // A new connection from an on-link client whose MAC nobody knows yet (after a restart, the
-// client's ARP cache still holds ours, so it will not ARP): its frame's source MAC is the
-// client's, and the reply will need it within a millisecond, long before the control thread
-// could resolve it. Kept in this core's learnt table, and the control thread is asked to
-// confirm it with ARP.
-void LearnFromClient(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
-  if (c.neighbors != nullptr && c.neighbors->Find(p.src_ip) != nullptr) {
+// client's neighbour cache still holds ours, so it will not ask): its frame's source MAC is
+// the client's, and the reply will need it within a millisecond, long before the control
+// thread could resolve it. Kept in this core's learnt table, and the control thread is asked to
+// confirm it.
+template <typename F>
+void LearnFromClient(CoreState& c, const PacketIn& in, const typename F::Parsed& p) {
+  const typename F::Neighbors* map = NeighborsOf<F>(c);
+  if (map != nullptr && map->Find(p.src_ip) != nullptr) {
     return;
   }
   nat::Neighbor known;
-  if (in.port == kNoPortIndex || c.snapshot->routes.ConnectedPort(p.src_ip) != in.port ||
-      ReadLearnt(c, p.src_ip, known)) {
+  if (in.port == kNoPortIndex || TablesOf<F>(c).routes.ConnectedPort(p.src_ip) != in.port ||
+      ReadLearnt(c, Wide(p.src_ip), known)) {
     return;
   }
   nat::MacAddress mac;
   std::memcpy(mac.data(), in.frame.data() + 6, mac.size());
-  WriteLearnt(c, p.src_ip, mac, in.port);
-  AskResolve(c, nat::NextHop{p.src_ip, in.port});
+  WriteLearnt(c, Wide(p.src_ip), mac, in.port);
+  AskResolve(c, typename F::Hop{p.src_ip, in.port});
 }
 
 // ---- connections
 
+template <typename F>
 void EraseConn(CoreState& c, std::uint32_t index) {
-  ReleaseConn(c, c.table.entry(index));
-  c.table.Erase(index);
+  ReleaseConn(c, TableOf<F>(c).entry(index));
+  TableOf<F>(c).Erase(index);
 }
 
 auto FreeFn(CoreState& c) {
-  return [&c](const ConnEntry& e) { ReleaseConn(c, e); };
+  return [&c](const auto& e) { ReleaseConn(c, e); };
 }
 
 // The next hop of a packet leaving towards the backend of `e`.
-nat::NextHop BackendHop(const CoreState& c, const ConnEntry& e) {
+template <typename F>
+typename F::Hop BackendHop(const CoreState& c, const typename F::Entry& e) {
   const BackendConfig* b = c.snapshot->backend(e.backend);
-  return b != nullptr ? b->next_hop : nat::NextHop{};
+  return b != nullptr ? HopOf<F>(*b) : typename F::Hop{};
+}
+
+template <typename F>
+void Rewrite(std::span<std::uint8_t> frame, const typename F::Parsed& p,
+             const typename F::Endpoint& src, const typename F::Endpoint& dst) {
+  if constexpr (F::kIpv6) {
+    nat::RewriteIpv6(frame, p, src, dst);
+  } else {
+    nat::RewriteIpv4(frame, p, src, dst);
+  }
 }
 
 // ---- per-packet work of the burst
 
 // Forwards a dnat packet without state (the table is full): to a Maglev-chosen backend, or
 // from a backend as its service.
-Action ForwardStateless(CoreState& c, const PacketIn& in, const ParsedPacket& p,
+template <typename F>
+Action ForwardStateless(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
                         const ListenerConfig* l) {
   const ConfigSnapshot& snap = *c.snapshot;
+  const FamilyTables<typename F::Ip>& tables = TablesOf<F>(c);
   if (l != nullptr) {
     const std::uint16_t index = l->set.PickStateless(nat::FlowKeyOf(p));
     if (index == nat::kNoBackend) {
       return Drop(c, DropReason::kNoBackend);
     }
     const BackendConfig* b = snap.backend(l->backend_slots[index]);
-    const nat::Endpoint4 backend = l->set.backends()[index].endpoint;
-    nat::RewriteIpv4(in.frame, p, {p.src_ip, p.src_port}, backend);
+    Rewrite<F>(in.frame, p, {p.src_ip, p.src_port},
+               EndpointOf<F>(l->set.backends()[index].endpoint));
     Count(c, WorkerEvent::kTableFullFallbacks);
-    return SendVia(c, in, b != nullptr ? b->next_hop : nat::NextHop{}, &c.listener(l->slot));
+    return SendVia<F>(c, in, b != nullptr ? HopOf<F>(*b) : typename F::Hop{}, &c.listener(l->slot));
   }
   const DnatService* service =
-      snap.dnat_services.Find(nat::ServiceTable::Key(p.src_ip, p.src_port, p.proto));
+      tables.dnat_services.Find(tables.services.Key(p.src_ip, p.src_port, p.proto));
   if (service == nullptr || service->ambiguous) {
     return Drop(c, DropReason::kNotLocal);
   }
-  nat::RewriteIpv4(in.frame, p, service->vip, {p.dst_ip, p.dst_port});
+  Rewrite<F>(in.frame, p, EndpointOf<F>(service->vip), {p.dst_ip, p.dst_port});
   Count(c, WorkerEvent::kTableFullFallbacks);
-  return SendVia(c, in, snap.routes.Lookup(p.dst_ip), nullptr);
+  return SendVia<F>(c, in, tables.routes.Lookup(p.dst_ip), nullptr);
 }
 
 bool TableFullRecently(const CoreState& c) {
@@ -199,19 +316,29 @@ bool TableFullRecently(const CoreState& c) {
 }
 
 // Whether Verdict will open a connection for the packet: a client-side miss that may start one.
-bool Opens(const PendingPacket& pending, const ParsedPacket& p, const ConnHit& hit) {
+template <typename Parsed, typename Hit>
+bool Opens(const PendingPacket& pending, const Parsed& p, const Hit& hit) {
   return !hit.hit() && pending.side == FlowDir::kFromClient &&
          (p.proto == nat::kIpProtoUdp || nat::ClassifyTcpFlags(p.tcp_flags) == nat::TcpEvent::kSyn);
+}
+
+// A cheap 6-bit digest of a client key, for OpensEarlierInBurst's filter.
+std::uint32_t FilterBits(const FlowKey& key) {
+  return key.src_ip ^ key.src_port ^ (key.src_port >> 6) ^ key.dst_port;
+}
+std::uint32_t FilterBits(const nat::FlowKey6& key) {
+  return static_cast<std::uint32_t>(key.src_ip.lo) ^ key.src_port ^ (key.src_port >> 6) ^
+         key.dst_port;
 }
 
 // Whether an earlier packet of the burst opens the connection packet `i` would open (the first
 // datagrams of a UDP flow, a retransmitted SYN): that one opens it and this one follows it as
 // a hit, instead of a second connection for one tuple. `filter` has a bit per opening key,
 // so that only a likely repeat pays for comparing keys.
-bool OpensEarlierInBurst(const BurstState& burst, std::uint16_t i, std::uint64_t& filter) {
-  const FlowKey& key = burst.keys[i];
-  const std::uint64_t bit =
-      std::uint64_t{1} << ((key.src_ip ^ key.src_port ^ (key.src_port >> 6) ^ key.dst_port) & 63);
+template <typename F>
+bool OpensEarlierInBurst(const BurstState<F>& burst, std::uint16_t i, std::uint64_t& filter) {
+  const typename F::Key& key = burst.keys[i];
+  const std::uint64_t bit = std::uint64_t{1} << (FilterBits(key) & 63);
   if ((filter & bit) != 0) {
     for (std::uint16_t j = 0; j < i; ++j) {
       if (burst.prepared[j].ready && burst.keys[j] == key) {
@@ -225,22 +352,27 @@ bool OpensEarlierInBurst(const BurstState& burst, std::uint16_t i, std::uint64_t
 
 // The entry of an fnat connection from `client` to backend `b`: a local address and port of
 // ours on the backend's port, or nothing when the pool there is exhausted.
-std::optional<ConnEntry> FnatEntry(CoreState& c, const ParsedPacket& p, const ListenerConfig& l,
-                                   const BackendConfig& b) {
-  if (!b.next_hop.ok() || !c.pools[b.next_hop.port].has_value()) {
+template <typename F>
+std::optional<typename F::Entry> FnatEntry(CoreState& c, const typename F::Parsed& p,
+                                           const ListenerConfig& l, const BackendConfig& b) {
+  const typename F::Hop& hop = HopOf<F>(b);
+  auto& pools = PoolsOf<F>(c);
+  if (!hop.ok() || !pools[hop.port].has_value()) {
     return std::nullopt;
   }
-  const std::optional<nat::Endpoint4> local = c.pools[b.next_hop.port]->Allocate();
+  const std::optional<typename F::Endpoint> local = pools[hop.port]->Allocate();
   if (!local) {
     return std::nullopt;
   }
-  return nat::MakeFnatEntry(p.proto, {p.src_ip, p.src_port}, l.vip, *local, b.endpoint);
+  return nat::MakeFnatEntry(p.proto, typename F::Endpoint{p.src_ip, p.src_port},
+                            EndpointOf<F>(l.vip), *local, EndpointOf<F>(b.endpoint));
 }
 
 // Picks the backend (and for fnat the local port) of a new connection, builds its entry and
 // prefetches what inserting it will touch (`ahead`: how many inserts come before it).
-void PrepareConn(CoreState& c, const ParsedPacket& p, const ListenerConfig& l, std::uint32_t ahead,
-                 PreparedConn& out) {
+template <typename F>
+void PrepareConn(CoreState& c, const typename F::Parsed& p, const ListenerConfig& l,
+                 std::uint32_t ahead, PreparedConn<F>& out) {
   out.ready = true;
   out.drop = DropReason::kNone;
   nat::SchedulerState& scheduler = l.schedulers[c.index];
@@ -253,7 +385,7 @@ void PrepareConn(CoreState& c, const ParsedPacket& p, const ListenerConfig& l, s
   const BackendConfig& b = c.snapshot->backend_by_slot[backend_slot];
   switch (l.open) {
     case OpenKind::kFnat:
-      if (std::optional<ConnEntry> entry = FnatEntry(c, p, l, b)) {
+      if (std::optional<typename F::Entry> entry = FnatEntry<F>(c, p, l, b)) {
         out.entry = *entry;
         break;
       }
@@ -261,7 +393,8 @@ void PrepareConn(CoreState& c, const ParsedPacket& p, const ListenerConfig& l, s
       out.drop = DropReason::kPortExhausted;
       return;
     case OpenKind::kDnat:
-      out.entry = nat::MakeDnatEntry(p.proto, {p.src_ip, p.src_port}, l.vip, b.endpoint);
+      out.entry = nat::MakeDnatEntry(p.proto, typename F::Endpoint{p.src_ip, p.src_port},
+                                     EndpointOf<F>(l.vip), EndpointOf<F>(b.endpoint));
       break;
   }
   out.entry.listener = l.slot;
@@ -271,28 +404,32 @@ void PrepareConn(CoreState& c, const ParsedPacket& p, const ListenerConfig& l, s
           ? nat::TcpNextState(nat::TcpState::kNone, FlowDir::kFromClient, p.tcp_flags)
           : nat::TcpState::kNone;
   out.entry.timeout_ms = l.ConnTimeoutMs(out.entry.tcp_state);
-  out.client_hash = c.table.Hash(out.entry.from_client);
-  out.backend_hash = c.table.Hash(out.entry.from_backend);
-  c.table.PrefetchInsert(out.client_hash, out.backend_hash, ahead);
+  auto& table = TableOf<F>(c);
+  out.client_hash = table.Hash(out.entry.from_client);
+  out.backend_hash = table.Hash(out.entry.from_backend);
+  table.PrefetchInsert(out.client_hash, out.backend_hash, ahead);
 }
 
 // A client-side packet without a connection that starts one: a UDP datagram or a TCP SYN.
-bool StartsConnection(const ParsedPacket& p) {
+template <typename Parsed>
+bool StartsConnection(const Parsed& p) {
   return p.proto != nat::kIpProtoTcp || nat::ClassifyTcpFlags(p.tcp_flags) == nat::TcpEvent::kSyn;
 }
 
 // Inserts the connection `prepared` (prepared now if the burst did not): the insert's result,
 // or nullopt when no connection could be prepared (`drop` says why).
-std::optional<nat::InsertResult> InsertPrepared(CoreState& c, const ParsedPacket& p,
-                                                const ListenerConfig& l, PreparedConn& prepared) {
+template <typename F>
+std::optional<nat::InsertResult> InsertPrepared(CoreState& c, const typename F::Parsed& p,
+                                                const ListenerConfig& l,
+                                                PreparedConn<F>& prepared) {
   if (!prepared.ready) {
-    PrepareConn(c, p, l, 0, prepared);
+    PrepareConn<F>(c, p, l, 0, prepared);
   }
   prepared.ready = false;
   if (prepared.drop != DropReason::kNone) {
     return std::nullopt;
   }
-  const nat::InsertResult inserted = c.table.InsertHashed(
+  const nat::InsertResult inserted = TableOf<F>(c).InsertHashed(
       prepared.entry, prepared.client_hash, prepared.backend_hash, c.now_ms, FreeFn(c));
   if (inserted.status != nat::InsertStatus::kInserted) {
     l.schedulers[c.index].OnConnectionClosed(prepared.set_index);
@@ -301,10 +438,11 @@ std::optional<nat::InsertResult> InsertPrepared(CoreState& c, const ParsedPacket
 }
 
 // The first packet of the connection just inserted at `index`, counted and sent to its backend.
-Action Opened(CoreState& c, const PacketIn& in, const ParsedPacket& p, const ListenerConfig& l,
-              std::uint32_t index) {
-  const ConnEntry& entry = c.table.entry(index);
-  LearnFromClient(c, in, p);
+template <typename F>
+Action Opened(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
+              const ListenerConfig& l, std::uint32_t index) {
+  const typename F::Entry& entry = TableOf<F>(c).entry(index);
+  LearnFromClient<F>(c, in, p);
   ++c.opened;
   ListenerCounters& counters = c.listener(l.slot);
   counters.new_conns.Add(1);
@@ -313,52 +451,54 @@ Action Opened(CoreState& c, const PacketIn& in, const ParsedPacket& p, const Lis
   c.new_conns.Add(1);
   c.active_conns.Add(1);
   nat::RewriteToBackend(in.frame, p, entry);
-  return SendVia(c, in, c.snapshot->backend_by_slot[entry.backend].next_hop, &counters);
+  return SendVia<F>(c, in, HopOf<F>(c.snapshot->backend_by_slot[entry.backend]), &counters);
 }
 
 // fnat opens from a local address and port of ours. Without its entry nothing could translate
 // a reply back, so a full table drops.
-Action OpenFnat(CoreState& c, const PacketIn& in, const ParsedPacket& p, const ListenerConfig& l,
-                PreparedConn& prepared) {
+template <typename F>
+Action OpenFnat(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
+                const ListenerConfig& l, PreparedConn<F>& prepared) {
   if (!StartsConnection(p)) {
     c.counters->Drop(DropReason::kNotSynNoConn);
     return SendReset(c, in, p);
   }
-  const std::optional<nat::InsertResult> inserted = InsertPrepared(c, p, l, prepared);
+  const std::optional<nat::InsertResult> inserted = InsertPrepared<F>(c, p, l, prepared);
   if (!inserted) {
     return Drop(c, prepared.drop);
   }
   if (inserted->status == nat::InsertStatus::kInserted) {
-    return Opened(c, in, p, l, inserted->index);
+    return Opened<F>(c, in, p, l, inserted->index);
   }
   const BackendConfig& b = c.snapshot->backend_by_slot[prepared.entry.backend];
-  c.pools[b.next_hop.port]->Release(prepared.entry.local());
+  PoolsOf<F>(c)[HopOf<F>(b).port]->Release(prepared.entry.local());
   return Drop(c, inserted->status == nat::InsertStatus::kFull ? DropReason::kTableFull
                                                               : DropReason::kTupleConflict);
 }
 
 // dnat keeps the client's address. While the table is full (and for a minute after), flows
 // without state are sent on statelessly, by the listener's Maglev table.
-Action OpenDnat(CoreState& c, const PacketIn& in, const ParsedPacket& p, const ListenerConfig& l,
-                PreparedConn& prepared) {
+template <typename F>
+Action OpenDnat(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
+                const ListenerConfig& l, PreparedConn<F>& prepared) {
   if (!StartsConnection(p)) {
     if (TableFullRecently(c)) {
-      return ForwardStateless(c, in, p, &l);
+      return ForwardStateless<F>(c, in, p, &l);
     }
     c.counters->Drop(DropReason::kNotSynNoConn);
     return SendReset(c, in, p);
   }
-  const std::optional<nat::InsertResult> inserted = InsertPrepared(c, p, l, prepared);
+  const std::optional<nat::InsertResult> inserted = InsertPrepared<F>(c, p, l, prepared);
   if (!inserted) {
     return Drop(c, prepared.drop);
   }
   switch (inserted->status) {
     case nat::InsertStatus::kInserted:
-      return Opened(c, in, p, l, inserted->index);
+      return Opened<F>(c, in, p, l, inserted->index);
     case nat::InsertStatus::kFull:
       c.table_full_seen = true;
       c.table_full_ms = c.now_ms;
-      return ForwardStateless(c, in, p, &l);
+      return ForwardStateless<F>(c, in, p, &l);
     case nat::InsertStatus::kExists:
     case nat::InsertStatus::kInvalid:
       break;
@@ -369,9 +509,11 @@ Action OpenDnat(CoreState& c, const PacketIn& in, const ParsedPacket& p, const L
 }
 
 // A packet of a tracked connection of listener `l` and backend `b`.
-Action ForwardHit(CoreState& c, const PacketIn& in, const ParsedPacket& p, const ConnHit& hit,
-                  const ListenerConfig& l, const BackendConfig& b) {
-  ConnEntry& e = *hit.entry;
+template <typename F>
+Action ForwardHit(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
+                  const typename F::Hit& hit, const ListenerConfig& l, const BackendConfig& b) {
+  (void)l;
+  typename F::Entry& e = *hit.entry;
   ListenerCounters& counters = c.listener(e.listener);
   counters.rx_packets.Add(1);
   counters.rx_bytes.Add(in.frame.size());
@@ -389,16 +531,17 @@ Action ForwardHit(CoreState& c, const PacketIn& in, const ParsedPacket& p, const
   e.timeout_ms = l.ConnTimeoutMs(e.tcp_state);
   e.last_seen_ms = c.now_ms;
   nat::RewriteForConn(in.frame, p, e, hit.dir);
-  const nat::NextHop hop = hit.dir == FlowDir::kFromClient
-                               ? b.next_hop
-                               : c.snapshot->routes.Lookup(e.from_client.src_ip);
-  return SendVia(c, in, hop, &counters);
+  const typename F::Hop hop = hit.dir == FlowDir::kFromClient
+                                  ? HopOf<F>(b)
+                                  : TablesOf<F>(c).routes.Lookup(e.from_client.src_ip);
+  return SendVia<F>(c, in, hop, &counters);
 }
 
 // A backend-side packet without a connection.
-Action BackendMiss(CoreState& c, const PacketIn& in, const ParsedPacket& p, bool dnat_reply) {
+template <typename F>
+Action BackendMiss(CoreState& c, const PacketIn& in, const typename F::Parsed& p, bool dnat_reply) {
   if (dnat_reply) {
-    return TableFullRecently(c) ? ForwardStateless(c, in, p, nullptr)
+    return TableFullRecently(c) ? ForwardStateless<F>(c, in, p, nullptr)
                                 : Drop(c, DropReason::kNotLocal);
   }
   if (p.proto == nat::kIpProtoTcp) {
@@ -408,24 +551,25 @@ Action BackendMiss(CoreState& c, const PacketIn& in, const ParsedPacket& p, bool
   return Drop(c, DropReason::kNoConn);
 }
 
+template <typename F>
 Action Verdict(CoreState& c, const PendingPacket& pending, const PacketIn& in,
-               const ParsedPacket& p, const ConnHit& hit, PreparedConn& prepared) {
+               const typename F::Parsed& p, const typename F::Hit& hit, PreparedConn<F>& prepared) {
   if (hit.hit()) {
     // What ConfigSnapshot::ConnDead checks, with the listener and backend kept for the hit.
     const ListenerConfig* l = c.snapshot->listener(hit.entry->listener);
     const BackendConfig* b = c.snapshot->backend(hit.entry->backend);
     if (l != nullptr && b != nullptr && !b->dead) [[likely]] {
-      return ForwardHit(c, in, p, hit, *l, *b);
+      return ForwardHit<F>(c, in, p, hit, *l, *b);
     }
     // Its listener or backend is gone or dead: forget it and treat the packet as new.
     if (pending.side == FlowDir::kFromClient && p.proto == nat::kIpProtoUdp) {
       Count(c, WorkerEvent::kConnsRescheduled);
     }
     Count(c, WorkerEvent::kConnsFlushed);
-    EraseConn(c, hit.index);
+    EraseConn<F>(c, hit.index);
   }
   if (pending.side == FlowDir::kFromBackend) {
-    return BackendMiss(c, in, p, pending.dnat_reply);
+    return BackendMiss<F>(c, in, p, pending.dnat_reply);
   }
   const ListenerConfig& l = *pending.listener;
   ListenerCounters& counters = c.listener(l.slot);
@@ -433,9 +577,9 @@ Action Verdict(CoreState& c, const PendingPacket& pending, const PacketIn& in,
   counters.rx_bytes.Add(in.frame.size());
   switch (l.open) {
     case OpenKind::kFnat:
-      return OpenFnat(c, in, p, l, prepared);
+      return OpenFnat<F>(c, in, p, l, prepared);
     case OpenKind::kDnat:
-      return OpenDnat(c, in, p, l, prepared);
+      return OpenDnat<F>(c, in, p, l, prepared);
   }
   return Drop(c, DropReason::kNoService);  // not reached: every kind is above
 }
@@ -462,15 +606,18 @@ bool ClientOwnedHere(const CoreState& c, std::uint8_t port, const ListenerConfig
 }
 
 // Sorts a TCP or UDP packet: pending for the bulk lookup, or decided in `out`.
-void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const ParsedPacket& p,
+template <typename F>
+void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const typename F::Parsed& p,
                 bool handed_off, Action& out) {
   const ConfigSnapshot& snap = *c.snapshot;
-  const nat::AddressInfo dst = snap.addresses.Find(p.dst_ip);
-  PendingPacket& pending = c.burst.pending[c.burst.count];
+  const FamilyTables<typename F::Ip>& tables = TablesOf<F>(c);
+  const nat::AddressInfo dst = tables.addresses.Find(p.dst_ip);
+  BurstState<F>& burst = BurstOf<F>(c);
+  PendingPacket& pending = burst.pending[burst.count];
   pending = {nullptr, i, FlowDir::kFromClient, false};
   std::uint32_t owner;
   if ((dst.kinds & nat::kAddressVip) != 0) {
-    const std::uint32_t slot = snap.services.Find(p.dst_ip, p.dst_port, p.proto);
+    const std::uint32_t slot = tables.services.Find(p.dst_ip, p.dst_port, p.proto);
     pending.listener = snap.listener(slot);
     if (pending.listener == nullptr) {
       out = Drop(c, DropReason::kNoService);
@@ -482,7 +629,7 @@ void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const ParsedP
   } else if ((dst.kinds & nat::kAddressLocal) != 0) {
     pending.side = FlowDir::kFromBackend;
     owner = c.shared->steering.OwnerOf(p.dst_port);
-  } else if (snap.has_dnat && snap.addresses.Is(p.src_ip, nat::kAddressDnatBackend)) {
+  } else if (tables.has_dnat && tables.addresses.Is(p.src_ip, nat::kAddressDnatBackend)) {
     pending.side = FlowDir::kFromBackend;
     pending.dnat_reply = true;
     owner = ClientOwner(p.dst_ip, p.dst_port, c.shared->workers);
@@ -493,12 +640,12 @@ void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const ParsedP
   if (!Mine(c, owner, handed_off, out)) {
     return;
   }
-  BurstState& burst = c.burst;
   const std::uint16_t k = burst.count++;
   // Without the ICMP quote (the last member): only ICMP errors have one, and they never wait
   // for the bulk lookup. A third less to copy per packet.
-  static_assert(offsetof(ParsedPacket, quote) + sizeof(nat::IcmpQuote) == sizeof(ParsedPacket));
-  std::memcpy(static_cast<void*>(&burst.parsed[k]), &p, offsetof(ParsedPacket, quote));
+  using Parsed = typename F::Parsed;
+  static_assert(offsetof(Parsed, quote) + sizeof(Parsed::quote) == sizeof(Parsed));
+  std::memcpy(static_cast<void*>(&burst.parsed[k]), &p, offsetof(Parsed, quote));
   burst.keys[k] = nat::FlowKeyOf(p);
 }
 
@@ -509,22 +656,18 @@ Action HandleArp(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
   }
   const std::uint8_t port = in.port;
   const ConfigSnapshot& snap = *c.snapshot;
-  const nat::AddressInfo target = snap.addresses.Find(arp->target_ip);
+  const nat::AddressInfo target = snap.v4.addresses.Find(arp->target_ip);
   const bool ours =
       (target.kinds & nat::kAddressVip) != 0 ||
       ((target.kinds & (nat::kAddressLocal | nat::kAddressInterface)) != 0 && target.port == port);
-  const bool on_link = arp->sender_ip != 0 && snap.routes.ConnectedPort(arp->sender_ip) == port;
+  const bool on_link = arp->sender_ip != 0 && snap.v4.routes.ConnectedPort(arp->sender_ip) == port;
   const bool for_us = arp->op == nat::kArpReply || ours;
   if (on_link && (for_us || arp->sender_ip == arp->target_ip)) {
     if (for_us) {
-      WriteLearnt(c, arp->sender_ip, arp->sender_mac, port);
+      WriteLearnt(c, Wide(arp->sender_ip), arp->sender_mac, port);
     }
     Count(c, WorkerEvent::kArpLearned);
-    Report(c, Message{.type = MessageType::kArpSeen,
-                      .port = port,
-                      .flags = for_us ? kMessageForUs : std::uint8_t{0},
-                      .ip = arp->sender_ip,
-                      .value = PackMac(arp->sender_mac)});
+    ReportNeighbor(c, arp->sender_ip, arp->sender_mac, port, for_us);
   }
   if (arp->op == nat::kArpRequest && ours) {
     nat::MakeArpReply(in.frame, *arp, c.shared->ports[port].mac, p.l3_offset);
@@ -537,16 +680,65 @@ Action HandleArp(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
   return Drop(c, DropReason::kNotLocal);
 }
 
-Action HandleEcho(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
-  const std::uint8_t kinds = c.snapshot->addresses.Find(p.dst_ip).kinds;
+// Neighbour discovery, what ARP is for IPv4: a solicitation for one of our addresses is
+// answered in place; what it and an advertisement say about an on-link sender is learnt, as
+// HandleArp does.
+Action HandleNeighbor(CoreState& c, const PacketIn& in, const nat::ParsedPacket6& p) {
+  const std::optional<nat::NeighborMessage> m = nat::ParseNeighbor(in.frame, p);
+  if (!m || in.port == kNoPortIndex) {
+    return Drop(c, DropReason::kBadHeader);
+  }
+  const std::uint8_t port = in.port;
+  const ConfigSnapshot& snap = *c.snapshot;
+  const nat::AddressInfo target = snap.v6.addresses.Find(m->target);
+  const bool ours =
+      (target.kinds & nat::kAddressVip) != 0 ||
+      ((target.kinds & (nat::kAddressLocal | nat::kAddressInterface)) != 0 && target.port == port);
+  const bool advert = m->type == nat::kIcmpv6NeighborAdvertisement;
+  // A solicitation names its sender as the source; an advertisement names the target.
+  const nat::Ip6& sender = advert ? m->target : m->source;
+  const bool for_us = advert || ours;
+  if (m->link_layer.has_value() && !nat::IsUnspecified(sender) &&
+      snap.v6.routes.ConnectedPort(sender) == port && for_us) {
+    WriteLearnt(c, sender, *m->link_layer, port);
+    Count(c, WorkerEvent::kArpLearned);
+    ReportNeighbor(c, sender, *m->link_layer, port, true);
+  }
+  if (!advert && ours) {
+    nat::MacAddress from;
+    std::memcpy(from.data(), in.frame.data() + 6, from.size());
+    if (in.frame.size() + in.room < nat::kNdpFrameBytes) {
+      return Drop(c, DropReason::kTruncated);
+    }
+    const std::size_t length = nat::AnswerSolicitation({in.frame.data(), nat::kNdpFrameBytes}, *m,
+                                                       from, c.shared->ports[port].mac);
+    Count(c, WorkerEvent::kArpRepliesSent);
+    return Send(port, length);
+  }
+  if (advert) {
+    return Consume();  // its news went to the control thread
+  }
+  return Drop(c, DropReason::kNotLocal);
+}
+
+template <typename F>
+Action HandleEcho(CoreState& c, const PacketIn& in, const typename F::Parsed& p) {
+  const std::uint8_t kinds = TablesOf<F>(c).addresses.Find(p.dst_ip).kinds;
   if ((kinds & (nat::kAddressVip | nat::kAddressLocal | nat::kAddressInterface)) == 0 ||
       in.port == kNoPortIndex) {
     return Drop(c, DropReason::kNotLocal);
   }
-  if (p.icmp_type != nat::kIcmpEchoRequest) {
-    return Drop(c, DropReason::kUnsupportedIcmp);
+  if constexpr (F::kIpv6) {
+    if (p.icmp_type != nat::kIcmpv6EchoRequest || p.ext_headers != 0) {
+      return Drop(c, DropReason::kUnsupportedIcmp);
+    }
+    nat::MakeIcmpv6EchoReply(in.frame, p);
+  } else {
+    if (p.icmp_type != nat::kIcmpEchoRequest) {
+      return Drop(c, DropReason::kUnsupportedIcmp);
+    }
+    nat::MakeIcmpEchoReply(in.frame, p.l3_offset, p.l4_offset);
   }
-  nat::MakeIcmpEchoReply(in.frame, p.l3_offset, p.l4_offset);
   Count(c, WorkerEvent::kIcmpEchoReplies);
   return Send(in.port);
 }
@@ -556,19 +748,19 @@ std::optional<std::uint32_t> IcmpOwner(const CoreState& c, const PacketIn& in,
                                        const ParsedPacket& p) {
   const ConfigSnapshot& snap = *c.snapshot;
   const nat::IcmpQuote& q = p.quote;
-  const std::uint8_t kinds = snap.addresses.Find(q.src_ip).kinds;
+  const std::uint8_t kinds = snap.v4.addresses.Find(q.src_ip).kinds;
   if ((kinds & nat::kAddressLocal) != 0) {
     return c.shared->steering.OwnerOf(q.src_port);  // fnat: our packet to a backend
   }
   if ((kinds & nat::kAddressVip) != 0) {  // our packet to a client
-    const ListenerConfig* l = snap.listener(snap.services.Find(q.src_ip, q.src_port, q.proto));
+    const ListenerConfig* l = snap.listener(snap.v4.services.Find(q.src_ip, q.src_port, q.proto));
     if (l == nullptr) {
       return std::nullopt;
     }
     return ClientOwnedHere(c, in.port, *l) ? c.index
                                            : ClientOwner(q.dst_ip, q.dst_port, c.shared->workers);
   }
-  if (snap.has_dnat) {  // dnat: the client's packet, as forwarded to a backend
+  if (snap.v4.has_dnat) {  // dnat: the client's packet, as forwarded to a backend
     return ClientOwner(q.src_ip, q.src_port, c.shared->workers);
   }
   return std::nullopt;
@@ -591,20 +783,45 @@ Action HandleIcmpError(CoreState& c, const PacketIn& in, const ParsedPacket& p, 
   nat::NextHop hop;
   if (hit.dir == FlowDir::kFromBackend) {
     nat::TranslateIcmpErrorToClient(in.frame, p, e);
-    hop = c.snapshot->routes.Lookup(e.from_client.src_ip);
+    hop = c.snapshot->v4.routes.Lookup(e.from_client.src_ip);
   } else {
     nat::TranslateIcmpErrorToBackend(in.frame, p, e);
-    hop = BackendHop(c, e);
+    hop = BackendHop<Inet4>(c, e);
   }
   Count(c, WorkerEvent::kIcmpErrorsTranslated);
-  return SendVia(c, in, hop, &c.listener(e.listener));
+  return SendVia<Inet4>(c, in, hop, &c.listener(e.listener));
+}
+
+// Stage 1 for an IPv6 packet (its Ethernet header parsed as `eth`).
+void Classify6(CoreState& c, std::uint16_t i, const PacketIn& in, const ParsedPacket& eth,
+               bool handed_off, Action& out) {
+  const nat::ParsedPacket6 p = nat::ParseIpv6(in.frame, eth.l3_offset);
+  switch (p.kind) {
+    case PacketKind::kTcp:
+    case PacketKind::kUdp:
+      ClassifyL4<Inet6>(c, i, in, p, handed_off, out);
+      return;
+    case PacketKind::kNeighbor:
+      out = HandleNeighbor(c, in, p);
+      return;
+    case PacketKind::kIcmpEcho:
+      out = HandleEcho<Inet6>(c, in, p);
+      return;
+    case PacketKind::kIcmpError:  // translation of ICMPv6 errors: not yet
+      out = Drop(c, DropReason::kIcmpNoConn);
+      return;
+    case PacketKind::kArp:
+    case PacketKind::kDrop:
+      break;
+  }
+  out = Drop(c, p.drop);
 }
 
 // Stage 1 for packet `i`: its action, unless it waits for the bulk lookup.
 void Classify(CoreState& c, std::uint16_t i, const PacketIn& in, bool handed_off, Action& out) {
   const ParsedPacket p = nat::Parse(in.frame, {.verify_ipv4_checksum = !in.ipv4_checksum_verified});
   if (p.kind == PacketKind::kTcp || p.kind == PacketKind::kUdp) [[likely]] {
-    ClassifyL4(c, i, in, p, handed_off, out);
+    ClassifyL4<Inet4>(c, i, in, p, handed_off, out);
     return;
   }
   switch (p.kind) {
@@ -615,15 +832,75 @@ void Classify(CoreState& c, std::uint16_t i, const PacketIn& in, bool handed_off
       out = HandleArp(c, in, p);
       return;
     case PacketKind::kIcmpEcho:
-      out = HandleEcho(c, in, p);
+      out = HandleEcho<Inet4>(c, in, p);
       return;
     case PacketKind::kIcmpError:
       out = HandleIcmpError(c, in, p, handed_off);
       return;
+    case PacketKind::kNeighbor:
+      break;
     case PacketKind::kDrop:
+      if (p.ethertype == nat::kEthTypeIpv6) {
+        Classify6(c, i, in, p, handed_off, out);
+        return;
+      }
       break;
   }
   out = Drop(c, p.drop);
+}
+
+// Stages 2 and 3 for the packets of one family that wait for the bulk lookup.
+template <typename F>
+void DecidePending(CoreState& c, std::span<PacketIn> packets) {
+  BurstState<F>& burst = BurstOf<F>(c);
+  auto& table = TableOf<F>(c);
+  table.LookupBulk(std::span(burst.keys.data(), burst.count),
+                   std::span(burst.hits.data(), burst.count), c.now_ms);
+  std::uint32_t opening = 0;
+  std::uint64_t opening_filter = 0;
+  std::uint32_t repeats = 0;  // bit k: an earlier packet of the burst opens packet k's connection
+  static_assert(kBurstSize <= 32);
+  for (std::uint16_t k = 0; k < burst.count; ++k) {
+    PreparedConn<F>& prepared = burst.prepared[k];
+    prepared.ready = false;
+    if (!Opens(burst.pending[k], burst.parsed[k], burst.hits[k])) {
+      continue;
+    }
+    if (OpensEarlierInBurst(burst, k, opening_filter)) {
+      repeats |= 1u << k;
+      continue;
+    }
+    PrepareConn<F>(c, burst.parsed[k], *burst.pending[k].listener, opening++, prepared);
+  }
+  for (std::uint16_t k = 0; k < burst.count; ++k) {
+    if (repeats != 0 && ((repeats >> k) & 1u) != 0) [[unlikely]] {
+      // The flow's first packet in this burst opened it (or failed to): look again.
+      burst.hits[k] = table.Lookup(burst.keys[k], c.now_ms);
+    }
+    const PendingPacket& pending = burst.pending[k];
+    c.actions[pending.index] = Verdict<F>(c, pending, packets[pending.index], burst.parsed[k],
+                                          burst.hits[k], burst.prepared[k]);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The port's pool of `F` local addresses on this core, if it has any.
+template <typename F>
+Status AddPool(CoreState& core, const PortConfig& port, const std::vector<typename F::Ip>& locals) {
+  auto& pools = PoolsOf<F>(core);
+  if (locals.empty()) {
+    pools.emplace_back(std::nullopt);
+    return Status::Ok();
+  }
+  Result<typename F::Pool> pool = F::Pool::Create(locals, core.index, core.shared->workers);
+  if (!pool.ok()) {
+    return Error(pool.status().code(), "port {}: {}", port.name, pool.status().message());
+  }
+  pools.emplace_back(std::move(*pool));
+  return Status::Ok();
 }
 
 }  // namespace
@@ -635,20 +912,19 @@ Status InitCore(CoreState& core, std::uint32_t index, const PipelineShared& shar
   core.shared = &shared;
   core.counters = &counters;
   core.pools.clear();
+  core.pools6.clear();
   for (const PortConfig& port : ports) {
     std::vector<std::uint32_t> locals;
+    std::vector<nat::Ip6> locals6;
     for (const IpAddress& local : port.local_addresses) {
-      locals.push_back(local.v4());
+      if (local.is_v4()) {
+        locals.push_back(local.v4());
+      } else {
+        locals6.push_back(Ip6Of(local));
+      }
     }
-    if (locals.empty()) {
-      core.pools.emplace_back(std::nullopt);
-      continue;
-    }
-    Result<nat::PortPool> pool = nat::PortPool::Create(locals, index, shared.workers);
-    if (!pool.ok()) {
-      return Error(pool.status().code(), "port {}: {}", port.name, pool.status().message());
-    }
-    core.pools.emplace_back(std::move(*pool));
+    FULCRUM_RETURN_IF_ERROR(AddPool<Inet4>(core, port, locals));
+    FULCRUM_RETURN_IF_ERROR(AddPool<Inet6>(core, port, locals6));
   }
   core.listener_capacity = listener_slots;
   core.backend_capacity = backend_slots;
@@ -658,15 +934,15 @@ Status InitCore(CoreState& core, std::uint32_t index, const PipelineShared& shar
 }
 
 std::span<const Action> DecideBurst(CoreState& c, std::span<PacketIn> packets, bool handed_off) {
-  BurstState& burst = c.burst;
   const auto count = static_cast<std::uint16_t>(packets.size());
   if (c.snapshot == nullptr) {
     for (std::uint16_t i = 0; i < count; ++i) {
-      burst.actions[i] = Drop(c, DropReason::kNoService);
+      c.actions[i] = Drop(c, DropReason::kNoService);
     }
-    return {burst.actions.data(), count};
+    return {c.actions.data(), count};
   }
-  burst.count = 0;
+  c.burst.count = 0;
+  c.burst6.count = 0;
   for (std::uint16_t i = 0; i < count && i < kPrefetchAhead; ++i) {
     __builtin_prefetch(packets[i].frame.data());
   }
@@ -674,46 +950,27 @@ std::span<const Action> DecideBurst(CoreState& c, std::span<PacketIn> packets, b
     if (i + kPrefetchAhead < count) {
       __builtin_prefetch(packets[i + kPrefetchAhead].frame.data());
     }
-    Classify(c, i, packets[i], handed_off, burst.actions[i]);
+    Classify(c, i, packets[i], handed_off, c.actions[i]);
   }
-  c.table.LookupBulk(std::span(burst.keys.data(), burst.count),
-                     std::span(burst.hits.data(), burst.count), c.now_ms);
-  std::uint32_t opening = 0;
-  std::uint64_t opening_filter = 0;
-  std::uint32_t repeats = 0;  // bit k: an earlier packet of the burst opens packet k's connection
-  static_assert(kBurstSize <= 32);
-  for (std::uint16_t k = 0; k < burst.count; ++k) {
-    PreparedConn& prepared = burst.prepared[k];
-    prepared.ready = false;
-    if (!Opens(burst.pending[k], burst.parsed[k], burst.hits[k])) {
-      continue;
-    }
-    if (OpensEarlierInBurst(burst, k, opening_filter)) {
-      repeats |= 1u << k;
-      continue;
-    }
-    PrepareConn(c, burst.parsed[k], *burst.pending[k].listener, opening++, prepared);
+  DecidePending<Inet4>(c, packets);
+  if (c.burst6.count != 0) {
+    DecidePending<Inet6>(c, packets);
   }
-  for (std::uint16_t k = 0; k < burst.count; ++k) {
-    if (repeats != 0 && ((repeats >> k) & 1u) != 0) [[unlikely]] {
-      // The flow's first packet in this burst opened it (or failed to): look again.
-      burst.hits[k] = c.table.Lookup(burst.keys[k], c.now_ms);
-    }
-    const PendingPacket& pending = burst.pending[k];
-    burst.actions[pending.index] = Verdict(c, pending, packets[pending.index], burst.parsed[k],
-                                           burst.hits[k], burst.prepared[k]);
-  }
-  return {burst.actions.data(), count};
+  return {c.actions.data(), count};
 }
 
-void ReleaseConn(CoreState& c, const nat::ConnEntry& e) {
+namespace {
+
+template <typename F>
+void Release(CoreState& c, const typename F::Entry& e) {
   if (e.mode == nat::NatMode::kFnat) {
     const BackendConfig* b = c.snapshot != nullptr ? c.snapshot->backend(e.backend) : nullptr;
+    auto& pools = PoolsOf<F>(c);
     // The pool of the port the connection left by; every pool refuses a foreign address.
-    bool released = b != nullptr && b->next_hop.ok() && c.pools[b->next_hop.port].has_value() &&
-                    c.pools[b->next_hop.port]->Release(e.local());
-    for (std::size_t i = 0; !released && i < c.pools.size(); ++i) {
-      released = c.pools[i].has_value() && c.pools[i]->Release(e.local());
+    bool released = b != nullptr && HopOf<F>(*b).ok() && pools[HopOf<F>(*b).port].has_value() &&
+                    pools[HopOf<F>(*b).port]->Release(e.local());
+    for (std::size_t i = 0; !released && i < pools.size(); ++i) {
+      released = pools[i].has_value() && pools[i]->Release(e.local());
     }
   }
   if (e.listener < c.listener_capacity) {
@@ -732,6 +989,11 @@ void ReleaseConn(CoreState& c, const nat::ConnEntry& e) {
     l->schedulers[c.index].OnConnectionClosed(b->set_index);
   }
 }
+
+}  // namespace
+
+void ReleaseConn(CoreState& c, const nat::ConnEntry& e) { Release<Inet4>(c, e); }
+void ReleaseConn(CoreState& c, const nat::ConnEntry6& e) { Release<Inet6>(c, e); }
 
 void AdoptSnapshot(CoreState& c, const ConfigSnapshot* next) {
   const ConfigSnapshot* previous = c.snapshot;

@@ -58,6 +58,7 @@
 #include "nat/drop_reasons.h"
 #include "nat/neighbor_table.h"
 #include "nat/packet.h"
+#include "nat/packet6.h"
 #include "nat/port_pool.h"
 
 namespace fulcrum::dataplane {
@@ -93,6 +94,9 @@ struct PacketIn {
   std::span<std::uint8_t> frame;
   std::uint8_t port = kNoPortIndex;     // the port index it arrived on
   bool ipv4_checksum_verified = false;  // the NIC found its IPv4 header checksum good
+  // Bytes writable after the frame (an answer built in place may be longer than the question:
+  // a neighbour advertisement answering a solicitation without options).
+  std::uint16_t room = 0;
 };
 
 // What becomes of one packet.
@@ -108,12 +112,44 @@ struct Action {
   std::uint8_t port = kNoPortIndex;  // kSend
   nat::DropReason reason = nat::DropReason::kNone;
   std::uint8_t pad = 0;
-  std::uint16_t owner = 0;   // kHandOff
-  std::uint16_t length = 0;  // kSend: the frame shrank to this many bytes (a reset); 0: as is
+  std::uint16_t owner = 0;  // kHandOff
+  // kSend: the frame's new length (a reset is shorter, a neighbour advertisement may be longer,
+  // within PacketIn::room); 0: as it is.
+  std::uint16_t length = 0;
 
   friend bool operator==(const Action&, const Action&) = default;
 };
 static_assert(sizeof(Action) == 8);
+
+// The address families, as the type parameter of the stages (dataplane/decide.cc): what a
+// packet, its key, its connection and its next hop are in each.
+struct Inet4 {
+  static constexpr bool kIpv6 = false;
+  using Ip = std::uint32_t;
+  using Parsed = nat::ParsedPacket;
+  using Key = nat::FlowKey;
+  using Entry = nat::ConnEntry;
+  using Table = nat::ConnTable;
+  using Hit = nat::ConnHit;
+  using Endpoint = nat::Endpoint4;
+  using Hop = nat::NextHop;
+  using Pool = nat::PortPool;
+  using Neighbors = nat::NeighborMap;
+};
+
+struct Inet6 {
+  static constexpr bool kIpv6 = true;
+  using Ip = nat::Ip6;
+  using Parsed = nat::ParsedPacket6;
+  using Key = nat::FlowKey6;
+  using Entry = nat::ConnEntry6;
+  using Table = nat::ConnTable6;
+  using Hit = nat::ConnHit6;
+  using Endpoint = nat::Endpoint6;
+  using Hop = nat::NextHop6;
+  using Pool = nat::PortPool6;
+  using Neighbors = nat::NeighborMap6;
+};
 
 // A TCP/UDP packet of the burst waiting for the bulk lookup.
 struct PendingPacket {
@@ -126,8 +162,9 @@ struct PendingPacket {
 // A connection the burst will open, prepared before the verdicts (backend picked, local port
 // taken, entry built, its index buckets prefetched) so that the insert's cache misses overlap
 // with the other packets' work instead of stalling the worker.
+template <typename F>
 struct PreparedConn {
-  nat::ConnEntry entry;
+  typename F::Entry entry;
   nat::ConnHash client_hash;
   nat::ConnHash backend_hash;
   std::uint16_t set_index = 0;                    // the backend's index in the listener's set
@@ -135,16 +172,16 @@ struct PreparedConn {
   bool ready = false;
 };
 
-// The stages' working set for one burst. It lives in the CoreState, not on the stack, so that
-// a burst does not pay to initialise ~7 KiB of it.
+// The stages' working set for one burst, per family. It lives in the CoreState, not on the
+// stack, so that a burst does not pay to initialise ~7 KiB (IPv6: ~14 KiB) of it.
+template <typename F>
 struct BurstState {
   std::uint16_t count = 0;  // pending packets
   std::array<PendingPacket, kBurstSize> pending;
-  std::array<nat::ParsedPacket, kBurstSize> parsed;
-  std::array<nat::FlowKey, kBurstSize> keys;
-  std::array<nat::ConnHit, kBurstSize> hits;
-  std::array<PreparedConn, kBurstSize> prepared;
-  std::array<Action, kBurstSize> actions;  // by the packet's index in the burst
+  std::array<typename F::Parsed, kBurstSize> parsed;
+  std::array<typename F::Key, kBurstSize> keys;
+  std::array<typename F::Hit, kBurstSize> hits;
+  std::array<PreparedConn<F>, kBurstSize> prepared;
 };
 
 struct CoreState;
@@ -165,13 +202,15 @@ struct PipelineShared {
   std::uint32_t sweep_budget = 4096;
 };
 
-// A neighbour a worker learnt from ARP, visible to the other workers at once (a seqlock with
-// this worker as the single writer), until the control thread's NeighborMap has it.
+// A neighbour a worker learnt from ARP or neighbour discovery, visible to the other workers at
+// once (a seqlock with this worker as the single writer), until the control thread's neighbour
+// map has it. The address is IPv6, IPv4 as its IPv4-mapped address.
 struct LearntNeighbor {
   std::atomic<std::uint32_t> seq{0};
-  std::atomic<std::uint32_t> ip{0};
-  std::atomic<std::uint64_t> mac_port{0};  // PackMac << 8 | port index
   std::atomic<std::uint32_t> at_ms{0};
+  std::atomic<std::uint64_t> ip_hi{0};
+  std::atomic<std::uint64_t> ip_lo{0};
+  std::atomic<std::uint64_t> mac_port{0};  // PackMac << 8 | port index
 };
 inline constexpr std::size_t kLearntSlots = 256;
 inline constexpr std::uint32_t kLearntTtlMs = 10'000;
@@ -181,7 +220,8 @@ inline constexpr std::size_t kMaxReports = 2 * kBurstSize;
 // What the decisions read and write on one core. Ownership: the worker lcore's while the
 // Dataplane runs, the control thread's while it is stopped; other workers read only `learnt`.
 struct alignas(64) CoreState {
-  explicit CoreState(nat::ConnTable conn_table) : table(std::move(conn_table)) {}
+  CoreState(nat::ConnTable conn_table, nat::ConnTable6 conn_table6)
+      : table(std::move(conn_table)), table6(std::move(conn_table6)) {}
 
   std::uint32_t index = 0;
   const PipelineShared* shared = nullptr;
@@ -189,15 +229,21 @@ struct alignas(64) CoreState {
 
   const ConfigSnapshot* snapshot = nullptr;  // adopted; kept across passes
   const nat::NeighborMap* neighbors = nullptr;
+  const nat::NeighborMap6* neighbors6 = nullptr;
   std::uint32_t now_ms = 0;
   std::uint32_t opened = 0;  // connections opened since the pass began
+  // One connection table per family, so that IPv4 entries stay one cache line.
   nat::ConnTable table;
-  std::vector<std::optional<nat::PortPool>> pools;  // by egress port index
-  BurstState burst;
+  nat::ConnTable6 table6;
+  std::vector<std::optional<nat::PortPool>> pools;    // by egress port index
+  std::vector<std::optional<nat::PortPool6>> pools6;  // by egress port index
+  BurstState<Inet4> burst;
+  BurstState<Inet6> burst6;
+  std::array<Action, kBurstSize> actions;  // by the packet's index in the burst
   std::uint32_t table_full_ms = 0;
   bool table_full_seen = false;
   struct Asked {
-    std::uint32_t ip = 0;
+    nat::Ip6 ip;  // IPv4 as IPv4-mapped
     std::uint32_t at_ms = 0;
   };
   std::array<Asked, 64> asked{};
@@ -232,6 +278,7 @@ std::span<const Action> DecideBurst(CoreState& core, std::span<PacketIn> packets
 // What expiry, sweeps and replacement do when a connection ends: its local port back to the
 // pool, its gauges down, its scheduler told.
 void ReleaseConn(CoreState& core, const nat::ConnEntry& entry);
+void ReleaseConn(CoreState& core, const nat::ConnEntry6& entry);
 
 // Adopts `next` (carrying the scheduler state over: SchedulerState::InheritConnections).
 void AdoptSnapshot(CoreState& core, const ConfigSnapshot* next);

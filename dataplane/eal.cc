@@ -171,8 +171,10 @@ Status SetupQueues(PortInfo& info, const PortConfig& config, rte_mempool* pool) 
 bool ProbeRteFlow(const PortInfo& port, const PortConfig& config) {
   rte_flow_attr attr{};
   attr.ingress = 1;
-  IpAddress dst =
-      config.local_addresses.empty() ? config.address.addr() : config.local_addresses.front();
+  // The first IPv4 local address, else the port's own: the probed rule is an IPv4 one.
+  auto local = std::find_if(config.local_addresses.begin(), config.local_addresses.end(),
+                            [](const IpAddress& addr) { return addr.is_v4(); });
+  IpAddress dst = local == config.local_addresses.end() ? config.address.addr() : *local;
   rte_flow_item_ipv4 ip_spec{};
   rte_flow_item_ipv4 ip_mask{};
   ip_spec.hdr.dst_addr = htonl(dst.v4());

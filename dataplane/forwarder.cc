@@ -22,6 +22,12 @@
 namespace fulcrum::dataplane {
 namespace {
 
+// IPv6 connections per worker: a quarter of the IPv4 capacity, at least 1024 (an IPv6 entry is
+// two cache lines, and IPv6 is the smaller share of a VIP's traffic).
+std::uint32_t Ipv6Capacity(std::uint32_t capacity) {
+  return std::max<std::uint32_t>(1024, capacity / 4);
+}
+
 Logger logger("dataplane");
 
 using json = nlohmann::json;
@@ -145,7 +151,11 @@ Status Forwarder::CreateWorkers() {
     if (!table.ok()) {
       return Error(table.status().code(), "worker {}: {}", w, table.status().message());
     }
-    auto pw = std::make_unique<PipelineWorker>(std::move(*table));
+    Result<nat::ConnTable6> table6 = nat::ConnTable6::Create(Ipv6Capacity(capacity));
+    if (!table6.ok()) {
+      return Error(table6.status().code(), "worker {}: IPv6: {}", w, table6.status().message());
+    }
+    auto pw = std::make_unique<PipelineWorker>(std::move(*table), std::move(*table6));
     pw->ctx = &dataplane_.worker(w);
     Status core = InitCore(*pw, w, shared_, pw->ctx->counters, config.ports,
                            options_.listener_slots, options_.backend_slots);
@@ -222,13 +232,15 @@ void Forwarder::InstallSteering() {
     const PortInfo& port = dataplane_.port(i);
     std::vector<std::uint32_t> locals;
     for (const IpAddress& local : config.ports[i].local_addresses) {
-      locals.push_back(local.v4());
+      if (local.is_v4()) {  // the steering rules match an IPv4 destination
+        locals.push_back(local.v4());
+      }
     }
     const std::vector<SteeringRule> rules =
         BuildSteeringRules(locals, shared_.workers, port.rx_queues);
     PortSteeringState& state = steering_[i];
     if (rules.empty()) {
-      state.reason = locals.empty()        ? "no local addresses"
+      state.reason = locals.empty()        ? "no IPv4 local addresses"
                      : shared_.workers < 2 ? "one worker"
                                            : "fewer rx queues than workers";
       continue;
@@ -273,7 +285,7 @@ Status Forwarder::Apply(const model::Model& model) {
     listener_slots_[l->id] = l->slot;
   }
   const std::vector<std::uint32_t> old_vips =
-      current_ != nullptr ? current_->vips : std::vector<std::uint32_t>{};
+      current_ != nullptr ? current_->v4.vips : std::vector<std::uint32_t>{};
   const bool needs_sweep = compiled->needs_sweep;
   Status published = Publish(std::move(compiled->snapshot));
   if (needs_sweep) {
@@ -361,7 +373,7 @@ void Forwarder::AfterApply(const std::vector<std::uint32_t>& old_vips) {
       neighbors_.Want(b.next_hop.ip, b.next_hop.port, now);
     }
   }
-  const nat::NextHop& gateway = current_->routes.default_gateway();
+  const nat::NextHop& gateway = current_->v4.routes.default_gateway();
   if (gateway.ok()) {
     neighbors_.Want(gateway.ip, gateway.port, now);
   }
@@ -370,10 +382,12 @@ void Forwarder::AfterApply(const std::vector<std::uint32_t>& old_vips) {
     const auto port = static_cast<std::uint8_t>(i);
     SendArp(port, shared_.ports[i].address, shared_.ports[i].address);
     for (const IpAddress& local : config.ports[i].local_addresses) {
-      SendArp(port, local.v4(), local.v4());
+      if (local.is_v4()) {  // ARP announces IPv4 addresses only
+        SendArp(port, local.v4(), local.v4());
+      }
     }
   }
-  for (std::uint32_t vip : current_->vips) {
+  for (std::uint32_t vip : current_->v4.vips) {
     if (std::binary_search(old_vips.begin(), old_vips.end(), vip)) {
       continue;
     }
@@ -673,11 +687,11 @@ std::uint64_t Forwarder::ActiveConnections(const std::string& listener_id,
                                            const std::string& backend) {
   const std::optional<std::uint32_t> listener = ListenerSlot(listener_id);
   Result<Endpoint> endpoint = Endpoint::Parse(backend);
-  if (!listener || !endpoint.ok() || !endpoint->addr.is_v4()) {
+  if (!listener || !endpoint.ok()) {
     return 0;
   }
-  const std::optional<std::uint32_t> slot = slots_.backends.Find(
-      {*listener, EndpointKey(nat::Endpoint4{endpoint->addr.v4(), endpoint->port})});
+  const std::optional<std::uint32_t> slot =
+      slots_.backends.Find({*listener, AnyEndpointOf(*endpoint)});
   if (!slot) {
     return 0;
   }

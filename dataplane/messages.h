@@ -2,6 +2,7 @@
 // each way (the worker's to_worker and to_control), and the connection dump a worker fills.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 
 #include "dataplane/snapshot.h"
@@ -33,8 +34,11 @@ enum class MessageType : std::uint8_t {
   kDump,      // fill the DumpRequest at `pointer`
   kSweep,     // erase the connections snapshot `seq` (or newer) declares dead
   // worker -> control
-  kArpSeen,   // `ip` is at MAC `value` (low 48 bits) on port `port`; flags & kForUs
-  kResolve,   // next hop `ip` on port `port` has no MAC
+  kArpSeen,  // `ip` is at MAC `value` (low 48 bits) on port `port`; flags & kForUs
+  kResolve,  // next hop `ip` on port `port` has no MAC
+  // The same for IPv6, the address in `seq` and `pointer` (SetIp6, Ip6Of).
+  kNeighborSeen6,
+  kResolve6,
   kDumpDone,  // the dump `seq` is complete
 };
 
@@ -53,6 +57,14 @@ static_assert(sizeof(Message) == 32);
 
 inline constexpr std::uint8_t kMessageForUs = 1;       // kArpSeen: a reply, or asked for us
 inline constexpr std::uint8_t kMessageArpRequest = 2;  // kTransmit: counts as arp_requests
+
+// An IPv6 address in a message: its high half in `seq`, its low half in `pointer`'s bits.
+static_assert(sizeof(void*) == sizeof(std::uint64_t));
+inline void SetIp6(Message& m, const nat::Ip6& ip) {
+  m.seq = ip.hi;
+  m.pointer = std::bit_cast<void*>(ip.lo);
+}
+inline nat::Ip6 Ip6Of(const Message& m) { return {m.seq, std::bit_cast<std::uint64_t>(m.pointer)}; }
 
 inline std::uint64_t PackMac(const nat::MacAddress& mac) {
   std::uint64_t v = 0;

@@ -50,7 +50,7 @@ void Count(PipelineWorker& pw, WorkerEvent event, std::uint64_t n = 1) {
 }
 
 auto FreeFn(PipelineWorker& pw) {
-  return [&pw](const ConnEntry& e) { ReleaseConn(pw, e); };
+  return [&pw](const auto& e) { ReleaseConn(pw, e); };
 }
 
 // ---- hand-off
@@ -139,7 +139,13 @@ void Act(PipelineWorker& pw, rte_mbuf** packets, std::span<const Action> actions
     rte_mbuf* m = packets[i];
     if (action.verb == Verb::kSend) [[likely]] {
       if (action.length != 0) [[unlikely]] {
-        rte_pktmbuf_trim(m, static_cast<std::uint16_t>(rte_pktmbuf_pkt_len(m) - action.length));
+        const std::uint32_t now = rte_pktmbuf_pkt_len(m);
+        if (action.length < now) {
+          rte_pktmbuf_trim(m, static_cast<std::uint16_t>(now - action.length));
+        } else if (action.length > now) {
+          // Within PacketIn::room, the first segment's tailroom: cannot fail.
+          rte_pktmbuf_append(m, static_cast<std::uint16_t>(action.length - now));
+        }
       }
       Transmit(pw, action.port, m);
     } else if (action.verb == Verb::kHandOff) {
@@ -259,13 +265,17 @@ void StepSweep(PipelineWorker& pw) {
     pw.sweeping = true;
     pw.sweep_generation = pw.snapshot->generation;
     pw.sweep_cursor = {};
+    pw.sweep_cursor6 = {};
   }
   const ConfigSnapshot& snap = *pw.snapshot;
-  const std::uint32_t erased = pw.table.EraseIfSome(
-      pw.sweep_cursor, pw.shared->sweep_budget,
-      [&snap](const ConnEntry& e) { return snap.ConnDead(e.listener, e.backend); }, FreeFn(pw));
+  const auto dead = [&snap](const auto& e) { return snap.ConnDead(e.listener, e.backend); };
+  // IPv4 first, then IPv6, a budget per pass.
+  const std::uint32_t erased =
+      !pw.sweep_cursor.done
+          ? pw.table.EraseIfSome(pw.sweep_cursor, pw.shared->sweep_budget, dead, FreeFn(pw))
+          : pw.table6.EraseIfSome(pw.sweep_cursor6, pw.shared->sweep_budget, dead, FreeFn(pw));
   Count(pw, WorkerEvent::kConnsFlushed, erased);
-  if (pw.sweep_cursor.done) {
+  if (pw.sweep_cursor.done && pw.sweep_cursor6.done) {
     pw.sweeping = false;
     pw.swept.store(pw.sweep_generation, std::memory_order_release);
   }
@@ -299,7 +309,11 @@ std::uint32_t ExpireBudget(const PipelineWorker& pw, bool busy) {
 }
 
 std::uint32_t Housekeeping(PipelineWorker& pw, bool busy) {
-  const std::uint32_t expired = pw.table.ExpireSome(pw.now_ms, ExpireBudget(pw, busy), FreeFn(pw));
+  const std::uint32_t budget = ExpireBudget(pw, busy);
+  std::uint32_t expired = pw.table.ExpireSome(pw.now_ms, budget, FreeFn(pw));
+  if (pw.table6.size() != 0) {
+    expired += pw.table6.ExpireSome(pw.now_ms, budget, FreeFn(pw));
+  }
   Count(pw, WorkerEvent::kConnsExpired, expired);
   StepSweep(pw);
   if (pw.dump != nullptr) {
@@ -328,7 +342,8 @@ void RunBurstFrom(PipelineWorker& pw, rte_mbuf** packets, std::uint16_t count, b
       pw.in[i] = PacketIn{.frame = FrameOf(m),
                           .port = port,
                           .ipv4_checksum_verified = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) ==
-                                                    RTE_MBUF_F_RX_IP_CKSUM_GOOD};
+                                                    RTE_MBUF_F_RX_IP_CKSUM_GOOD,
+                          .room = m->nb_segs == 1 ? rte_pktmbuf_tailroom(m) : std::uint16_t{0}};
     }
     Act(pw, packets + done, DecideBurst(pw, std::span(pw.in.data(), n), handed_off), rx_port);
     done = static_cast<std::uint16_t>(done + n);

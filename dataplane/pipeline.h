@@ -44,7 +44,8 @@ namespace fulcrum::dataplane {
 // A worker's core state (the decisions') and what the adapter adds: rings, staging, the
 // control thread's requests.
 struct alignas(64) PipelineWorker : CoreState {
-  explicit PipelineWorker(nat::ConnTable conn_table) : CoreState(std::move(conn_table)) {}
+  PipelineWorker(nat::ConnTable conn_table, nat::ConnTable6 conn_table6)
+      : CoreState(std::move(conn_table), std::move(conn_table6)) {}
 
   WorkerContext* ctx = nullptr;
 
@@ -74,6 +75,7 @@ struct alignas(64) PipelineWorker : CoreState {
   bool sweeping = false;
   std::uint64_t sweep_generation = 0;
   nat::SweepCursor sweep_cursor;
+  nat::SweepCursor sweep_cursor6;
   DumpRequest* dump = nullptr;
   std::uint64_t dump_seq = 0;
   nat::SweepCursor dump_cursor;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -12,13 +13,19 @@
 namespace fulcrum::dataplane {
 namespace {
 
-using BackendKey = std::pair<std::uint32_t, std::uint64_t>;
+using BackendKey = std::pair<std::uint32_t, nat::AnyEndpoint>;
 
-// What a compile accumulates before the tables are built.
+// What a compile accumulates for one family before its tables are built.
+template <typename Ip>
+struct FamilyBuilder {
+  std::vector<nat::BasicServiceSpec<Ip>> services;
+  std::vector<nat::BasicAddressSpec<Ip>> addresses;
+  std::vector<std::pair<typename nat::BasicServiceTable<Ip>::KeyType, DnatService>> dnat;
+};
+
 struct Builder {
-  std::vector<nat::ServiceSpec> services;
-  std::vector<nat::AddressSpec> addresses;
-  std::map<std::uint64_t, DnatService> dnat;
+  FamilyBuilder<std::uint32_t> v4;
+  FamilyBuilder<nat::Ip6> v6;
   std::set<std::string> live_listeners;
   std::set<BackendKey> live_backends;
 };
@@ -54,7 +61,7 @@ std::array<std::uint32_t, nat::kTcpStateCount> TcpTimeouts(const TcpTimeouts& co
   return ms;
 }
 
-Result<nat::RouteTable> BuildRoutes(const DaemonConfig& config) {
+Result<nat::RouteTable> BuildRoutes4(const DaemonConfig& config) {
   std::vector<nat::ConnectedSpec> connected;
   for (std::size_t i = 0; i < config.ports.size(); ++i) {
     const PortConfig& port = config.ports[i];
@@ -70,21 +77,66 @@ Result<nat::RouteTable> BuildRoutes(const DaemonConfig& config) {
       return Error(ErrorCode::kInvalidParameter, "route {}: no port is named \"{}\"",
                    route.prefix.ToString(), route.port);
     }
-    routes.push_back({route.prefix.addr().v4(), static_cast<std::uint8_t>(route.prefix.length()),
-                      route.via.v4(), static_cast<std::uint8_t>(port - config.ports.begin())});
+    if (route.prefix.addr().is_v4()) {
+      routes.push_back({route.prefix.addr().v4(), static_cast<std::uint8_t>(route.prefix.length()),
+                        route.via.v4(), static_cast<std::uint8_t>(port - config.ports.begin())});
+    }
   }
   return nat::RouteTable::Create(connected, routes);
+}
+
+Result<nat::RouteTable6> BuildRoutes6(const DaemonConfig& config) {
+  std::vector<nat::ConnectedSpec6> connected;
+  for (std::size_t i = 0; i < config.ports.size(); ++i) {
+    const PortConfig& port = config.ports[i];
+    if (port.address6.has_value()) {
+      connected.push_back({Ip6Of(port.address6->addr()),
+                           static_cast<std::uint8_t>(port.address6->length()),
+                           static_cast<std::uint8_t>(i),
+                           port.gateway6.has_value() ? Ip6Of(*port.gateway6) : nat::Ip6{}});
+    }
+  }
+  std::vector<nat::RouteSpec6> routes;
+  for (const RouteConfig& route : config.routes) {
+    auto port = std::find_if(config.ports.begin(), config.ports.end(),
+                             [&](const PortConfig& p) { return p.name == route.port; });
+    if (port != config.ports.end() && route.prefix.addr().is_v6()) {
+      routes.push_back({Ip6Of(route.prefix.addr()),
+                        static_cast<std::uint8_t>(route.prefix.length()), Ip6Of(route.via),
+                        static_cast<std::uint8_t>(port - config.ports.begin())});
+    }
+  }
+  return nat::RouteTable6::Create(connected, routes);
 }
 
 void AddOwnAddresses(const DaemonConfig& config, Builder& b) {
   for (std::size_t i = 0; i < config.ports.size(); ++i) {
     const PortConfig& port = config.ports[i];
     const auto index = static_cast<std::uint8_t>(i);
-    b.addresses.push_back({port.address.addr().v4(), nat::kAddressInterface, index});
+    b.v4.addresses.push_back({port.address.addr().v4(), nat::kAddressInterface, index});
+    if (port.address6.has_value()) {
+      b.v6.addresses.push_back({Ip6Of(port.address6->addr()), nat::kAddressInterface, index});
+    }
     for (const IpAddress& local : port.local_addresses) {
-      b.addresses.push_back({local.v4(), nat::kAddressLocal, index});
+      if (local.is_v4()) {
+        b.v4.addresses.push_back({local.v4(), nat::kAddressLocal, index});
+      } else {
+        b.v6.addresses.push_back({Ip6Of(local), nat::kAddressLocal, index});
+      }
     }
   }
+}
+
+template <typename Ip>
+void AddDnatBackend(FamilyBuilder<Ip>& b, const Ip& ip, std::uint16_t port,
+                    const ListenerConfig& lc) {
+  b.addresses.push_back({ip, nat::kAddressDnatBackend, 0});
+  b.dnat.push_back({nat::BasicServiceTable<Ip>::Key(ip, port, lc.proto), DnatService{lc.vip}});
+}
+
+template <typename Ip>
+void AddService(FamilyBuilder<Ip>& b, const Ip& vip, const ListenerConfig& lc) {
+  b.services.push_back({vip, lc.vip.port, lc.proto, lc.slot});
 }
 
 // The listener's on_backend_down option (the model gives each protocol its default).
@@ -100,16 +152,23 @@ DownPolicy PolicyFor(model::BackendDownPolicy policy) {
   return DownPolicy::kReset;
 }
 
-// The backends of `listener`'s group, with their health under this listener.
+// Whether a backend of `backend`'s family can serve a VIP of `vip`'s family in `mode`: the same
+// family always; IPv4 backends behind an IPv6 VIP (NAT64) not yet.
+bool FamiliesWork(const IpAddress& vip, const IpAddress& backend) {
+  return vip.family() == backend.family();
+}
+
+// The backends of `listener`'s group that can serve it, with their health under this listener.
 std::vector<nat::BackendSpec> BackendSpecs(const model::Model& model,
                                            const model::Listener& listener,
+                                           const model::LoadBalancer& lb,
                                            const model::ServerGroup& group) {
   std::vector<nat::BackendSpec> specs;
   for (const model::Backend& backend : group.backends) {
-    if (!backend.addr.addr.is_v4()) {
-      continue;
+    if (!FamiliesWork(lb.vip, backend.addr.addr)) {
+      continue;  // refused by the control plane (ControlPlane::CheckForwardable)
     }
-    specs.push_back({nat::Endpoint4{backend.addr.addr.v4(), backend.addr.port}, backend.weight,
+    specs.push_back({AnyEndpointOf(backend.addr), backend.weight,
                      HealthOf(model.HealthOf(listener.id, backend.addr).state)});
   }
   return specs;
@@ -124,7 +183,8 @@ Result<std::vector<std::uint32_t>> AddBackends(const ListenerConfig& lc, ConfigS
   slots.reserve(backends.size());
   for (std::size_t i = 0; i < backends.size(); ++i) {
     const nat::Backend& backend = backends[i];
-    const BackendKey key{lc.slot, EndpointKey(backend.endpoint)};
+    const nat::AnyEndpoint& endpoint = backend.endpoint;
+    const BackendKey key{lc.slot, endpoint};
     Result<std::uint32_t> slot = result.slots.backends.Acquire(key);
     if (!slot.ok()) {
       return Error(slot.status().code(), "listener {}: backend slots: {}", lc.id,
@@ -141,15 +201,18 @@ Result<std::vector<std::uint32_t>> AddBackends(const ListenerConfig& lc, ConfigS
                               lc.down_policy != DownPolicy::kKeep,
                       .set_index = static_cast<std::uint16_t>(i),
                       .listener_slot = lc.slot,
-                      .endpoint = backend.endpoint,
-                      .next_hop = snap.routes.Lookup(backend.endpoint.ip)};
+                      .endpoint = endpoint};
+    BackendConfig& config = snap.backend_by_slot[*slot];
+    if (endpoint.is_v4()) {
+      config.next_hop = snap.v4.routes.Lookup(endpoint.v4().ip);
+    } else {
+      config.next_hop6 = snap.v6.routes.Lookup(endpoint.ip);
+    }
     if (lc.mode == nat::NatMode::kDnat) {
-      b.addresses.push_back({backend.endpoint.ip, nat::kAddressDnatBackend, 0});
-      const std::uint64_t dkey =
-          nat::ServiceTable::Key(backend.endpoint.ip, backend.endpoint.port, lc.proto);
-      auto [it, inserted] = b.dnat.emplace(dkey, DnatService{lc.vip, false});
-      if (!inserted && !(it->second.vip == lc.vip)) {
-        it->second.ambiguous = true;
+      if (endpoint.is_v4()) {
+        AddDnatBackend(b.v4, endpoint.v4().ip, endpoint.port, lc);
+      } else {
+        AddDnatBackend(b.v6, endpoint.ip, endpoint.port, lc);
       }
     }
   }
@@ -163,12 +226,12 @@ ListenerInputs InputsOf(const model::Model& model, const model::Listener& listen
   ListenerInputs in;
   in.proto = listener.protocol == model::Protocol::kUdp ? nat::kIpProtoUdp : nat::kIpProtoTcp;
   in.mode = listener.mode == model::ForwardMode::kDnat ? nat::NatMode::kDnat : nat::NatMode::kFnat;
-  in.vip = nat::Endpoint4{lb.vip.v4(), listener.port};
+  in.vip = AnyEndpointOf(Endpoint{lb.vip, listener.port});
   in.idle_timeout_ms = listener.idle_timeout * 1000;
   in.tcp_timeout_ms = TcpTimeouts(config.tcp_timeouts, in.idle_timeout_ms);
   in.down_policy = PolicyFor(listener.on_backend_down);
   in.scheduler = SchedulerKindOf(listener.scheduler);
-  in.backends = BackendSpecs(model, listener, group);
+  in.backends = BackendSpecs(model, listener, lb, group);
   in.maglev_size = MaglevSizeFor(listener.scheduler, in.backends.size());
   in.workers = options.workers;
   return in;
@@ -226,11 +289,6 @@ Status AddListener(const model::Model& model, const model::Listener& listener,
     return Error(ErrorCode::kInternal, "listener {}: its LB or group is missing from the model",
                  listener.id);
   }
-  if (!lb->vip.is_v4()) {
-    result.warnings.push_back(fmt::format("listener {}: IPv6 VIP {} is not forwarded yet",
-                                          listener.id, lb->vip.ToString()));
-    return Status::Ok();
-  }
   const std::string key = fmt::format("{}/{}", listener.id, model::ForwardModeName(listener.mode));
   Result<std::uint32_t> slot = result.slots.listeners.Acquire(key);
   if (!slot.ok()) {
@@ -261,8 +319,14 @@ Status AddListener(const model::Model& model, const model::Listener& listener,
     lc = std::move(*compiled);
     ++result.compiled_listeners;
   }
-  b.services.push_back({lc->vip.ip, lc->vip.port, lc->proto, lc->slot});
-  snap.has_dnat = snap.has_dnat || lc->mode == nat::NatMode::kDnat;
+  if (lc->vip.is_v4()) {
+    AddService(b.v4, lc->vip.v4().ip, *lc);
+  } else {
+    AddService(b.v6, lc->vip.ip, *lc);
+  }
+  const bool dnat = lc->mode == nat::NatMode::kDnat;
+  snap.v4.has_dnat = snap.v4.has_dnat || (dnat && lc->vip.is_v4());
+  snap.v6.has_dnat = snap.v6.has_dnat || (dnat && !lc->vip.is_v4());
   if (snap.listener_by_slot.size() <= lc->slot) {
     snap.listener_by_slot.resize(lc->slot + 1, nullptr);
   }
@@ -286,20 +350,35 @@ bool BackendsDied(const ConfigSnapshot& now, const ConfigSnapshot* previous) {
   return false;
 }
 
-Status BuildTables(ConfigSnapshot& snap, Builder& b) {
-  Result<nat::ServiceTable> services = nat::ServiceTable::Create(b.services);
+bool KeyLess(std::uint64_t a, std::uint64_t b) { return a < b; }
+bool KeyLess(const nat::WideKey& a, const nat::WideKey& b) {
+  return std::tie(a.a, a.b, a.c) < std::tie(b.a, b.b, b.c);
+}
+
+template <typename Ip>
+Status BuildTables(FamilyTables<Ip>& tables, FamilyBuilder<Ip>& b) {
+  Result<nat::BasicServiceTable<Ip>> services = nat::BasicServiceTable<Ip>::Create(b.services);
   FULCRUM_RETURN_IF_ERROR(services.status());
-  snap.services = std::move(*services);
-  Result<nat::AddressTable> addresses = nat::AddressTable::Create(b.addresses);
+  tables.services = std::move(*services);
+  Result<nat::BasicAddressTable<Ip>> addresses = nat::BasicAddressTable<Ip>::Create(b.addresses);
   FULCRUM_RETURN_IF_ERROR(addresses.status());
-  snap.addresses = std::move(*addresses);
-  std::vector<nat::FlatMap<DnatService>::Item> dnat;
+  tables.addresses = std::move(*addresses);
+  // A backend serving several dnat services has no single service to answer as.
+  std::stable_sort(b.dnat.begin(), b.dnat.end(),
+                   [](const auto& x, const auto& y) { return KeyLess(x.first, y.first); });
+  using Map = decltype(tables.dnat_services);
+  std::vector<typename Map::Item> dnat;
   for (const auto& [key, service] : b.dnat) {
+    if (!dnat.empty() && dnat.back().key == key) {
+      dnat.back().value.ambiguous =
+          dnat.back().value.ambiguous || !(dnat.back().value.vip == service.vip);
+      continue;
+    }
     dnat.push_back({key, service});
   }
-  Result<nat::FlatMap<DnatService>> dnat_map = nat::FlatMap<DnatService>::Create(dnat);
+  Result<Map> dnat_map = Map::Create(dnat);
   FULCRUM_RETURN_IF_ERROR(dnat_map.status());
-  snap.dnat_services = std::move(*dnat_map);
+  tables.dnat_services = std::move(*dnat_map);
   return Status::Ok();
 }
 
@@ -357,19 +436,26 @@ Result<CompileResult> CompileSnapshot(const model::Model& model, const DaemonCon
   ConfigSnapshot& snap = *result.snapshot;
   snap.generation = generation;
   snap.workers = options.workers;
-  Result<nat::RouteTable> routes = BuildRoutes(config);
+  Result<nat::RouteTable> routes = BuildRoutes4(config);
   FULCRUM_RETURN_IF_ERROR(routes.status());
-  snap.routes = std::move(*routes);
+  snap.v4.routes = std::move(*routes);
+  Result<nat::RouteTable6> routes6 = BuildRoutes6(config);
+  FULCRUM_RETURN_IF_ERROR(routes6.status());
+  snap.v6.routes = std::move(*routes6);
 
   Builder b;
   AddOwnAddresses(config, b);
   for (const auto& [id, lb] : model.lbs()) {
     if (lb.vip.is_v4()) {
-      b.addresses.push_back({lb.vip.v4(), nat::kAddressVip, 0});
-      snap.vips.push_back(lb.vip.v4());
+      b.v4.addresses.push_back({lb.vip.v4(), nat::kAddressVip, 0});
+      snap.v4.vips.push_back(lb.vip.v4());
+    } else {
+      b.v6.addresses.push_back({Ip6Of(lb.vip), nat::kAddressVip, 0});
+      snap.v6.vips.push_back(Ip6Of(lb.vip));
     }
   }
-  std::sort(snap.vips.begin(), snap.vips.end());
+  std::sort(snap.v4.vips.begin(), snap.v4.vips.end());
+  std::sort(snap.v6.vips.begin(), snap.v6.vips.end());
   for (const auto& [id, listener] : model.listeners()) {
     FULCRUM_RETURN_IF_ERROR(
         AddListener(model, listener, config, options, slots, previous, snap, result, b));
@@ -385,8 +471,25 @@ Result<CompileResult> CompileSnapshot(const model::Model& model, const DaemonCon
                         generation)
           .size();
   result.needs_sweep = result.retired_slots > 0 || BackendsDied(snap, previous);
-  FULCRUM_RETURN_IF_ERROR(BuildTables(snap, b));
+  FULCRUM_RETURN_IF_ERROR(BuildTables(snap.v4, b.v4));
+  FULCRUM_RETURN_IF_ERROR(BuildTables(snap.v6, b.v6));
   return result;
+}
+
+nat::Ip6 Ip6Of(const IpAddress& addr) {
+  nat::Ip6 ip;
+  for (std::size_t i = 0; i < 8; ++i) {
+    ip.hi = ip.hi << 8 | addr.bytes()[i];
+    ip.lo = ip.lo << 8 | addr.bytes()[8 + i];
+  }
+  return ip;
+}
+
+nat::AnyEndpoint AnyEndpointOf(const Endpoint& endpoint) {
+  if (endpoint.addr.is_v4()) {
+    return nat::Endpoint4{endpoint.addr.v4(), endpoint.port};
+  }
+  return nat::Endpoint6{Ip6Of(endpoint.addr), endpoint.port};
 }
 
 }  // namespace fulcrum::dataplane

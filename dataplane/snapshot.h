@@ -14,10 +14,11 @@
 // and its Maglev table cost up to ~1.7 ms each).
 //
 // What the compile decides, once, so the packet path does not:
-//   - services: (VIP, port, protocol) -> listener slot. tcp, http and https listeners are
-//     forwarded as TCP at L4 (no L7 proxy yet); IPv6 VIPs are skipped (IPv4 data plane).
-//   - addresses: VIPs (answered for ARP and ping), local addresses, port addresses, and the
-//     addresses of dnat backends (whose replies come back through us).
+//   - per address family (FamilyTables: v4 and v6), the services: (VIP, port, protocol) ->
+//     listener slot (tcp, http and https listeners are forwarded as TCP at L4, no L7 proxy
+//     yet); the addresses: VIPs (answered for ARP, neighbour discovery and ping), local
+//     addresses, port addresses, and the addresses of dnat backends (whose replies come back
+//     through us); the routes; the services of dnat backends, for the stateless fallback.
 //   - per listener: protocol, fnat/dnat, idle timeout, the timeout of every TCP state (from
 //     DaemonConfig::tcp_timeouts, established = the idle timeout), the BackendSet (weights and
 //     health from model.health(): down is excluded, unknown counts as up, fail-open when every
@@ -35,11 +36,13 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "common/daemon_config.h"
 #include "common/model.h"
+#include "common/net_addr.h"
 #include "common/status.h"
 #include "dataplane/slots.h"
 #include "nat/conn_table.h"
@@ -75,7 +78,7 @@ enum class OpenKind : std::uint8_t {
 struct ListenerInputs {
   std::uint8_t proto = 0;
   nat::NatMode mode = nat::NatMode::kFnat;
-  nat::Endpoint4 vip;
+  nat::AnyEndpoint vip;
   std::uint32_t idle_timeout_ms = 0;
   std::array<std::uint32_t, nat::kTcpStateCount> tcp_timeout_ms{};
   DownPolicy down_policy = DownPolicy::kReset;
@@ -99,7 +102,7 @@ struct ListenerConfig : std::enable_shared_from_this<ListenerConfig> {
   // whose replies find their owner by the local port; dnat's replies carry only the client's
   // address, so a dnat connection belongs to ClientOwner on every port.
   bool rx_queue_may_own = true;
-  nat::Endpoint4 vip;
+  nat::AnyEndpoint vip;  // its family is the listener's (the family its packets arrive in)
   std::uint32_t idle_timeout_ms = 0;
   // By nat::TcpState; established = idle_timeout_ms.
   std::array<std::uint32_t, nat::kTcpStateCount> tcp_timeout_ms{};
@@ -124,29 +127,50 @@ struct BackendConfig {
   bool dead = false;
   std::uint16_t set_index = 0;  // index in the listener's set.backends()
   std::uint32_t listener_slot = kNoSlot;
-  nat::Endpoint4 endpoint;
-  nat::NextHop next_hop;  // !ok(): no route to the backend
+  nat::AnyEndpoint endpoint;
+  // The next hop of its family (the other one stays !ok()); !ok(): no route to the backend.
+  nat::NextHop next_hop;
+  nat::NextHop6 next_hop6;
+
+  bool is_v4() const { return endpoint.is_v4(); }
 };
 
 // For the stateless dnat fallback: the service a dnat backend's reply came from.
 struct DnatService {
-  nat::Endpoint4 vip;
+  nat::AnyEndpoint vip;
   bool ambiguous = false;  // the backend serves several dnat listeners: no stateless reply
+};
+
+// What a snapshot holds per address family; `Ip` is std::uint32_t or nat::Ip6.
+template <typename Ip>
+struct FamilyTables {
+  nat::BasicServiceTable<Ip> services;
+  nat::BasicAddressTable<Ip> addresses;
+  nat::BasicRouteTable<Ip> routes;
+  // Key: services.Key(backend address, backend port, proto).
+  nat::FlatMap<DnatService, typename nat::BasicServiceTable<Ip>::KeyType> dnat_services;
+  bool has_dnat = false;
+  std::vector<Ip> vips;  // the VIPs of this family, sorted
 };
 
 struct ConfigSnapshot {
   std::uint64_t generation = 0;
   std::uint32_t workers = 0;
-  nat::ServiceTable services;
-  nat::AddressTable addresses;
-  nat::RouteTable routes;
+  FamilyTables<std::uint32_t> v4;
+  FamilyTables<nat::Ip6> v6;
   std::vector<std::shared_ptr<const ListenerConfig>> listeners;
   std::vector<const ListenerConfig*> listener_by_slot;  // nullptr: no such listener now
   std::vector<BackendConfig> backend_by_slot;
-  // Key: nat::ServiceTable::Key(backend ip, backend port, proto).
-  nat::FlatMap<DnatService> dnat_services;
-  bool has_dnat = false;
-  std::vector<std::uint32_t> vips;  // IPv4 VIPs of every LB, sorted
+
+  // The tables of a family by its address type.
+  template <typename Ip>
+  const FamilyTables<Ip>& tables() const {
+    if constexpr (std::is_same_v<Ip, nat::Ip6>) {
+      return v6;
+    } else {
+      return v4;
+    }
+  }
 
   const ListenerConfig* listener(std::uint32_t slot) const {
     return slot < listener_by_slot.size() ? listener_by_slot[slot] : nullptr;
@@ -164,8 +188,9 @@ struct ConfigSnapshot {
   }
 };
 
-// Packs an IPv4 endpoint into a map key.
-constexpr std::uint64_t EndpointKey(nat::Endpoint4 e) { return std::uint64_t{e.ip} << 16 | e.port; }
+// A control-plane address (IPv6 only) or endpoint (either family) as the data plane holds it.
+nat::Ip6 Ip6Of(const IpAddress& addr);
+nat::AnyEndpoint AnyEndpointOf(const Endpoint& endpoint);
 
 struct SlotState {
   static constexpr std::uint32_t kDefaultListenerSlots =
@@ -179,8 +204,8 @@ struct SlotState {
   // Key: listener id and mode ("lsn-0a1b2c3d/fnat"): a mode change is a new listener, whose
   // connections start afresh (the owner core of a connection depends on the mode).
   SlotAllocator<std::string> listeners;
-  // Key: (listener slot, EndpointKey(backend)).
-  SlotAllocator<std::pair<std::uint32_t, std::uint64_t>> backends;
+  // Key: (listener slot, backend).
+  SlotAllocator<std::pair<std::uint32_t, nat::AnyEndpoint>> backends;
 };
 
 struct CompileOptions {
@@ -195,7 +220,7 @@ struct CompileResult {
   // Connections must be swept: slots were retired, or backends died since `previous`.
   bool needs_sweep = false;
   std::size_t compiled_listeners = 0;  // listeners compiled anew (the others are shared)
-  std::vector<std::string> warnings;   // things the data plane ignores (IPv6 listeners, ...)
+  std::vector<std::string> warnings;   // things the data plane ignores
 };
 
 // The model's listener options as a BackendSet scheduler.

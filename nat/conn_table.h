@@ -138,6 +138,24 @@ struct alignas(64) ConnEntry6 {
 };
 static_assert(sizeof(ConnEntry6) == 128);
 
+constexpr ConnEntry6 MakeFnatEntry(std::uint8_t proto, Endpoint6 client, Endpoint6 vip,
+                                   Endpoint6 local, Endpoint6 backend) {
+  ConnEntry6 e;
+  e.from_client = FlowKey6{client.ip, vip.ip, client.port, vip.port, proto};
+  e.from_backend = FlowKey6{backend.ip, local.ip, backend.port, local.port, proto};
+  e.mode = NatMode::kFnat;
+  return e;
+}
+
+constexpr ConnEntry6 MakeDnatEntry(std::uint8_t proto, Endpoint6 client, Endpoint6 vip,
+                                   Endpoint6 backend) {
+  ConnEntry6 e;
+  e.from_client = FlowKey6{client.ip, vip.ip, client.port, vip.port, proto};
+  e.from_backend = FlowKey6{backend.ip, client.ip, backend.port, client.port, proto};
+  e.mode = NatMode::kDnat;
+  return e;
+}
+
 struct ConnHash {
   std::uint32_t bucket = 0;  // primary bucket
   std::uint32_t tag = 0;     // never 0 (0 marks an empty slot)

@@ -42,6 +42,7 @@ static_assert(sizeof(FlowKey) == 16);
 struct Ip6 {
   std::uint64_t hi = 0;
   std::uint64_t lo = 0;
+  friend auto operator<=>(const Ip6&, const Ip6&) = default;
   friend bool operator==(const Ip6&, const Ip6&) = default;
 };
 
@@ -104,5 +105,27 @@ struct Endpoint6 {
 
 inline constexpr Endpoint6 SrcOf(const FlowKey6& key) { return {key.src_ip, key.src_port}; }
 inline constexpr Endpoint6 DstOf(const FlowKey6& key) { return {key.dst_ip, key.dst_port}; }
+
+// The IPv4-mapped IPv6 address of an IPv4 address (::ffff:a.b.c.d, RFC 4291 section 2.5.5.2).
+constexpr Ip6 MappedIp6(std::uint32_t ip) { return {0, 0xffff00000000ULL | ip}; }
+constexpr bool IsMappedIp4(const Ip6& ip) { return ip.hi == 0 && (ip.lo >> 32) == 0xffff; }
+
+// An endpoint of either family where both meet (a backend set's members): an IPv4 endpoint is
+// held as its IPv4-mapped address, so endpoints order and compare as one type.
+struct AnyEndpoint {
+  Ip6 ip;
+  std::uint16_t port = 0;
+
+  constexpr AnyEndpoint() = default;
+  constexpr AnyEndpoint(Endpoint4 e) : ip(MappedIp6(e.ip)), port(e.port) {}  // NOLINT: implicit
+  constexpr AnyEndpoint(Endpoint6 e) : ip(e.ip), port(e.port) {}             // NOLINT: implicit
+
+  constexpr bool is_v4() const { return IsMappedIp4(ip); }
+  constexpr Endpoint4 v4() const { return {static_cast<std::uint32_t>(ip.lo), port}; }
+  constexpr Endpoint6 v6() const { return {ip, port}; }
+
+  friend auto operator<=>(const AnyEndpoint&, const AnyEndpoint&) = default;
+  friend bool operator==(const AnyEndpoint&, const AnyEndpoint&) = default;
+};
 
 }  // namespace fulcrum::nat

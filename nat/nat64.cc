@@ -26,8 +26,8 @@ Translated TranslateToIpv4(std::span<std::uint8_t> frame, const ParsedPacket6& p
   std::uint8_t* l4 = frame.data() + p.l4_offset;
   const std::size_t l4_len = p.payload_end - p.l4_offset;
   ChecksumDelta delta;
-  AddIp6(delta, p.src, {});
-  AddIp6(delta, p.dst, {});
+  AddIp6(delta, p.src_ip, {});
+  AddIp6(delta, p.dst_ip, {});
   delta.Add32(0, src.ip);
   delta.Add32(0, dst.ip);
   delta.Add16(p.src_port, src.port);

@@ -54,7 +54,7 @@ std::size_t BuildNdp(std::span<std::uint8_t> out, const MacAddress& eth_dst,
 
 std::optional<NeighborMessage> ParseNeighbor(std::span<const std::uint8_t> frame,
                                              const ParsedPacket6& p) {
-  if (p.kind != Packet6Kind::kNeighbor || p.icmp_code != 0 ||
+  if (p.kind != PacketKind::kNeighbor || p.icmp_code != 0 ||
       p.l4_offset + kNdpMessageLen > p.payload_end || p.payload_end > frame.size()) {
     return std::nullopt;
   }
@@ -67,8 +67,8 @@ std::optional<NeighborMessage> ParseNeighbor(std::span<const std::uint8_t> frame
   }
   NeighborMessage m;
   m.type = p.icmp_type;
-  m.source = p.src;
-  m.destination = p.dst;
+  m.source = p.src_ip;
+  m.destination = p.dst_ip;
   m.target = LoadIp6(icmp + 8);
   m.router = (icmp[4] & kFlagRouter) != 0;
   m.solicited = (icmp[4] & kFlagSolicited) != 0;

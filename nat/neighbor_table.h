@@ -31,6 +31,7 @@
 #include "common/status.h"
 #include "nat/arp.h"
 #include "nat/flat_map.h"
+#include "nat/service_table.h"
 
 namespace fulcrum::nat {
 
@@ -39,21 +40,28 @@ struct Neighbor {
   std::uint8_t port = 0;  // port index the neighbour was learnt on
 };
 
-// What workers read: IPv4 address -> MAC, immutable.
-class NeighborMap {
+// What workers read: address -> MAC, immutable; one map per family (NeighborMap for IPv4,
+// NeighborMap6 for IPv6), keyed as the address tables are (nat::AddressKey).
+template <typename Ip>
+class BasicNeighborMap {
  public:
-  NeighborMap() = default;
-  explicit NeighborMap(FlatMap<Neighbor> map) : map_(std::move(map)) {}
+  using KeyType = decltype(AddressKey(Ip{}));
 
-  const Neighbor* Find(std::uint32_t ip) const { return map_.Find(Key(ip)); }
-  void Prefetch(std::uint32_t ip) const { map_.Prefetch(Key(ip)); }
+  BasicNeighborMap() = default;
+  explicit BasicNeighborMap(FlatMap<Neighbor, KeyType> map) : map_(std::move(map)) {}
+
+  const Neighbor* Find(const Ip& ip) const { return map_.Find(Key(ip)); }
+  void Prefetch(const Ip& ip) const { map_.Prefetch(Key(ip)); }
   std::size_t size() const { return map_.size(); }
 
-  static constexpr std::uint64_t Key(std::uint32_t ip) { return std::uint64_t{1} << 32 | ip; }
+  static constexpr KeyType Key(const Ip& ip) { return AddressKey(ip); }
 
  private:
-  FlatMap<Neighbor> map_;
+  FlatMap<Neighbor, KeyType> map_;
 };
+
+using NeighborMap = BasicNeighborMap<std::uint32_t>;
+using NeighborMap6 = BasicNeighborMap<Ip6>;
 
 enum class NeighborState : std::uint8_t { kIncomplete, kReachable, kStale };
 std::string_view NeighborStateName(NeighborState state);

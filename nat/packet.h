@@ -73,13 +73,15 @@ inline constexpr std::uint8_t kIcmpCodeFragNeeded = 4;  // with kIcmpDestUnreach
 inline constexpr std::uint16_t kArpRequest = 1;
 inline constexpr std::uint16_t kArpReply = 2;
 
+// What a packet of either family is (nat::Parse for IPv4 and ARP, nat::ParseIpv6 for IPv6).
 enum class PacketKind : std::uint8_t {
   kDrop,       // see ParsedPacket::drop
   kArp,        // Ethernet/IPv4 ARP
-  kTcp,        // IPv4 TCP, first fragment only
-  kUdp,        // IPv4 UDP
-  kIcmpEcho,   // IPv4 ICMP echo request or reply
-  kIcmpError,  // IPv4 ICMP destination unreachable, time exceeded, parameter problem
+  kTcp,        // TCP; IPv4: first fragment only, IPv6: unfragmented
+  kUdp,        // UDP; IPv6: with a checksum
+  kIcmpEcho,   // ICMP or ICMPv6 echo request or reply
+  kIcmpError,  // destination unreachable, (IPv6) packet too big, time exceeded, parameter problem
+  kNeighbor,   // ICMPv6 neighbour solicitation or advertisement, hop limit 255
 };
 
 // The IPv4 packet quoted by an ICMP error (RFC 792: its IP header and at least the first 8

@@ -110,7 +110,7 @@ bool Icmpv6ChecksumOk(std::span<const std::uint8_t> frame, std::size_t l3, std::
 }
 
 void SetDrop(ParsedPacket6& p, DropReason reason) {
-  p.kind = Packet6Kind::kDrop;
+  p.kind = PacketKind::kDrop;
   p.drop = reason;
 }
 
@@ -139,11 +139,11 @@ void ParseQuote(std::span<const std::uint8_t> frame, std::size_t offset, std::si
   q.l4_offset = static_cast<std::uint16_t>(chain.offset);
   q.l4_len = static_cast<std::uint16_t>(end - chain.offset);
   q.proto = chain.proto;
-  q.src = LoadIp6(ip + 8);
-  q.dst = LoadIp6(ip + 24);
+  q.src_ip = LoadIp6(ip + 8);
+  q.dst_ip = LoadIp6(ip + 24);
   q.src_port = LoadBe16(frame.data() + chain.offset);
   q.dst_port = LoadBe16(frame.data() + chain.offset + 2);
-  p.kind = Packet6Kind::kIcmpError;
+  p.kind = PacketKind::kIcmpError;
 }
 
 void ParseIcmpv6(std::span<const std::uint8_t> frame, std::size_t end, ParsedPacket6& p) {
@@ -158,14 +158,14 @@ void ParseIcmpv6(std::span<const std::uint8_t> frame, std::size_t end, ParsedPac
   switch (p.icmp_type) {
     case kIcmpv6EchoRequest:
     case kIcmpv6EchoReply:
-      p.kind = Packet6Kind::kIcmpEcho;
+      p.kind = PacketKind::kIcmpEcho;
       return;
     case kIcmpv6NeighborSolicitation:
     case kIcmpv6NeighborAdvertisement:
       if (p.hop_limit != 255) {
         return SetDrop(p, DropReason::kBadHeader);
       }
-      p.kind = Packet6Kind::kNeighbor;
+      p.kind = PacketKind::kNeighbor;
       return;
     case kIcmpv6DestUnreachable:
     case kIcmpv6PacketTooBig:
@@ -203,8 +203,8 @@ ParsedPacket6 ParseIpv6(std::span<const std::uint8_t> frame, std::size_t l3) {
   }
   p.payload_end = static_cast<std::uint16_t>(end);
   p.hop_limit = ip[7];
-  p.src = LoadIp6(ip + 8);
-  p.dst = LoadIp6(ip + 24);
+  p.src_ip = LoadIp6(ip + 8);
+  p.dst_ip = LoadIp6(ip + 24);
   const ChainEnd chain = WalkChain(frame.data(), ip[6], l3 + kIpv6HeaderLen, end, false);
   p.ext_headers = chain.headers;
   if (chain.drop != DropReason::kNone) {
@@ -231,7 +231,7 @@ ParsedPacket6 ParseIpv6(std::span<const std::uint8_t> frame, std::size_t l3) {
       p.tcp_flags = l4[13];
       p.payload_offset = static_cast<std::uint16_t>(chain.offset + data_offset);
       p.payload_len = static_cast<std::uint16_t>(l4_len - data_offset);
-      p.kind = Packet6Kind::kTcp;
+      p.kind = PacketKind::kTcp;
       break;
     }
     case kIpProtoUdp: {
@@ -252,15 +252,15 @@ ParsedPacket6 ParseIpv6(std::span<const std::uint8_t> frame, std::size_t l3) {
       p.dst_port = LoadBe16(l4 + 2);
       p.payload_offset = static_cast<std::uint16_t>(chain.offset + kUdpHeaderLen);
       p.payload_len = static_cast<std::uint16_t>(udp_len - kUdpHeaderLen);
-      p.kind = Packet6Kind::kUdp;
+      p.kind = PacketKind::kUdp;
       break;
     }
     default:
       ParseIcmpv6(frame, end, p);
       break;
   }
-  const bool forwarded = p.kind == Packet6Kind::kTcp || p.kind == Packet6Kind::kUdp ||
-                         p.kind == Packet6Kind::kIcmpError;
+  const bool forwarded =
+      p.kind == PacketKind::kTcp || p.kind == PacketKind::kUdp || p.kind == PacketKind::kIcmpError;
   if (forwarded && p.hop_limit <= 1) {
     SetDrop(p, DropReason::kTtlExceeded);
   }

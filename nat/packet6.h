@@ -37,6 +37,7 @@
 #include "nat/checksum.h"
 #include "nat/drop_reasons.h"
 #include "nat/flow_key.h"
+#include "nat/packet.h"
 
 namespace fulcrum::nat {
 
@@ -74,15 +75,6 @@ inline void StoreIp6(std::uint8_t* p, const Ip6& ip) {
   StoreBe32(p + 12, static_cast<std::uint32_t>(ip.lo));
 }
 
-enum class Packet6Kind : std::uint8_t {
-  kDrop,       // see ParsedPacket6::drop
-  kTcp,        // TCP, unfragmented
-  kUdp,        // UDP, unfragmented, with a checksum
-  kIcmpEcho,   // ICMPv6 echo request or reply
-  kIcmpError,  // ICMPv6 destination unreachable, packet too big, time exceeded, parameter problem
-  kNeighbor,   // ICMPv6 neighbour solicitation or advertisement, hop limit 255
-};
-
 // The packet an ICMPv6 error quotes: its IPv6 header and at least the first 8 bytes of its TCP
 // or UDP header, which hold the ports.
 struct Icmp6Quote {
@@ -90,22 +82,22 @@ struct Icmp6Quote {
   std::uint16_t l4_offset = 0;  // of the quoted TCP/UDP header, in the frame
   std::uint16_t l4_len = 0;     // quoted L4 bytes present in the frame (>= 8)
   std::uint8_t proto = 0;
-  Ip6 src;
-  Ip6 dst;
+  Ip6 src_ip;
+  Ip6 dst_ip;
   std::uint16_t src_port = 0;
   std::uint16_t dst_port = 0;
 };
 
 struct ParsedPacket6 {
-  Packet6Kind kind = Packet6Kind::kDrop;
+  PacketKind kind = PacketKind::kDrop;
   DropReason drop = DropReason::kNone;  // set when kind == kDrop
   std::uint8_t hop_limit = 0;
   std::uint8_t proto = 0;         // the upper-layer protocol, after the extension headers
   std::uint8_t ext_headers = 0;   // extension headers walked
   std::uint16_t l3_offset = 0;    // of the IPv6 header
   std::uint16_t payload_end = 0;  // l3_offset + 40 + the IPv6 payload length
-  Ip6 src;
-  Ip6 dst;
+  Ip6 src_ip;
+  Ip6 dst_ip;
 
   std::uint16_t l4_offset = 0;
   std::uint16_t src_port = 0;  // TCP/UDP
@@ -118,7 +110,7 @@ struct ParsedPacket6 {
 
   Icmp6Quote quote;  // kIcmpError only
 
-  bool ok() const { return kind != Packet6Kind::kDrop; }
+  bool ok() const { return kind != PacketKind::kDrop; }
 };
 
 // The unfolded sum of the pseudo-header (RFC 8200 section 8.1) of the IPv6 header at `ip`, for
@@ -127,6 +119,11 @@ struct ParsedPacket6 {
 inline std::uint64_t Ipv6PseudoHeaderSum(const std::uint8_t* ip, std::size_t length,
                                          std::uint8_t proto) {
   return ChecksumAdd({ip + 8, 32}) + (length >> 16) + (length & 0xffff) + proto;
+}
+
+// The 5-tuple of a TCP or UDP packet as received.
+constexpr FlowKey6 FlowKeyOf(const ParsedPacket6& p) {
+  return FlowKey6{p.src_ip, p.dst_ip, p.src_port, p.dst_port, p.proto};
 }
 
 // Parses the IPv6 packet at offset `l3` of `frame`.

@@ -16,6 +16,7 @@
 
 #include "nat/bytes.h"
 #include "nat/checksum.h"
+#include "nat/conn_table.h"
 #include "nat/packet.h"
 #include "nat/packet6.h"
 
@@ -38,8 +39,8 @@ inline void RewriteIpv6(std::span<std::uint8_t> frame, const ParsedPacket6& p, c
   std::uint8_t* ip = frame.data() + p.l3_offset;
   std::uint8_t* l4 = frame.data() + p.l4_offset;
   ChecksumDelta delta;
-  AddIp6(delta, p.src, src.ip);
-  AddIp6(delta, p.dst, dst.ip);
+  AddIp6(delta, p.src_ip, src.ip);
+  AddIp6(delta, p.dst_ip, dst.ip);
   delta.Add16(p.src_port, src.port);
   delta.Add16(p.dst_port, dst.port);
   ip[7] = static_cast<std::uint8_t>(p.hop_limit - 1);
@@ -50,6 +51,25 @@ inline void RewriteIpv6(std::span<std::uint8_t> frame, const ParsedPacket6& p, c
   std::uint8_t* checksum = l4 + (p.proto == kIpProtoTcp ? kTcpChecksumOffset : kUdpChecksumOffset);
   StoreBe16(checksum, p.proto == kIpProtoTcp ? delta.Apply(LoadBe16(checksum))
                                              : delta.ApplyUdp(LoadBe16(checksum)));
+}
+
+inline void RewriteToBackend(std::span<std::uint8_t> frame, const ParsedPacket6& p,
+                             const ConnEntry6& conn) {
+  RewriteIpv6(frame, p, DstOf(conn.from_backend), SrcOf(conn.from_backend));
+}
+
+inline void RewriteToClient(std::span<std::uint8_t> frame, const ParsedPacket6& p,
+                            const ConnEntry6& conn) {
+  RewriteIpv6(frame, p, DstOf(conn.from_client), SrcOf(conn.from_client));
+}
+
+inline void RewriteForConn(std::span<std::uint8_t> frame, const ParsedPacket6& p,
+                           const ConnEntry6& conn, FlowDir from) {
+  if (from == FlowDir::kFromClient) {
+    RewriteToBackend(frame, p, conn);
+  } else {
+    RewriteToClient(frame, p, conn);
+  }
 }
 
 }  // namespace fulcrum::nat

@@ -6,6 +6,8 @@
 #include <numeric>
 #include <queue>
 
+#include <arpa/inet.h>
+
 #include <fmt/format.h>
 
 namespace fulcrum::nat {
@@ -16,14 +18,35 @@ constexpr std::array<std::string_view, 5> kSchedulerNames = {"wrr", "rr", "wlc",
 // Knuth's multiplicative constant: spreads the workers' start positions over a schedule.
 constexpr std::uint64_t kStaggerMultiplier = 2654435761ULL;
 
-// "198.18.1.11:80"
-std::string ToString(Endpoint4 endpoint) {
-  return fmt::format("{}.{}.{}.{}:{}", endpoint.ip >> 24, (endpoint.ip >> 16) & 0xff,
-                     (endpoint.ip >> 8) & 0xff, endpoint.ip & 0xff, endpoint.port);
+// "198.18.1.11:80", "[2001:db8:1::11]:80"
+std::string ToString(AnyEndpoint endpoint) {
+  if (endpoint.is_v4()) {
+    const std::uint32_t ip = endpoint.v4().ip;
+    return fmt::format("{}.{}.{}.{}:{}", ip >> 24, (ip >> 16) & 0xff, (ip >> 8) & 0xff, ip & 0xff,
+                       endpoint.port);
+  }
+  std::array<std::uint8_t, 16> bytes;
+  for (std::size_t i = 0; i < 8; ++i) {
+    bytes[i] = static_cast<std::uint8_t>(endpoint.ip.hi >> (56 - 8 * i));
+    bytes[8 + i] = static_cast<std::uint8_t>(endpoint.ip.lo >> (56 - 8 * i));
+  }
+  std::array<char, INET6_ADDRSTRLEN> text{};
+  inet_ntop(AF_INET6, bytes.data(), text.data(), text.size());
+  return fmt::format("[{}]:{}", text.data(), endpoint.port);
 }
 
-// Backends sort by address, then port: the order of indices and of Maglev turns.
-bool EndpointLess(Endpoint4 a, Endpoint4 b) { return a.ip != b.ip ? a.ip < b.ip : a.port < b.port; }
+// Backends sort by address (IPv4 first, as IPv4-mapped addresses), then port: the order of
+// indices and of Maglev turns.
+bool EndpointLess(const AnyEndpoint& a, const AnyEndpoint& b) { return a < b; }
+
+// A backend's name in the Maglev permutations: for IPv4 the address and port as one number, as
+// before IPv6 existed (tables must agree across nodes and versions); IPv6 folds its halves.
+std::uint64_t MaglevKey(const AnyEndpoint& e) {
+  if (e.is_v4()) {
+    return std::uint64_t{e.v4().ip} << 16 | e.port;
+  }
+  return Mix64(e.ip.hi ^ Mix64(e.ip.lo)) ^ e.port;
+}
 
 Status ValidateSpecs(std::span<const BackendSpec> specs) {
   if (specs.size() > BackendSet::kMaxBackends) {
@@ -138,8 +161,7 @@ Status BackendSet::BuildMaglev(std::uint32_t size) {
   std::vector<MaglevBackend> input;
   input.reserve(backends_.size());
   for (const Backend& b : backends_) {
-    const std::uint64_t key = (std::uint64_t{b.endpoint.ip} << 16) | b.endpoint.port;
-    input.push_back(MaglevBackend{key, b.eligible ? b.weight : 0});
+    input.push_back(MaglevBackend{MaglevKey(b.endpoint), b.eligible ? b.weight : 0});
   }
   Result<MaglevTable> table = MaglevTable::Build(input, size);
   if (!table.ok()) {
@@ -175,10 +197,10 @@ void BackendSet::BuildWrrSequence() {
   }
 }
 
-std::optional<std::uint16_t> BackendSet::Find(Endpoint4 endpoint) const {
-  auto it =
-      std::lower_bound(backends_.begin(), backends_.end(), endpoint,
-                       [](const Backend& b, Endpoint4 e) { return EndpointLess(b.endpoint, e); });
+std::optional<std::uint16_t> BackendSet::Find(AnyEndpoint endpoint) const {
+  auto it = std::lower_bound(
+      backends_.begin(), backends_.end(), endpoint,
+      [](const Backend& b, const AnyEndpoint& e) { return EndpointLess(b.endpoint, e); });
   if (it == backends_.end() || it->endpoint != endpoint) {
     return std::nullopt;
   }
@@ -217,7 +239,8 @@ SchedulerState SchedulerState::Create(const BackendSet& set, std::uint32_t worke
   return state;
 }
 
-std::uint16_t SchedulerState::Pick(const FlowKey& flow) {
+template <class Key>
+std::uint16_t SchedulerState::PickFor(const Key& flow) {
   if (set_ == nullptr || !set_->has_eligible()) {
     return kNoBackend;
   }
@@ -235,6 +258,8 @@ std::uint16_t SchedulerState::Pick(const FlowKey& flow) {
   }
   return kNoBackend;
 }
+template std::uint16_t SchedulerState::PickFor(const FlowKey& flow);
+template std::uint16_t SchedulerState::PickFor(const FlowKey6& flow);
 
 // nginx's smooth weighted round robin (ngx_http_upstream_get_peer): every backend gains its
 // weight, the largest current weight wins (first on ties) and pays back the total.

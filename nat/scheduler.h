@@ -67,14 +67,14 @@ inline constexpr std::uint16_t kNoBackend = 0xffff;
 
 // One backend of a group, as the control thread hands it over.
 struct BackendSpec {
-  Endpoint4 endpoint;
+  AnyEndpoint endpoint;  // either family
   std::uint32_t weight = 10;
   Health health = Health::kUnknown;
   friend bool operator==(const BackendSpec&, const BackendSpec&) = default;
 };
 
 struct Backend {
-  Endpoint4 endpoint;
+  AnyEndpoint endpoint;
   std::uint32_t weight = 0;
   Health health = Health::kUnknown;
   // Takes new connections in this set (weight > 0 and up, or fail-open).
@@ -118,7 +118,7 @@ class BackendSet {
   std::span<const std::uint16_t> wrr_sequence() const { return wrr_sequence_; }
 
   // Index of `endpoint` in backends(), by binary search.
-  std::optional<std::uint16_t> Find(Endpoint4 endpoint) const;
+  std::optional<std::uint16_t> Find(AnyEndpoint endpoint) const;
 
   // The stateless choice for a flow hash: the Maglev table's entry; kNoBackend when none. Every
   // packet of a flow maps to the same backend without state (the connection-table-full path).
@@ -126,7 +126,8 @@ class BackendSet {
     return has_eligible() ? maglev_.Lookup(flow_hash) : kNoBackend;
   }
   // LookupStateless with this scheduler's hash: the client address for sh, else the 5-tuple.
-  std::uint16_t PickStateless(const FlowKey& flow) const {
+  template <class Key>  // FlowKey or FlowKey6
+  std::uint16_t PickStateless(const Key& flow) const {
     return LookupStateless(scheduler_ == SchedulerKind::kSh ? HashClient(flow.src_ip)
                                                             : HashFlow(flow));
   }
@@ -164,7 +165,8 @@ class SchedulerState {
   // Worker: chooses a backend for a new connection and counts it active on this core. Returns
   // an index into set().backends(), or kNoBackend. Every pick that does not end in a connection
   // (e.g. no local port left) and every connection that ends is reported to OnConnectionClosed.
-  std::uint16_t Pick(const FlowKey& flow);
+  std::uint16_t Pick(const FlowKey& flow) { return PickFor(flow); }
+  std::uint16_t Pick(const FlowKey6& flow) { return PickFor(flow); }
   // Worker: a connection this core counted on `backend` (an index into set().backends()) ended.
   void OnConnectionClosed(std::uint16_t backend);
   // Worker, when it adopts a new snapshot: carries this core's active counts over from the state
@@ -175,6 +177,8 @@ class SchedulerState {
   const BackendSet* set() const { return set_; }
 
  private:
+  template <class Key>
+  std::uint16_t PickFor(const Key& flow);
   std::uint16_t PickWrrDirect();
   std::uint16_t PickWrrSequence();
   std::uint16_t PickRr();

@@ -37,11 +37,14 @@ void InstallSignalHandlers() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-// Addresses lbd owns: no VIP may take one of them.
+// Addresses lbd owns, of both families: no VIP or backend may take one of them.
 std::vector<IpAddress> OwnAddresses(const DaemonConfig& config) {
   std::vector<IpAddress> addresses;
   for (const PortConfig& port : config.ports) {
     addresses.push_back(port.address.addr());
+    if (port.address6.has_value()) {
+      addresses.push_back(port.address6->addr());
+    }
     addresses.insert(addresses.end(), port.local_addresses.begin(), port.local_addresses.end());
   }
   return addresses;

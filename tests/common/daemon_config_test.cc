@@ -50,6 +50,45 @@ json MinimalConfig() {
 
 Result<DaemonConfig> ParseJson(const json& config) { return DaemonConfig::Parse(config.dump()); }
 
+// The test bed with both families on both ports.
+json DualFamilyConfig() {
+  json config = TestbedConfig();
+  config["ports"][0]["address6"] = "2001:db8::1/64";
+  config["ports"][1]["address6"] = "2001:db8:1::1/64";
+  return config;
+}
+
+// Parses `config` and returns the error message; fails the test when parsing succeeds or the
+// code differs.
+std::string ErrorOf(const json& config, ErrorCode code = ErrorCode::kInvalidParameter) {
+  Result<DaemonConfig> parsed = ParseJson(config);
+  EXPECT_FALSE(parsed.ok()) << config.dump() << " was accepted";
+  EXPECT_EQ(parsed.status().code(), code) << parsed.status().ToString();
+  return parsed.status().message();
+}
+
+// DualFamilyConfig with ports[index] merge-patched by `patch`.
+std::string DualFamilyPortError(int index, const std::string& patch) {
+  json config = DualFamilyConfig();
+  config["ports"][index].merge_patch(json::parse(patch));
+  return ErrorOf(config);
+}
+
+// DualFamilyConfig with `routes` replaced.
+std::string DualFamilyRoutesError(const std::string& routes) {
+  json config = DualFamilyConfig();
+  config["routes"] = json::parse(routes);
+  return ErrorOf(config);
+}
+
+std::vector<std::string> Texts(const std::vector<IpAddress>& addresses) {
+  std::vector<std::string> texts;
+  for (const IpAddress& addr : addresses) {
+    texts.push_back(addr.ToString());
+  }
+  return texts;
+}
+
 // Applies `patch` (RFC 7386 merge patch: null deletes a key) to the test bed config and
 // returns the parse error message; fails the test when parsing succeeds.
 std::string ErrorAfterPatch(const std::string& patch,
@@ -216,7 +255,7 @@ TEST(DaemonConfigTest, RejectsWrongTypes) {
   EXPECT_THAT(ErrorAfterPortPatch(0, R"({"address": 5})"),
               HasSubstr("ports[0].address: expected an IPv4 prefix string"));
   EXPECT_THAT(ErrorAfterPortPatch(1, R"({"local_addresses": [7]})"),
-              HasSubstr("ports[1].local_addresses[0]: expected an IPv4 address or range"));
+              HasSubstr("ports[1].local_addresses[0]: expected an IPv4 or IPv6 address or range"));
   EXPECT_THAT(ErrorAfterPatch(R"({"routes": {}})"), HasSubstr("routes: expected an array"));
 }
 
@@ -304,7 +343,7 @@ TEST(DaemonConfigTest, RejectsBadLocalAddressesAndGateway) {
   EXPECT_THAT(ErrorAfterPortPatch(1, R"({"local_addresses": ["198.18.1.5-198.18.1.2"]})"),
               HasSubstr("ends before it starts"));
   EXPECT_THAT(ErrorAfterPortPatch(1, R"({"local_addresses": ["198.18.1.2-x"]})"),
-              HasSubstr("is not an IPv4 address or range"));
+              HasSubstr("is not an IPv4 or IPv6 address or range"));
   EXPECT_THAT(ErrorAfterPortPatch(1, R"({"address": "198.18.0.1/16", "local_addresses":
                                           ["198.18.2.0-198.18.3.255"], "gateway": null})"),
               HasSubstr("more than 256 local addresses"));
@@ -333,6 +372,187 @@ TEST(DaemonConfigTest, RejectsBadRoutes) {
   EXPECT_THAT(ErrorAfterPatch(R"({"routes": [{"prefix": "198.18.2.0/24", "via": "198.18.1.9"},
                                             {"prefix": "198.18.2.0/24", "via": "198.18.1.8"}]})"),
               HasSubstr("routes[1].prefix: 198.18.2.0/24 is already routes[0]"));
+}
+
+TEST(DaemonConfigTest, AcceptsDualFamilyPorts) {
+  json config = DualFamilyConfig();
+  config["ports"][1]["gateway6"] = "2001:db8:1::fe";
+  // IPv4 and IPv6 entries in one array, in file order; the last range carries over two
+  // 16-bit groups.
+  config["ports"][1]["local_addresses"] = {"198.18.1.2-198.18.1.3", "2001:db8:1::a",
+                                           "2001:db8:1::ffff:fffe-2001:db8:1::1:0:1"};
+  Result<DaemonConfig> parsed = ParseJson(config);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+
+  const PortConfig& client = parsed->ports[0];
+  ASSERT_TRUE(client.address6.has_value());
+  EXPECT_EQ(client.address6->ToString(), "2001:db8::1/64");
+  EXPECT_FALSE(client.gateway6.has_value());
+
+  const PortConfig& backend = parsed->ports[1];
+  EXPECT_EQ(backend.address.ToString(), "198.18.1.1/24");
+  ASSERT_TRUE(backend.address6.has_value());
+  EXPECT_EQ(backend.address6->ToString(), "2001:db8:1::1/64");
+  ASSERT_TRUE(backend.gateway.has_value());
+  EXPECT_EQ(backend.gateway->ToString(), "198.18.1.254");
+  ASSERT_TRUE(backend.gateway6.has_value());
+  EXPECT_EQ(backend.gateway6->ToString(), "2001:db8:1::fe");
+  EXPECT_THAT(Texts(backend.local_addresses),
+              ElementsAre("198.18.1.2", "198.18.1.3", "2001:db8:1::a", "2001:db8:1::ffff:fffe",
+                          "2001:db8:1::ffff:ffff", "2001:db8:1::1:0:0", "2001:db8:1::1:0:1"));
+}
+
+TEST(DaemonConfigTest, AddressSixIsOptionalAndPointToPointMayEndInZero) {
+  Result<DaemonConfig> parsed = ParseJson(TestbedConfig());
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_FALSE(parsed->ports[0].address6.has_value());
+  EXPECT_FALSE(parsed->ports[1].gateway6.has_value());
+
+  json config = DualFamilyConfig();
+  config["ports"][0]["address6"] = "2001:db8::/127";
+  config["ports"][1]["address6"] = "2001:db8:1::/128";
+  parsed = ParseJson(config);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->ports[0].address6->ToString(), "2001:db8::/127");
+}
+
+TEST(DaemonConfigTest, ParsesIpv6RoutesAndResolvesTheirPort) {
+  json config = DualFamilyConfig();
+  config["routes"] = json::parse(R"([
+    {"prefix": "198.18.64.0/18", "via": "198.18.1.254"},
+    {"prefix": "2001:db8:99::/48", "via": "2001:db8:1::fe"},
+    {"prefix": "2001:db8:aa::/48", "via": "2001:db8::9", "port": "client"},
+    {"prefix": "::/0", "via": "2001:db8::fe"}
+  ])");
+  Result<DaemonConfig> parsed = ParseJson(config);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const std::vector<RouteConfig>& routes = parsed->routes;
+  ASSERT_EQ(routes.size(), 4u);
+  EXPECT_EQ(routes[0].port, "backend");
+  EXPECT_EQ(routes[1].prefix.ToString(), "2001:db8:99::/48");
+  EXPECT_EQ(routes[1].via.ToString(), "2001:db8:1::fe");
+  EXPECT_EQ(routes[1].port, "backend");  // the port whose address6 subnet holds via
+  EXPECT_EQ(routes[2].port, "client");
+  EXPECT_EQ(routes[3].prefix.ToString(), "::/0");
+  EXPECT_EQ(routes[3].port, "client");
+}
+
+TEST(DaemonConfigTest, RejectsBadAddressSix) {
+  EXPECT_EQ(DualFamilyPortError(1, R"({"address6": "198.18.5.1/24"})"),
+            "ports[1].address6: \"198.18.5.1/24\" is not an IPv6 prefix");
+  EXPECT_EQ(DualFamilyPortError(1, R"({"address6": "2001:db8:1::1/129"})"),
+            "ports[1].address6: \"2001:db8:1::1/129\" is not an IPv6 prefix");
+  EXPECT_EQ(DualFamilyPortError(1, R"({"address6": "2001:db8:1::1"})"),
+            "ports[1].address6: \"2001:db8:1::1\" is not an IPv6 prefix");
+  EXPECT_THAT(DualFamilyPortError(1, R"({"address6": 6})"),
+              HasSubstr("ports[1].address6: expected an IPv6 prefix string"));
+  EXPECT_THAT(DualFamilyPortError(1, R"({"address6": "2001:db8:1::/64"})"),
+              HasSubstr("ports[1].address6: \"2001:db8:1::/64\" is not a host address"));
+  EXPECT_THAT(DualFamilyPortError(1, R"({"address6": "::/0"})"),
+              HasSubstr("ports[1].address6: \"::/0\" is not a host address"));
+  // address stays IPv4 and required.
+  EXPECT_EQ(DualFamilyPortError(1, R"({"address": "2001:db8:1::1/64"})"),
+            "ports[1].address: \"2001:db8:1::1/64\" is not an IPv4 prefix");
+}
+
+TEST(DaemonConfigTest, RejectsBadGatewaySix) {
+  EXPECT_EQ(ErrorAfterPortPatch(1, R"({"gateway6": "2001:db8:1::fe"})"),
+            "ports[1].gateway6: 2001:db8:1::fe needs ports[1].address6 (the port has no IPv6 "
+            "subnet)");
+  EXPECT_EQ(DualFamilyPortError(1, R"({"gateway6": "2001:db8:2::fe"})"),
+            "ports[1].gateway6: 2001:db8:2::fe is not a neighbour on the port's subnet "
+            "2001:db8:1::/64");
+  EXPECT_THAT(DualFamilyPortError(1, R"({"gateway6": "2001:db8:1::1"})"),
+              HasSubstr("ports[1].gateway6: 2001:db8:1::1 is not a neighbour"));
+  EXPECT_EQ(DualFamilyPortError(1, R"({"gateway6": "198.18.1.254"})"),
+            "ports[1].gateway6: \"198.18.1.254\" is not an IPv6 address");
+  EXPECT_EQ(DualFamilyPortError(1, R"({"gateway": "2001:db8:1::fe"})"),
+            "ports[1].gateway: \"2001:db8:1::fe\" is not an IPv4 address");
+}
+
+TEST(DaemonConfigTest, RejectsBadIpv6LocalAddresses) {
+  EXPECT_EQ(ErrorAfterPortPatch(1, R"({"local_addresses": ["198.18.1.2", "2001:db8:1::2"]})"),
+            "ports[1].local_addresses[1]: 2001:db8:1::2 is an IPv6 address but ports[1].address6 "
+            "is not set (an IPv6 local address needs the port's IPv6 subnet)");
+  EXPECT_EQ(DualFamilyPortError(1, R"({"local_addresses": ["2001:db8:2::2"]})"),
+            "ports[1].local_addresses[0]: 2001:db8:2::2 is outside the port's subnet "
+            "2001:db8:1::/64");
+  EXPECT_EQ(DualFamilyPortError(1, R"({"local_addresses": ["2001:db8:1::1"]})"),
+            "ports[1].local_addresses[0]: 2001:db8:1::1 is the port's own address");
+  EXPECT_EQ(DualFamilyPortError(1, R"({"local_addresses": ["2001:db8:1::0-2001:db8:1::3"]})"),
+            "ports[1].local_addresses[0]: 2001:db8:1::1 is the port's own address");
+  EXPECT_EQ(DualFamilyPortError(1, R"({"local_addresses": ["2001:db8:1::5-2001:db8:1::2"]})"),
+            "ports[1].local_addresses[0]: range \"2001:db8:1::5-2001:db8:1::2\" ends before it "
+            "starts");
+  EXPECT_EQ(DualFamilyPortError(1, R"({"local_addresses": ["198.18.1.2-2001:db8:1::5"]})"),
+            "ports[1].local_addresses[0]: range \"198.18.1.2-2001:db8:1::5\" mixes IPv4 and IPv6");
+  EXPECT_EQ(DualFamilyPortError(1, R"({"local_addresses": ["2001:db8:1::2-198.18.1.5"]})"),
+            "ports[1].local_addresses[0]: range \"2001:db8:1::2-198.18.1.5\" mixes IPv4 and IPv6");
+  EXPECT_THAT(DualFamilyPortError(1, R"({"local_addresses": ["2001:db8:1::2", "2001:db8:1::2"]})"),
+              HasSubstr("ports[1].local_addresses: 2001:db8:1::2 is already used by "
+                        "ports[1].local_addresses"));
+}
+
+TEST(DaemonConfigTest, LimitsLocalAddressesOfBothFamiliesTogether) {
+  // 100 IPv4 + 156 IPv6 = 256: the limit exactly.
+  json config = DualFamilyConfig();
+  config["ports"][1]["local_addresses"] = {"198.18.1.2-198.18.1.101",
+                                           "2001:db8:1::1:0-2001:db8:1::1:9b"};
+  Result<DaemonConfig> parsed = ParseJson(config);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->ports[1].local_addresses.size(), kMaxLocalAddressesPerPort);
+  EXPECT_EQ(parsed->ports[1].local_addresses.back().ToString(), "2001:db8:1::1:9b");
+
+  config["ports"][1]["local_addresses"].push_back("2001:db8:1::2:0");
+  EXPECT_EQ(ErrorOf(config),
+            "ports[1].local_addresses[2]: more than 256 local addresses on one port");
+  // A range far wider than the limit stops at the limit instead of expanding.
+  EXPECT_EQ(DualFamilyPortError(
+                1, R"({"local_addresses": ["2001:db8:1::2-2001:db8:1:0:ffff:ffff:ffff:ffff"]})"),
+            "ports[1].local_addresses[0]: more than 256 local addresses on one port");
+}
+
+TEST(DaemonConfigTest, RejectsIpv6ConflictsBetweenPorts) {
+  EXPECT_EQ(DualFamilyPortError(1, R"({"address6": "2001:db8:0:0:1::1/80"})"),
+            "ports[1].address6: subnet 2001:db8:0:0:1::/80 overlaps port \"client\" "
+            "(2001:db8::1/64)");
+  EXPECT_EQ(DualFamilyPortError(1, R"({"address6": "2001:db8::2/48"})"),
+            "ports[1].address6: subnet 2001:db8::/48 overlaps port \"client\" (2001:db8::1/64)");
+  // One port with address6, the other without: nothing to overlap.
+  json config = DualFamilyConfig();
+  config["ports"][0].erase("address6");
+  EXPECT_TRUE(ParseJson(config).ok());
+}
+
+TEST(DaemonConfigTest, RejectsBadIpv6Routes) {
+  EXPECT_EQ(DualFamilyRoutesError(R"([{"prefix": "2001:db8:99::/48", "via": "198.18.1.9"}])"),
+            "routes[0].via: next hop 198.18.1.9 is not of the same address family as the prefix "
+            "2001:db8:99::/48");
+  EXPECT_EQ(DualFamilyRoutesError(R"([{"prefix": "198.18.2.0/24", "via": "2001:db8:1::9"}])"),
+            "routes[0].via: next hop 2001:db8:1::9 is not of the same address family as the "
+            "prefix 198.18.2.0/24");
+  EXPECT_EQ(DualFamilyRoutesError(R"([{"prefix": "2001:db8:99::/48", "via": "2001:db8:7::1"}])"),
+            "routes[0].via: next hop 2001:db8:7::1 is not a neighbour on any port's address6 "
+            "subnet");
+  EXPECT_EQ(DualFamilyRoutesError(R"([{"prefix": "2001:db8:99::/48", "via": "2001:db8:1::1"}])"),
+            "routes[0].via: next hop 2001:db8:1::1 is not a neighbour on any port's address6 "
+            "subnet");  // the port's own address
+  EXPECT_EQ(DualFamilyRoutesError(
+                R"([{"prefix": "2001:db8:99::/48", "via": "2001:db8:1::9", "port": "client"}])"),
+            "routes[0].via: next hop 2001:db8:1::9 is not a neighbour on port \"client\"");
+  EXPECT_EQ(
+      ErrorAfterPatch(R"({"routes": [{"prefix": "2001:db8:99::/48", "via": "2001:db8::9"}]})"),
+      "routes[0].via: next hop 2001:db8::9 is not a neighbour on any port's address6 subnet");
+  EXPECT_EQ(DualFamilyRoutesError(R"([{"prefix": "2001:db8:99::1/48", "via": "2001:db8:1::9"}])"),
+            "routes[0].prefix: \"2001:db8:99::1/48\" has host bits set (did you mean "
+            "2001:db8:99::/48?)");
+  EXPECT_EQ(DualFamilyRoutesError(R"([{"prefix": "2001:db8:99::/129", "via": "2001:db8:1::9"}])"),
+            "routes[0].prefix: \"2001:db8:99::/129\" is not an IPv4 or IPv6 prefix");
+  EXPECT_THAT(DualFamilyRoutesError(R"([{"prefix": "2001:db8:99::/48", "via": 1}])"),
+              HasSubstr("routes[0].via: expected an IPv4 or IPv6 address string"));
+  EXPECT_EQ(DualFamilyRoutesError(R"([{"prefix": "2001:db8:99::/48", "via": "2001:db8:1::9"},
+                                      {"prefix": "2001:db8:99::/48", "via": "2001:db8:1::8"}])"),
+            "routes[1].prefix: 2001:db8:99::/48 is already routes[0]");
 }
 
 TEST(DaemonConfigTest, LoadReadsFileAndNamesIt) {

@@ -3,12 +3,15 @@
 #include <fmt/format.h>
 
 #include "nat/packet.h"
+#include "nat/packet6.h"
 
 namespace fulcrum::dataplane::testing {
 namespace {
 
 constexpr std::uint32_t kListenerSlots = 64;
 constexpr std::uint32_t kBackendSlots = 256;
+// Bytes after each frame that an answer built in place may use (an mbuf's tailroom).
+constexpr std::uint16_t kFeedRoom = 64;
 
 std::string Ip(std::uint32_t ip) {
   return fmt::format("{}.{}.{}.{}", ip >> 24, (ip >> 16) & 0xff, (ip >> 8) & 0xff, ip & 0xff);
@@ -58,7 +61,13 @@ std::string Describe(const Bytes& frame) {
     out = fmt::format("eth {} <- {}", MacText({frame.data(), 6}), MacText({frame.data() + 6, 6}));
   }
   const nat::ParsedPacket p = nat::Parse(frame);
-  if (p.ok()) {
+  const nat::ParsedPacket6 p6 =
+      p.ethertype == nat::kEthTypeIpv6 ? nat::ParseIpv6(frame, p.l3_offset) : nat::ParsedPacket6{};
+  if (p6.ok()) {
+    out += fmt::format("; [{:x}:{:x}]:{} -> [{:x}:{:x}]:{} proto {} hop limit {} flags {:#04x}",
+                       p6.src_ip.hi, p6.src_ip.lo, p6.src_port, p6.dst_ip.hi, p6.dst_ip.lo,
+                       p6.dst_port, p6.proto, p6.hop_limit, p6.tcp_flags);
+  } else if (p.ok()) {
     out += fmt::format("; {}:{} -> {}:{} proto {} ttl {} flags {:#04x}", Ip(p.src_ip), p.src_port,
                        Ip(p.dst_ip), p.dst_port, p.proto, p.ttl, p.tcp_flags);
   } else {
@@ -85,9 +94,10 @@ CoreBed::CoreBed(std::uint32_t workers, std::uint32_t conn_capacity)
   }
   for (std::uint32_t w = 0; w < workers; ++w) {
     Result<nat::ConnTable> table = nat::ConnTable::Create(conn_capacity);
-    EXPECT_TRUE(table.ok());
+    Result<nat::ConnTable6> table6 = nat::ConnTable6::Create(conn_capacity);
+    EXPECT_TRUE(table.ok() && table6.ok());
     counters_.push_back(std::make_unique<WorkerCounters>());
-    cores_.push_back(std::make_unique<CoreState>(std::move(*table)));
+    cores_.push_back(std::make_unique<CoreState>(std::move(*table), std::move(*table6)));
     const Status init = InitCore(*cores_.back(), w, shared_, *counters_.back(), config_.ports,
                                  kListenerSlots, kBackendSlots);
     EXPECT_TRUE(init.ok()) << init.ToString();
@@ -126,8 +136,22 @@ void CoreBed::SetNeighbors(bool client, bool backends) {
   Result<nat::FlatMap<nat::Neighbor>> map = nat::FlatMap<nat::Neighbor>::Create(items);
   ASSERT_TRUE(map.ok());
   neighbors_ = std::make_unique<nat::NeighborMap>(std::move(*map));
+  using Map6 = nat::FlatMap<nat::Neighbor, nat::NeighborMap6::KeyType>;
+  std::vector<Map6::Item> items6;
+  if (client) {
+    items6.push_back(
+        {nat::NeighborMap6::Key(Wide6(ClientIp6())), nat::Neighbor{kClientMac, kClientPort}});
+  }
+  for (int n = 1; backends && n <= 4; ++n) {
+    items6.push_back(
+        {nat::NeighborMap6::Key(Wide6(BackendIp6(n))), nat::Neighbor{BackendMac(n), kBackendPort}});
+  }
+  Result<Map6> map6 = Map6::Create(items6);
+  ASSERT_TRUE(map6.ok());
+  neighbors6_ = std::make_unique<nat::NeighborMap6>(std::move(*map6));
   for (auto& core : cores_) {
     core->neighbors = neighbors_.get();
+    core->neighbors6 = neighbors6_.get();
   }
 }
 
@@ -135,8 +159,11 @@ std::vector<Outcome> CoreBed::Feed(std::uint32_t core, std::uint8_t port, std::v
                                    bool handed_off) {
   EXPECT_LE(frames.size(), kBurstSize);
   std::vector<PacketIn> in;
+  std::vector<std::size_t> sizes;
   for (Bytes& frame : frames) {
-    in.push_back(PacketIn{.frame = frame, .port = port});
+    sizes.push_back(frame.size());
+    frame.resize(frame.size() + kFeedRoom);
+    in.push_back(PacketIn{.frame = {frame.data(), sizes.back()}, .port = port, .room = kFeedRoom});
   }
   CoreState& c = *cores_[core];
   c.report_count = 0;
@@ -146,10 +173,10 @@ std::vector<Outcome> CoreBed::Feed(std::uint32_t core, std::uint8_t port, std::v
   for (std::size_t i = 0; i < actions.size(); ++i) {
     Outcome outcome{actions[i], {}};
     if (actions[i].verb == Verb::kSend || actions[i].verb == Verb::kHandOff) {
-      outcome.frame = frames[i];
-      if (actions[i].length != 0) {
-        outcome.frame.resize(actions[i].length);
-      }
+      const std::size_t length = actions[i].length != 0 ? actions[i].length : sizes[i];
+      EXPECT_LE(length, frames[i].size());
+      outcome.frame.assign(frames[i].begin(),
+                           frames[i].begin() + static_cast<std::ptrdiff_t>(length));
     }
     out.push_back(std::move(outcome));
   }
@@ -205,6 +232,40 @@ std::uint16_t CoreBed::ClientPortOwnedBy(std::uint32_t core, std::uint16_t from)
     if (ClientOwner(kClientIp, port, shared_.workers) == core) {
       return port;
     }
+  }
+}
+
+std::uint16_t CoreBed::Client6PortOwnedBy(std::uint32_t core, std::uint16_t from) const {
+  for (std::uint16_t port = from;; ++port) {
+    if (ClientOwner(Wide6(ClientIp6()), port, shared_.workers) == core) {
+      return port;
+    }
+  }
+}
+
+void ExpectOutcome(const Outcome& got, const Action& action, const Bytes& frame,
+                   const std::string& what) {
+  EXPECT_EQ(got.action, action) << what << ": got " << ToString(got.action) << ", want "
+                                << ToString(action);
+  if (action.verb == Verb::kSend || action.verb == Verb::kHandOff) {
+    EXPECT_EQ(got.frame, frame) << what << ":\n got  " << Describe(got.frame) << "\n want "
+                                << Describe(frame);
+  }
+}
+
+void ExpectDelta(CoreBed& bed, const Delta& want, const std::string& what) {
+  const Delta got = bed.TakeDelta();
+  EXPECT_EQ(got, want) << what << ": got " << ToString(got) << ", want " << ToString(want);
+}
+
+void RunSteps(CoreBed& bed, std::uint32_t core, const std::vector<Step>& steps) {
+  bed.TakeDelta();
+  for (const Step& step : steps) {
+    SCOPED_TRACE(step.name);
+    bed.Advance(step.advance_ms);
+    const Outcome got = bed.FeedOne(core, step.port, step.in());
+    ExpectOutcome(got, step.action, step.out ? step.out() : Bytes{}, step.name);
+    ExpectDelta(bed, step.delta, step.name);
   }
 }
 

@@ -8,10 +8,15 @@
 //
 // Ports: index 0 "client" 198.18.0.1/24, MAC 02:00:00:00:00:01, the client 198.18.0.2 at
 // kClientMac; index 1 "backend" 198.18.1.1/24, MAC 02:00:00:00:00:02, fnat local addresses
-// 198.18.1.2-5, backends 198.18.1.11-14 at BackendMac(n).
+// 198.18.1.2-5, backends 198.18.1.11-14 at BackendMac(n). IPv6 alike: the client port
+// 2001:db8::1/64 with the client 2001:db8::2, the backend port 2001:db8:1::1/64 with local
+// addresses 2001:db8:1::2-5 and backends 2001:db8:1::11-14 (the same MACs).
+// An address of either family is written as the packet builder takes it (Ip4, Ip6) and as the
+// data plane holds it (host-order uint32, nat::Ip6: Wide6).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,6 +34,8 @@ namespace fulcrum::dataplane::testing {
 
 using fulcrum::testing::Bytes;
 using fulcrum::testing::Ip4;
+using fulcrum::testing::Ip6;
+using fulcrum::testing::Ip6Bytes;
 using fulcrum::testing::Mac;
 
 inline constexpr std::uint8_t kClientPort = 0;
@@ -41,6 +48,28 @@ inline constexpr std::uint32_t kVipIp = Ip4("198.18.100.10");
 
 inline Mac BackendMac(int n) { return {0x02, 0xbe, 0, 0, 0, static_cast<std::uint8_t>(n)}; }
 inline std::uint32_t BackendIp(int n) { return Ip4("198.18.1.10") + static_cast<std::uint32_t>(n); }
+
+// IPv6: the builder's bytes and the data plane's nat::Ip6.
+inline Ip6Bytes ClientIp6() { return Ip6("2001:db8::2"); }
+inline Ip6Bytes VipIp6() { return Ip6("2001:db8:100::10"); }
+inline Ip6Bytes BackendIp6(int n) {
+  Ip6Bytes ip = Ip6("2001:db8:1::10");
+  ip[15] = static_cast<std::uint8_t>(ip[15] + n);
+  return ip;
+}
+inline Ip6Bytes LocalIp6(int n) {  // the n-th local address, from 1: 2001:db8:1::2 ...
+  Ip6Bytes ip = Ip6("2001:db8:1::1");
+  ip[15] = static_cast<std::uint8_t>(ip[15] + n);
+  return ip;
+}
+inline nat::Ip6 Wide6(const Ip6Bytes& b) {
+  nat::Ip6 ip;
+  for (std::size_t i = 0; i < 8; ++i) {
+    ip.hi = ip.hi << 8 | b[i];
+    ip.lo = ip.lo << 8 | b[8 + i];
+  }
+  return ip;
+}
 
 // What became of one packet.
 struct Outcome {
@@ -67,8 +96,8 @@ class CoreBed {
 
   // Compiles `model` and has every core adopt it (as a worker's pass does).
   void Apply(const model::Model& model);
-  // Gives every core the neighbours: the client and the four backends, unless `with_backends`
-  // is false.
+  // Gives every core the neighbours of both families: the client and the four backends, unless
+  // `with_backends` is false.
   void LearnNeighbors(bool with_backends = true);
   // Takes the client out of the neighbours (the backends stay).
   void ForgetClient();
@@ -90,6 +119,8 @@ class CoreBed {
 
   // A client port whose connections core `core` owns, from `from` up.
   std::uint16_t ClientPortOwnedBy(std::uint32_t core, std::uint16_t from = 40000) const;
+  // The same for the IPv6 client.
+  std::uint16_t Client6PortOwnedBy(std::uint32_t core, std::uint16_t from = 40000) const;
 
  private:
   void SetNeighbors(bool client, bool backends);
@@ -103,7 +134,35 @@ class CoreBed {
   std::unique_ptr<ConfigSnapshot> snapshot_;
   std::unique_ptr<ConfigSnapshot> retired_;
   std::unique_ptr<nat::NeighborMap> neighbors_;
+  std::unique_ptr<nat::NeighborMap6> neighbors6_;
   std::vector<std::uint64_t> seen_;  // counter values at the last TakeDelta, flattened
 };
+
+inline Action SendOn(std::uint8_t port, std::uint16_t length = 0) {
+  return {.verb = Verb::kSend, .port = port, .length = length};
+}
+inline Action DropFor(nat::DropReason reason) { return {.verb = Verb::kDrop, .reason = reason}; }
+inline Action HandTo(std::uint16_t owner) { return {.verb = Verb::kHandOff, .owner = owner}; }
+inline Action Consumed() { return {.verb = Verb::kConsume}; }
+
+// Checks one outcome: the action, the frame for what is sent or handed off, nothing else.
+void ExpectOutcome(const Outcome& got, const Action& action, const Bytes& frame,
+                   const std::string& what);
+// Checks the counters that moved since the last TakeDelta.
+void ExpectDelta(CoreBed& bed, const Delta& want, const std::string& what);
+
+// One step of a conversation on one bed: a frame in on `port`, its outcome and counters.
+struct Step {
+  std::string name;
+  std::uint8_t port;
+  std::function<Bytes()> in;
+  Action action;
+  std::function<Bytes()> out;
+  Delta delta;
+  std::uint32_t advance_ms = 0;  // the clock moves this much before the step
+};
+
+// Runs `steps` in order on core `core`.
+void RunSteps(CoreBed& bed, std::uint32_t core, const std::vector<Step>& steps);
 
 }  // namespace fulcrum::dataplane::testing

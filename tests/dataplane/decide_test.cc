@@ -29,9 +29,14 @@ using nat::DropReason;
 using testing::BackendIp;
 using testing::BackendMac;
 using testing::Bytes;
+using testing::Consumed;
 using testing::CoreBed;
 using testing::Delta;
 using testing::Describe;
+using testing::DropFor;
+using testing::ExpectDelta;
+using testing::ExpectOutcome;
+using testing::HandTo;
 using testing::Ip4;
 using testing::kBackendPort;
 using testing::kBackendPortMac;
@@ -42,6 +47,9 @@ using testing::kClientPortMac;
 using testing::kVipIp;
 using testing::ModelBuilder;
 using testing::Outcome;
+using testing::RunSteps;
+using testing::SendOn;
+using testing::Step;
 
 constexpr std::uint8_t kSyn = nat::kTcpSyn;
 constexpr std::uint8_t kAck = nat::kTcpAck;
@@ -56,13 +64,6 @@ const std::uint32_t kLocal2 = Ip4("198.18.1.3");
 // rotates over the addresses.
 constexpr std::uint16_t kFirstLocalPort0 = 1024;
 constexpr std::uint16_t kFirstLocalPort1 = 1025;
-
-Action SendOn(std::uint8_t port, std::uint16_t length = 0) {
-  return {.verb = Verb::kSend, .port = port, .length = length};
-}
-Action DropFor(DropReason reason) { return {.verb = Verb::kDrop, .reason = reason}; }
-Action HandTo(std::uint16_t owner) { return {.verb = Verb::kHandOff, .owner = owner}; }
-Action Consumed() { return {.verb = Verb::kConsume}; }
 
 // The listeners every table runs against: tcp :80 fnat to 198.18.1.11:8080, udp :53 fnat to
 // 198.18.1.12:5353, tcp :81 dnat to 198.18.1.13:8081.
@@ -115,23 +116,6 @@ PacketBuilder ToClient(std::uint16_t vport, std::uint16_t cport, std::uint8_t fl
   b.Macs(kClientMac, kClientPortMac).Ipv4(kVipIp, kClientIp).Ttl(63).Tcp(vport, cport, flags);
   b.TcpSeq(seq, ack);
   return b;
-}
-
-// Checks one outcome: the action, the frame for what is sent or handed off, nothing else.
-void ExpectOutcome(const Outcome& got, const Action& action, const Bytes& frame,
-                   const std::string& what) {
-  EXPECT_EQ(got.action, action) << what << ": got " << testing::ToString(got.action) << ", want "
-                                << testing::ToString(action);
-  if (action.verb == Verb::kSend || action.verb == Verb::kHandOff) {
-    EXPECT_EQ(got.frame, frame) << what << ":\n got  " << Describe(got.frame) << "\n want "
-                                << Describe(frame);
-  }
-}
-
-void ExpectDelta(CoreBed& bed, const Delta& want, const std::string& what) {
-  const Delta got = bed.TakeDelta();
-  EXPECT_EQ(got, want) << what << ": got " << testing::ToString(got) << ", want "
-                       << testing::ToString(want);
 }
 
 // ---- one packet into a fresh bed
@@ -302,8 +286,13 @@ const std::vector<Row>& SinglePacketRows() {
        DropFor(DropReason::kFragment),
        nullptr,
        {.drops = {{DropReason::kFragment, 1}}}},
-      {"an IPv6 frame: unsupported_ethertype",
+      {"IPv4 bytes under the IPv6 ethertype: bad_header",
        [=] { return ClientTcp(p0, 80, kSyn).Ethertype(0x86dd).Build(); },
+       DropFor(DropReason::kBadHeader),
+       nullptr,
+       {.drops = {{DropReason::kBadHeader, 1}}}},
+      {"an ethertype neither family has: unsupported_ethertype",
+       [=] { return ClientTcp(p0, 80, kSyn).Ethertype(0x88cc).Build(); },
        DropFor(DropReason::kUnsupportedEthertype),
        nullptr,
        {.drops = {{DropReason::kUnsupportedEthertype, 1}}}},
@@ -408,27 +397,6 @@ TEST(DecideTable, OnePacket) {
 }
 
 // ---- conversations: steps on one bed, in order
-
-struct Step {
-  std::string name;
-  std::uint8_t port;
-  std::function<Bytes()> in;
-  Action action;
-  std::function<Bytes()> out;
-  Delta delta;
-  std::uint32_t advance_ms = 0;  // the clock moves this much before the step
-};
-
-void RunSteps(CoreBed& bed, std::uint32_t core, const std::vector<Step>& steps) {
-  bed.TakeDelta();
-  for (const Step& step : steps) {
-    SCOPED_TRACE(step.name);
-    bed.Advance(step.advance_ms);
-    const Outcome got = bed.FeedOne(core, step.port, step.in());
-    ExpectOutcome(got, step.action, step.out ? step.out() : Bytes{}, step.name);
-    ExpectDelta(bed, step.delta, step.name);
-  }
-}
 
 // A whole fnat TCP connection both ways, then a segment after it expired (the fake clock).
 TEST(DecideTable, FnatTcpConversation) {
@@ -775,7 +743,7 @@ TEST(DecideTable, SchedulerCountsSurviveANewSnapshot) {
   ASSERT_EQ(bed.FeedOne(0, kClientPort, ClientTcp(c, 80, kSyn).Build()).action,
             SendOn(kBackendPort));
   auto tcp_listener = [&bed]() -> const ListenerConfig* {
-    return bed.snapshot().listener(bed.snapshot().services.Find(kVipIp, 80, nat::kIpProtoTcp));
+    return bed.snapshot().listener(bed.snapshot().v4.services.Find(kVipIp, 80, nat::kIpProtoTcp));
   };
   const ListenerConfig* before = tcp_listener();
   ASSERT_NE(before, nullptr);
@@ -792,7 +760,7 @@ TEST(DecideTable, SchedulerCountsSurviveANewSnapshot) {
   bed.Apply(b.model());
   const ListenerConfig* after = tcp_listener();
   ASSERT_NE(after, before);
-  const std::optional<std::uint16_t> index = after->set.Find({BackendIp(1), 8080});
+  const std::optional<std::uint16_t> index = after->set.Find(nat::Endpoint4{BackendIp(1), 8080});
   ASSERT_TRUE(index.has_value());
   EXPECT_EQ(after->schedulers[0].active_connections(*index), 1u);
 }

@@ -17,6 +17,8 @@ namespace fulcrum::dataplane::testing {
 inline constexpr std::int64_t kNow = 1795000000;
 inline constexpr char kLb[] = "lb-00000001";
 inline constexpr char kVip[] = "198.18.100.10";
+inline constexpr char kLb6[] = "lb-00000002";
+inline constexpr char kVip6[] = "2001:db8:100::10";
 
 inline Endpoint Ep(const std::string& text) {
   Result<Endpoint> e = Endpoint::Parse(text);
@@ -41,10 +43,12 @@ inline DaemonConfig TestConfig(const std::string& eal = R"("no_huge": true)",
     "tcp_timeouts": {"syn": 3, "fin": 3, "time_wait": 1, "close": 1},
     "ports": [
       {"name": "client", "vdev": "net_ring_p0", "address": "198.18.0.1/24",
+       "address6": "2001:db8::1/64",
        "rx_descriptors": 256, "tx_descriptors": 256)" +
                            ports_suffix + R"(},
       {"name": "backend", "vdev": "net_ring_p1", "address": "198.18.1.1/24",
-       "local_addresses": ["198.18.1.2-198.18.1.5"],
+       "address6": "2001:db8:1::1/64",
+       "local_addresses": ["198.18.1.2-198.18.1.5", "2001:db8:1::2-2001:db8:1::5"],
        "rx_descriptors": 256, "tx_descriptors": 256}]})";
   Result<DaemonConfig> config = DaemonConfig::Parse(text);
   EXPECT_TRUE(config.ok()) << config.status().ToString();
@@ -58,9 +62,16 @@ class ModelBuilder {
     EXPECT_TRUE(model_.CreateLb(kLb, "web", Ip(kVip), kNow).ok());
   }
 
+  // Creates load balancer `id` with `vip`; the groups and listeners that follow belong to it.
+  ModelBuilder& Lb(const std::string& id, const std::string& vip) {
+    EXPECT_TRUE(model_.CreateLb(id, id, Ip(vip), kNow).ok());
+    lb_ = id;
+    return *this;
+  }
+
   ModelBuilder& Group(const std::string& id, const std::vector<std::string>& backends,
                       const std::vector<std::int64_t>& weights = {}) {
-    EXPECT_TRUE(model_.CreateGroup(id, kLb, id).ok());
+    EXPECT_TRUE(model_.CreateGroup(id, lb_, id).ok());
     for (std::size_t i = 0; i < backends.size(); ++i) {
       Status added = model_.AddBackend(id, Ep(backends[i]), i < weights.size() ? weights[i] : 10);
       EXPECT_TRUE(added.ok()) << added.ToString();
@@ -81,7 +92,7 @@ class ModelBuilder {
       options.idle_timeout = idle_timeout;
     }
     options.health_check.type = model::HealthCheckType::kNone;
-    Status created = model_.CreateListener(id, kLb, protocol, port, options, kNow);
+    Status created = model_.CreateListener(id, lb_, protocol, port, options, kNow);
     EXPECT_TRUE(created.ok()) << created.ToString();
     return *this;
   }
@@ -96,6 +107,7 @@ class ModelBuilder {
 
  private:
   model::Model model_;
+  std::string lb_ = kLb;
 };
 
 }  // namespace fulcrum::dataplane::testing

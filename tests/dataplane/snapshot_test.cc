@@ -45,24 +45,24 @@ TEST(SnapshotTest, ServicesMapVipPortProtocolToListeners) {
   Compiled c = Compile(b.model());
   const ConfigSnapshot& snap = c.snap();
   const std::uint32_t vip = Ip4("198.18.100.10");
-  const ListenerConfig* tcp = snap.listener(snap.services.Find(vip, 80, nat::kIpProtoTcp));
+  const ListenerConfig* tcp = snap.listener(snap.v4.services.Find(vip, 80, nat::kIpProtoTcp));
   ASSERT_NE(tcp, nullptr);
   EXPECT_EQ(tcp->id, "lsn-00000001");
   EXPECT_EQ(tcp->mode, nat::NatMode::kFnat);
   EXPECT_EQ(tcp->idle_timeout_ms, 900'000u);
   EXPECT_EQ(tcp->down_policy, DownPolicy::kReset);
-  const ListenerConfig* udp = snap.listener(snap.services.Find(vip, 53, nat::kIpProtoUdp));
+  const ListenerConfig* udp = snap.listener(snap.v4.services.Find(vip, 53, nat::kIpProtoUdp));
   ASSERT_NE(udp, nullptr);
   EXPECT_EQ(udp->idle_timeout_ms, 30'000u);
   EXPECT_EQ(udp->ConnTimeoutMs(nat::TcpState::kNone), 30'000u);
   EXPECT_EQ(udp->down_policy, DownPolicy::kReschedule);
   // An http listener is forwarded as TCP.
-  const ListenerConfig* http = snap.listener(snap.services.Find(vip, 8080, nat::kIpProtoTcp));
+  const ListenerConfig* http = snap.listener(snap.v4.services.Find(vip, 8080, nat::kIpProtoTcp));
   ASSERT_NE(http, nullptr);
   EXPECT_EQ(http->mode, nat::NatMode::kDnat);
-  EXPECT_TRUE(snap.has_dnat);
-  EXPECT_EQ(snap.services.Find(vip, 53, nat::kIpProtoTcp), nat::ServiceTable::kNone);
-  EXPECT_EQ(snap.services.size(), 3u);
+  EXPECT_TRUE(snap.v4.has_dnat);
+  EXPECT_EQ(snap.v4.services.Find(vip, 53, nat::kIpProtoTcp), nat::ServiceTable::kNone);
+  EXPECT_EQ(snap.v4.services.size(), 3u);
 }
 
 TEST(SnapshotTest, TcpTimeoutsComeFromTheConfigAndTheListener) {
@@ -79,7 +79,7 @@ TEST(SnapshotTest, TcpTimeoutsComeFromTheConfigAndTheListener) {
 TEST(SnapshotTest, AddressesAreClassified) {
   ModelBuilder b = WebModel();
   Compiled c = Compile(b.model());
-  const nat::AddressTable& a = c.snap().addresses;
+  const nat::AddressTable& a = c.snap().v4.addresses;
   EXPECT_TRUE(a.Is(Ip4("198.18.100.10"), nat::kAddressVip));
   EXPECT_TRUE(a.Is(Ip4("198.18.0.1"), nat::kAddressInterface));
   EXPECT_EQ(a.Find(Ip4("198.18.1.1")).port, 1);
@@ -90,7 +90,61 @@ TEST(SnapshotTest, AddressesAreClassified) {
   // Backends of the dnat listener are known as such; the udp-only backend is not.
   EXPECT_TRUE(a.Is(Ip4("198.18.1.11"), nat::kAddressDnatBackend));
   EXPECT_FALSE(a.Is(Ip4("198.18.1.13"), nat::kAddressDnatBackend));
-  EXPECT_EQ(c.snap().vips, std::vector<std::uint32_t>{Ip4("198.18.100.10")});
+  EXPECT_EQ(c.snap().v4.vips, std::vector<std::uint32_t>{Ip4("198.18.100.10")});
+}
+
+// An IPv6 VIP compiles into the IPv6 tables, next to the IPv4 ones: services, addresses (VIP,
+// port addresses, local addresses, dnat backends), next hops through the IPv6 routes, and
+// dnat services for the stateless fallback.
+TEST(SnapshotTest, AnIpv6VipCompilesIntoTheIpv6Tables) {
+  ModelBuilder b = WebModel();
+  b.Lb(testing::kLb6, testing::kVip6)
+      .Group("sg-00000011", {"[2001:db8:1::11]:80", "[2001:db8:1::12]:80"})
+      .Listener("lsn-00000011", Protocol::kTcp, 80, "sg-00000011")
+      .Listener("lsn-00000012", Protocol::kTcp, 81, "sg-00000011", ForwardMode::kDnat);
+  Compiled c = Compile(b.model());
+  const ConfigSnapshot& snap = c.snap();
+  const nat::Ip6 vip = Ip6Of(testing::Ip(testing::kVip6));
+  const auto ip6 = [](const char* text) { return Ip6Of(testing::Ip(text)); };
+
+  const ListenerConfig* l = snap.listener(snap.v6.services.Find(vip, 80, nat::kIpProtoTcp));
+  ASSERT_NE(l, nullptr);
+  EXPECT_EQ(l->id, "lsn-00000011");
+  EXPECT_FALSE(l->vip.is_v4());
+  EXPECT_EQ(l->vip.v6(), (nat::Endpoint6{vip, 80}));
+  ASSERT_EQ(l->set.backends().size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    const BackendConfig* backend = snap.backend(l->backend_slots[i]);
+    ASSERT_NE(backend, nullptr);
+    EXPECT_FALSE(backend->is_v4());
+    EXPECT_EQ(backend->next_hop6, (nat::NextHop6{backend->endpoint.ip, 1}));
+    EXPECT_FALSE(backend->next_hop.ok());
+  }
+  EXPECT_EQ(snap.v6.services.size(), 2u);
+  EXPECT_EQ(snap.v4.services.size(), 3u);
+  EXPECT_EQ(snap.v4.services.Find(Ip4("198.18.100.10"), 81, nat::kIpProtoTcp),
+            nat::ServiceTable::kNone);
+
+  const nat::AddressTable6& a = snap.v6.addresses;
+  EXPECT_TRUE(a.Is(vip, nat::kAddressVip));
+  EXPECT_TRUE(a.Is(ip6("2001:db8::1"), nat::kAddressInterface));
+  EXPECT_EQ(a.Find(ip6("2001:db8:1::1")).port, 1);
+  for (const char* local : {"2001:db8:1::2", "2001:db8:1::5"}) {
+    EXPECT_TRUE(a.Is(ip6(local), nat::kAddressLocal)) << local;
+    EXPECT_EQ(a.Find(ip6(local)).port, 1) << local;
+  }
+  EXPECT_FALSE(a.Is(ip6("2001:db8:1::6"), nat::kAddressLocal));
+  EXPECT_TRUE(a.Is(ip6("2001:db8:1::11"), nat::kAddressDnatBackend));
+  EXPECT_TRUE(snap.v6.has_dnat);
+  EXPECT_EQ(snap.v6.vips, std::vector<nat::Ip6>{vip});
+
+  const DnatService* service = snap.v6.dnat_services.Find(
+      nat::ServiceTable6::Key(ip6("2001:db8:1::12"), 80, nat::kIpProtoTcp));
+  ASSERT_NE(service, nullptr);
+  EXPECT_EQ(service->vip, (nat::AnyEndpoint{nat::Endpoint6{vip, 81}}));
+  EXPECT_FALSE(service->ambiguous);
+  EXPECT_EQ(snap.v6.routes.Lookup(ip6("2001:db8::77")), (nat::NextHop6{ip6("2001:db8::77"), 0}));
+  EXPECT_FALSE(snap.v6.routes.Lookup(ip6("2001:db8:5::1")).ok());  // no IPv6 gateway
 }
 
 TEST(SnapshotTest, BackendsGetSlotsNextHopsAndWeights) {
@@ -107,7 +161,7 @@ TEST(SnapshotTest, BackendsGetSlotsNextHopsAndWeights) {
     EXPECT_EQ(backend->listener_slot, l.slot);
     EXPECT_EQ(backend->set_index, i);
     EXPECT_EQ(backend->endpoint, l.set.backends()[i].endpoint);
-    EXPECT_EQ(backend->next_hop, (nat::NextHop{backend->endpoint.ip, 1}));
+    EXPECT_EQ(backend->next_hop, (nat::NextHop{backend->endpoint.v4().ip, 1}));
     EXPECT_FALSE(backend->dead);
   }
   EXPECT_EQ(l.set.backends()[1].weight, 30u);
@@ -205,8 +259,8 @@ TEST(SnapshotTest, KeepPolicyLeavesDownBackendsConnectionsAlone) {
 TEST(SnapshotTest, DnatServicesForTheStatelessFallback) {
   ModelBuilder b = WebModel();
   Compiled c = Compile(b.model());
-  const DnatService* service =
-      c.snap().dnat_services.Find(nat::ServiceTable::Key(Ip4("198.18.1.12"), 80, nat::kIpProtoTcp));
+  const DnatService* service = c.snap().v4.dnat_services.Find(
+      nat::ServiceTable::Key(Ip4("198.18.1.12"), 80, nat::kIpProtoTcp));
   ASSERT_NE(service, nullptr);
   EXPECT_EQ(service->vip, (nat::Endpoint4{Ip4("198.18.100.10"), 8080}));
   EXPECT_FALSE(service->ambiguous);

@@ -61,7 +61,7 @@ Bytes NdpFrame(std::uint8_t type, std::uint8_t flags, const Ip6Bytes& src, const
 
 std::optional<NeighborMessage> Parse(const Bytes& frame) {
   const ParsedPacket6 p = ParseIpv6(frame, kEthHeaderLen);
-  EXPECT_EQ(p.kind, Packet6Kind::kNeighbor) << DropReasonName(p.drop);
+  EXPECT_EQ(p.kind, PacketKind::kNeighbor) << DropReasonName(p.drop);
   return ParseNeighbor(frame, p);
 }
 
@@ -165,7 +165,7 @@ TEST(Ndp, PingsAreAnsweredInPlace) {
   request.Macs(kMyMac, kClientMac).Ipv6(kClient, kVip).Ttl(57);
   Bytes frame = request.Icmpv6(kIcmpv6EchoRequest, 0, 0x00070002).Payload(24, 0x41).Build();
   const ParsedPacket6 p = ParseIpv6(frame, kEthHeaderLen);
-  ASSERT_EQ(p.kind, Packet6Kind::kIcmpEcho);
+  ASSERT_EQ(p.kind, PacketKind::kIcmpEcho);
   MakeIcmpv6EchoReply(frame, p);
   PacketBuilder reply;
   reply.Macs(kClientMac, kMyMac).Ipv6(kVip, kClient).Ttl(64);

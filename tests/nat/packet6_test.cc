@@ -85,9 +85,9 @@ Bytes FragmentHeader(std::uint16_t offset, bool more) {
 
 TEST(ParseIpv6, TcpAndUdp) {
   ParsedPacket6 p = ParseExact(Tcp6().TcpSeq(7, 0).Payload(5).Build());
-  ASSERT_EQ(p.kind, Packet6Kind::kTcp) << DropReasonName(p.drop);
-  EXPECT_EQ(p.src, AsIp6(kClient));
-  EXPECT_EQ(p.dst, AsIp6(kVip));
+  ASSERT_EQ(p.kind, PacketKind::kTcp) << DropReasonName(p.drop);
+  EXPECT_EQ(p.src_ip, AsIp6(kClient));
+  EXPECT_EQ(p.dst_ip, AsIp6(kVip));
   EXPECT_EQ(p.src_port, 40000);
   EXPECT_EQ(p.dst_port, 80);
   EXPECT_EQ(p.tcp_flags, kTcpSyn);
@@ -100,7 +100,7 @@ TEST(ParseIpv6, TcpAndUdp) {
   EXPECT_EQ(p.payload_end, kL3 + 40 + 25);
 
   p = ParseExact(Udp6().Build());
-  ASSERT_EQ(p.kind, Packet6Kind::kUdp) << DropReasonName(p.drop);
+  ASSERT_EQ(p.kind, PacketKind::kUdp) << DropReasonName(p.drop);
   EXPECT_EQ(p.src_port, 40000);
   EXPECT_EQ(p.dst_port, 53);
   EXPECT_EQ(p.payload_len, 12);
@@ -113,7 +113,7 @@ TEST(ParseIpv6, WalksTheExtensionHeadersItMaySkip) {
                                          .Extension(kIpProtoDestOptions, OptionsHeader({}))
                                          .Extension(kIpProtoRouting, RoutingHeader(0))
                                          .Build());
-  ASSERT_EQ(p.kind, Packet6Kind::kTcp) << DropReasonName(p.drop);
+  ASSERT_EQ(p.kind, PacketKind::kTcp) << DropReasonName(p.drop);
   EXPECT_EQ(p.ext_headers, 3);
   EXPECT_EQ(p.l4_offset, kL3 + 40 + 8 + 8 + 24);
   EXPECT_EQ(p.dst_port, 80);
@@ -124,7 +124,7 @@ TEST(ParseIpv6, EightExtensionHeadersAreTheMost) {
   for (int i = 0; i < 8; ++i) {
     eight.Extension(kIpProtoDestOptions, OptionsHeader({}));
   }
-  EXPECT_EQ(ParseExact(eight.Build()).kind, Packet6Kind::kTcp);
+  EXPECT_EQ(ParseExact(eight.Build()).kind, PacketKind::kTcp);
   eight.Extension(kIpProtoDestOptions, OptionsHeader({}));
   const ParsedPacket6 nine = ParseExact(eight.Build());
   EXPECT_EQ(nine.drop, DropReason::kBadHeader);
@@ -134,19 +134,19 @@ TEST(ParseIpv6, Icmpv6) {
   PacketBuilder echo;
   echo.Ipv6(kClient, kVip).Icmpv6(kIcmpv6EchoRequest, 0, 0x00070001).Payload(16);
   ParsedPacket6 p = ParseExact(echo.Build());
-  ASSERT_EQ(p.kind, Packet6Kind::kIcmpEcho) << DropReasonName(p.drop);
+  ASSERT_EQ(p.kind, PacketKind::kIcmpEcho) << DropReasonName(p.drop);
   EXPECT_EQ(p.icmp_type, kIcmpv6EchoRequest);
   EXPECT_EQ(p.payload_len, 16);
 
   // A ping with hop limit 1 is answered, not forwarded: not ttl_exceeded.
-  EXPECT_EQ(ParseExact(echo.Ttl(1).Build()).kind, Packet6Kind::kIcmpEcho);
+  EXPECT_EQ(ParseExact(echo.Ttl(1).Build()).kind, PacketKind::kIcmpEcho);
 
   PacketBuilder solicit;
   solicit.Ipv6(kClient, kVip)
       .Ttl(255)
       .Icmpv6(kIcmpv6NeighborSolicitation, 0)
       .Payload(Bytes(kVip.begin(), kVip.end()));
-  EXPECT_EQ(ParseExact(solicit.Build()).kind, Packet6Kind::kNeighbor);
+  EXPECT_EQ(ParseExact(solicit.Build()).kind, PacketKind::kNeighbor);
   // From off the link (a router decremented it): refused, RFC 4861 7.1.1.
   EXPECT_EQ(ParseExact(solicit.Ttl(254).Build()).drop, DropReason::kBadHeader);
 }
@@ -157,10 +157,10 @@ TEST(ParseIpv6, AnIcmpv6ErrorQuotesItsPacket) {
   PacketBuilder error;
   error.Ipv6(fulcrum::testing::Ip6("2001:db8::fe"), kVip).Icmpv6(kIcmpv6PacketTooBig, 0, 1280);
   ParsedPacket6 p = ParseExact(error.Payload(quoted).Build());
-  ASSERT_EQ(p.kind, Packet6Kind::kIcmpError) << DropReasonName(p.drop);
+  ASSERT_EQ(p.kind, PacketKind::kIcmpError) << DropReasonName(p.drop);
   EXPECT_EQ(p.icmp_type, kIcmpv6PacketTooBig);
-  EXPECT_EQ(p.quote.src, AsIp6(kVip));
-  EXPECT_EQ(p.quote.dst, AsIp6(kClient));
+  EXPECT_EQ(p.quote.src_ip, AsIp6(kVip));
+  EXPECT_EQ(p.quote.dst_ip, AsIp6(kClient));
   EXPECT_EQ(p.quote.proto, kIpProtoTcp);
   EXPECT_EQ(p.quote.src_port, 80);
   EXPECT_EQ(p.quote.dst_port, 40000);
@@ -171,7 +171,7 @@ TEST(ParseIpv6, AnIcmpv6ErrorQuotesItsPacket) {
   // Cut to the ports: still matched.
   const Bytes cut(quoted.begin(), quoted.begin() + 48);
   p = ParseExact(error.Payload(cut).Build());
-  ASSERT_EQ(p.kind, Packet6Kind::kIcmpError) << DropReasonName(p.drop);
+  ASSERT_EQ(p.kind, PacketKind::kIcmpError) << DropReasonName(p.drop);
   EXPECT_EQ(p.quote.l4_len, 8);
 
   // A first fragment quoted keeps its ports.
@@ -181,7 +181,7 @@ TEST(ParseIpv6, AnIcmpv6ErrorQuotesItsPacket) {
                           .Tcp(80, 40000, kTcpAck)
                           .BuildIp6();
   p = ParseExact(error.Payload(first).Build());
-  ASSERT_EQ(p.kind, Packet6Kind::kIcmpError) << DropReasonName(p.drop);
+  ASSERT_EQ(p.kind, PacketKind::kIcmpError) << DropReasonName(p.drop);
   EXPECT_EQ(p.quote.dst_port, 40000);
 }
 
@@ -311,7 +311,7 @@ std::vector<HostileRow> HostileRows() {
 TEST(ParseIpv6, HostileFramesAreCountedDrops) {
   for (const HostileRow& row : HostileRows()) {
     const ParsedPacket6 p = ParseExact(row.frame);
-    EXPECT_EQ(p.kind, Packet6Kind::kDrop) << row.name;
+    EXPECT_EQ(p.kind, PacketKind::kDrop) << row.name;
     EXPECT_EQ(DropReasonName(p.drop), DropReasonName(row.reason)) << row.name;
   }
 }

@@ -171,6 +171,44 @@ TEST(BackendSetTest, SortsByEndpointAndFinds) {
   EXPECT_FALSE(set.Find(Endpoint4{BackendAddr(1).ip, 81}).has_value());
 }
 
+// A set may hold both families (an IPv6 VIP serves IPv6 backends and, by NAT64, IPv4 ones):
+// IPv4 endpoints sort first, as their IPv4-mapped addresses, and IPv4 Maglev keys are those
+// of a set without IPv6, so IPv4-only tables do not change when IPv6 exists.
+TEST(BackendSetTest, HoldsBothFamilies) {
+  const Endpoint6 v6{{0x20010db800010000ULL, 0x11}, 80};  // [2001:db8:1::11]:80
+  const BackendSet mixed =
+      MakeSet({{v6, 10, Health::kUp}, Spec(1, 10), {Endpoint6{v6.ip, 81}, 10, Health::kUp}},
+              SchedulerKind::kMaglev);
+  ASSERT_EQ(mixed.backends().size(), 3U);
+  EXPECT_TRUE(mixed.backends()[0].endpoint.is_v4());
+  EXPECT_EQ(mixed.backends()[0].endpoint.v4(), BackendAddr(1));
+  EXPECT_EQ(mixed.backends()[1].endpoint.v6(), v6);
+  EXPECT_EQ(mixed.Find(Endpoint6{v6.ip, 81}), 2);
+  EXPECT_FALSE(mixed.Find(Endpoint6{v6.ip, 82}).has_value());
+  EXPECT_FALSE(mixed.Find(Endpoint6{MappedIp6(BackendAddr(1).ip), 81}).has_value());
+  EXPECT_EQ(mixed.Find(Endpoint6{MappedIp6(BackendAddr(1).ip), 80}), 0);
+
+  // Every member owns a share of the Maglev table, and an IPv6 flow picks as an IPv4 one does.
+  std::vector<int> picks(3);
+  SchedulerState state = SchedulerState::Create(mixed);
+  for (std::uint64_t i = 0; i < 3000; ++i) {
+    const FlowKey6 flow{{0x20010db8ULL << 32, i + 2}, {0x20010db800000100ULL, 0x10}, 40000, 80, 6};
+    const std::uint16_t pick = state.Pick(flow);
+    ASSERT_LT(pick, 3);
+    EXPECT_EQ(pick, mixed.PickStateless(flow));
+    ++picks[pick];
+  }
+  for (int n : picks) {
+    EXPECT_GT(n, 800);
+  }
+
+  const BackendSet v4_only = MakeSet({Spec(1, 10), Spec(2, 10)}, SchedulerKind::kMaglev);
+  const BackendSet v4_again = MakeSet({Spec(2, 10), Spec(1, 10)}, SchedulerKind::kMaglev);
+  for (std::uint32_t c = 0; c < 1000; ++c) {
+    EXPECT_EQ(v4_only.PickStateless(Flow(c)), v4_again.PickStateless(Flow(c)));
+  }
+}
+
 // Smooth WRR is exact over each period: weights 1:2:3 give exactly 1, 2, 3 picks in every
 // aligned window of 6, both per pick (nginx) and from the precomputed schedule.
 TEST(WrrTest, OneTwoThreeIsExactInEveryPeriod) {

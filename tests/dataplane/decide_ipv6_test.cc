@@ -1,0 +1,486 @@
+// The pipeline's decisions for IPv6, as data (tests/dataplane/core_bed.h): the same stages as
+// IPv4 with the family as a type parameter, so these tables mirror decide_test.cc's: frames and
+// core state in, actions, frames and counters out, every expected frame built independently.
+// The model serves both families at once: an IPv6 VIP next to the IPv4 one.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "dataplane/decide.h"
+#include "nat/ndp.h"
+#include "nat/packet6.h"
+#include "tests/dataplane/core_bed.h"
+#include "tests/dataplane/model_fixture.h"
+#include "tests/support/packet_builder.h"
+
+namespace fulcrum::dataplane {
+namespace {
+
+using fulcrum::testing::PacketBuilder;
+using model::ForwardMode;
+using model::Protocol;
+using nat::DropReason;
+using testing::BackendIp6;
+using testing::BackendMac;
+using testing::Bytes;
+using testing::ClientIp6;
+using testing::Consumed;
+using testing::CoreBed;
+using testing::DropFor;
+using testing::ExpectDelta;
+using testing::ExpectOutcome;
+using testing::HandTo;
+using testing::Ip6;
+using testing::Ip6Bytes;
+using testing::kBackendPort;
+using testing::kBackendPortMac;
+using testing::kClientMac;
+using testing::kClientPort;
+using testing::kClientPortMac;
+using testing::kLb6;
+using testing::kVip6;
+using testing::LocalIp6;
+using testing::ModelBuilder;
+using testing::Outcome;
+using testing::RunSteps;
+using testing::SendOn;
+using testing::Step;
+using testing::VipIp6;
+using testing::Wide6;
+
+constexpr std::uint8_t kSyn = nat::kTcpSyn;
+constexpr std::uint8_t kAck = nat::kTcpAck;
+constexpr std::uint8_t kFin = nat::kTcpFin;
+constexpr std::uint8_t kPsh = nat::kTcpPsh;
+constexpr std::uint16_t kFirstLocalPort0 = 1024;
+constexpr std::uint16_t kFirstLocalPort1 = 1025;
+// An IPv6 TCP reset: Ethernet, the fixed header, 20 bytes of TCP.
+constexpr std::uint16_t kReset6Bytes = 14 + 40 + 20;
+
+// An IPv4 listener (tcp :80 fnat) and, on the IPv6 VIP, tcp :80 fnat to [2001:db8:1::11]:8080,
+// udp :53 fnat to [2001:db8:1::12]:5353 and tcp :81 dnat to [2001:db8:1::13]:8081.
+model::Model& DualModel(ModelBuilder& b) {
+  b.Group("sg-00000001", {"198.18.1.11:8080"})
+      .Listener("lsn-00000001", Protocol::kTcp, 80, "sg-00000001")
+      .Lb(kLb6, kVip6)
+      .Group("sg-00000011", {"[2001:db8:1::11]:8080"})
+      .Group("sg-00000012", {"[2001:db8:1::12]:5353"})
+      .Group("sg-00000013", {"[2001:db8:1::13]:8081"})
+      .Listener("lsn-00000011", Protocol::kTcp, 80, "sg-00000011")
+      .Listener("lsn-00000012", Protocol::kUdp, 53, "sg-00000012", ForwardMode::kFnat, 30)
+      .Listener("lsn-00000013", Protocol::kTcp, 81, "sg-00000013", ForwardMode::kDnat);
+  return b.model();
+}
+
+PacketBuilder ClientTcp6(std::uint16_t sport, std::uint16_t dport, std::uint8_t flags,
+                         std::uint32_t seq = 1000, std::uint32_t ack = 0) {
+  PacketBuilder b;
+  b.Macs(kClientPortMac, kClientMac).Ipv6(ClientIp6(), VipIp6()).Tcp(sport, dport, flags);
+  b.TcpSeq(seq, ack);
+  return b;
+}
+
+// The segment as the backend must see it through fnat: from local address `local` (1..4),
+// hop limit - 1.
+PacketBuilder ToBackend6(int backend, int local, std::uint16_t lport, std::uint16_t bport,
+                         std::uint8_t flags, std::uint32_t seq = 1000, std::uint32_t ack = 0) {
+  PacketBuilder b;
+  b.Macs(BackendMac(backend), kBackendPortMac)
+      .Ipv6(LocalIp6(local), BackendIp6(backend))
+      .Ttl(63)
+      .Tcp(lport, bport, flags)
+      .TcpSeq(seq, ack);
+  return b;
+}
+
+PacketBuilder BackendTcp6(int backend, int local, std::uint16_t lport, std::uint16_t bport,
+                          std::uint8_t flags, std::uint32_t seq, std::uint32_t ack) {
+  PacketBuilder b;
+  b.Macs(kBackendPortMac, BackendMac(backend))
+      .Ipv6(BackendIp6(backend), LocalIp6(local))
+      .Tcp(bport, lport, flags)
+      .TcpSeq(seq, ack);
+  return b;
+}
+
+PacketBuilder ToClient6(std::uint16_t vport, std::uint16_t cport, std::uint8_t flags,
+                        std::uint32_t seq, std::uint32_t ack) {
+  PacketBuilder b;
+  b.Macs(kClientMac, kClientPortMac).Ipv6(VipIp6(), ClientIp6()).Ttl(63).Tcp(vport, cport, flags);
+  b.TcpSeq(seq, ack);
+  return b;
+}
+
+Bytes Concat(const Ip6Bytes& ip, Bytes rest) {
+  Bytes out(ip.begin(), ip.end());
+  out.insert(out.end(), rest.begin(), rest.end());
+  return out;
+}
+
+// The client's neighbour solicitation for `target`, to its solicited-node group.
+Bytes Solicitation(const Ip6Bytes& target) {
+  Ip6Bytes group = Ip6("ff02::1:ff00:0");
+  std::copy(target.begin() + 13, target.end(), group.begin() + 13);
+  const testing::Mac group_mac = {0x33, 0x33, 0xff, target[13], target[14], target[15]};
+  PacketBuilder b;
+  b.Macs(group_mac, kClientMac).Ipv6(ClientIp6(), group).Ttl(255).Icmpv6(135, 0, 0);
+  return b
+      .Payload(Concat(target, {1, 1, kClientMac[0], kClientMac[1], kClientMac[2], kClientMac[3],
+                               kClientMac[4], kClientMac[5]}))
+      .Build();
+}
+
+// Our advertisement "`target` is at the client port's MAC", solicited, override.
+Bytes Advertisement(const Ip6Bytes& target) {
+  PacketBuilder b;
+  b.Macs(kClientMac, kClientPortMac).Ipv6(target, ClientIp6()).Ttl(255).Icmpv6(136, 0, 0x60000000);
+  return b
+      .Payload(Concat(target, {2, 1, kClientPortMac[0], kClientPortMac[1], kClientPortMac[2],
+                               kClientPortMac[3], kClientPortMac[4], kClientPortMac[5]}))
+      .Build();
+}
+
+struct Row {
+  std::string name;
+  std::function<Bytes()> in;
+  Action action;
+  std::function<Bytes()> out;  // the frame sent or handed off; empty otherwise
+  testing::Delta delta;
+  std::uint32_t core = 0;
+  std::uint8_t port = kClientPort;
+};
+
+const std::vector<Row>& Rows() {
+  static const std::uint16_t p0 = CoreBed().Client6PortOwnedBy(0);
+  static const std::uint16_t p1 = CoreBed().Client6PortOwnedBy(1);
+  static const std::vector<Row> rows = {
+      {"fnat SYN: scheduled, an IPv6 local address and port, to the backend",
+       [=] { return ClientTcp6(p0, 80, kSyn).Build(); },
+       SendOn(kBackendPort),
+       [=] { return ToBackend6(1, 1, kFirstLocalPort0, 8080, kSyn).Build(); },
+       {}},
+      {"fnat SYN of a flow core 1 owns: handed off unchanged",
+       [=] { return ClientTcp6(p1, 80, kSyn).Build(); },
+       HandTo(1),
+       [=] { return ClientTcp6(p1, 80, kSyn).Build(); },
+       {.events = {{WorkerEvent::kHandoffs, 1}}}},
+      {"fnat SYN on core 1 takes core 1's first local port",
+       [=] { return ClientTcp6(p1, 80, kSyn).Build(); },
+       SendOn(kBackendPort),
+       [=] { return ToBackend6(1, 1, kFirstLocalPort1, 8080, kSyn).Build(); },
+       {},
+       1},
+      {"dnat SYN: only the destination changes",
+       [=] { return ClientTcp6(p0, 81, kSyn).Build(); },
+       SendOn(kBackendPort),
+       [=] {
+         PacketBuilder b;
+         b.Macs(BackendMac(3), kBackendPortMac).Ipv6(ClientIp6(), BackendIp6(3)).Ttl(63);
+         return b.Tcp(p0, 8081, kSyn).TcpSeq(1000, 0).Build();
+       },
+       {}},
+      {"UDP datagram: opens a flow",
+       [=] {
+         PacketBuilder b;
+         b.Macs(kClientPortMac, kClientMac).Ipv6(ClientIp6(), VipIp6()).Udp(p0, 53);
+         return b.Payload(20, 0x61).Build();
+       },
+       SendOn(kBackendPort),
+       [=] {
+         PacketBuilder b;
+         b.Macs(BackendMac(2), kBackendPortMac).Ipv6(LocalIp6(1), BackendIp6(2)).Ttl(63);
+         return b.Udp(kFirstLocalPort0, 5353).Payload(20, 0x61).Build();
+       },
+       {}},
+      {"an ACK without a connection: an IPv6 reset (seq = ACK), extension headers gone",
+       [=] {
+         return ClientTcp6(p0, 80, kAck | kPsh, 5000, 7777)
+             .Extension(nat::kIpProtoDestOptions, {0, 1, 4, 0, 0, 0, 0})  // PadN
+             .Payload(10, 0x41)
+             .Build();
+       },
+       SendOn(kClientPort, kReset6Bytes),
+       [=] {
+         PacketBuilder b;
+         b.Macs(kClientMac, kClientPortMac).Ipv6(VipIp6(), ClientIp6()).Tcp(80, p0, nat::kTcpRst);
+         return b.TcpSeq(7777, 0).TcpWindow(0).Build();
+       },
+       {.drops = {{DropReason::kNotSynNoConn, 1}}, .events = {{WorkerEvent::kTcpResetsSent, 1}}}},
+      {"a port no listener serves: no_service",
+       [=] { return ClientTcp6(p0, 99, kSyn).Build(); },
+       DropFor(DropReason::kNoService),
+       nullptr,
+       {.drops = {{DropReason::kNoService, 1}}}},
+      {"an address that is not ours: not_local",
+       [=] { return ClientTcp6(p0, 80, kSyn).Ipv6(ClientIp6(), Ip6("2001:db8:100::99")).Build(); },
+       DropFor(DropReason::kNotLocal),
+       nullptr,
+       {.drops = {{DropReason::kNotLocal, 1}}}},
+      {"the IPv4 VIP's port on the IPv6 VIP is another service: no_service for udp :80",
+       [=] {
+         PacketBuilder b;
+         b.Macs(kClientPortMac, kClientMac).Ipv6(ClientIp6(), VipIp6()).Udp(p0, 80);
+         return b.Payload(4).Build();
+       },
+       DropFor(DropReason::kNoService),
+       nullptr,
+       {.drops = {{DropReason::kNoService, 1}}}},
+      {"a fragment header: fragment",
+       [=] {
+         return ClientTcp6(p0, 80, kSyn)
+             .Extension(nat::kIpProtoFragment, {0, 0, 1, 0, 0, 0, 7})
+             .Build();
+       },
+       DropFor(DropReason::kFragment),
+       nullptr,
+       {.drops = {{DropReason::kFragment, 1}}}},
+      {"a routing header with segments left: bad_header",
+       [=] {
+         Bytes routing = {2, 4, 1, 0, 0, 0, 0};  // length 2 (24 bytes), type 4, 1 segment left
+         routing.resize(23, 0);
+         return ClientTcp6(p0, 80, kSyn).Extension(nat::kIpProtoRouting, routing).Build();
+       },
+       DropFor(DropReason::kBadHeader),
+       nullptr,
+       {.drops = {{DropReason::kBadHeader, 1}}}},
+      {"hop limit 1: ttl_exceeded",
+       [=] { return ClientTcp6(p0, 80, kSyn).Ttl(1).Build(); },
+       DropFor(DropReason::kTtlExceeded),
+       nullptr,
+       {.drops = {{DropReason::kTtlExceeded, 1}}}},
+      {"a truncated header: truncated",
+       [=] {
+         Bytes frame = ClientTcp6(p0, 80, kSyn).Build();
+         frame.resize(14 + 30);
+         return frame;
+       },
+       DropFor(DropReason::kTruncated),
+       nullptr,
+       {.drops = {{DropReason::kTruncated, 1}}}},
+      {"a ping to the VIP: answered",
+       [=] {
+         PacketBuilder b;
+         b.Macs(kClientPortMac, kClientMac).Ipv6(ClientIp6(), VipIp6());
+         return b.Icmpv6(nat::kIcmpv6EchoRequest, 0, 77 << 16 | 5).Payload(32, 0x41).Build();
+       },
+       SendOn(kClientPort),
+       [=] {
+         PacketBuilder b;
+         b.Macs(kClientMac, kClientPortMac).Ipv6(VipIp6(), ClientIp6());
+         return b.Icmpv6(nat::kIcmpv6EchoReply, 0, 77 << 16 | 5).Payload(32, 0x41).Build();
+       },
+       {.events = {{WorkerEvent::kIcmpEchoReplies, 1}}}},
+      {"a solicitation for the VIP: advertised with the client port's MAC, the client learnt",
+       [=] { return Solicitation(VipIp6()); },
+       SendOn(kClientPort, nat::kNdpFrameBytes),
+       [=] { return Advertisement(VipIp6()); },
+       {.events = {{WorkerEvent::kArpLearned, 1}, {WorkerEvent::kArpRepliesSent, 1}}}},
+      {"a solicitation for the client port's own address: advertised",
+       [=] { return Solicitation(Ip6("2001:db8::1")); },
+       SendOn(kClientPort, nat::kNdpFrameBytes),
+       [=] { return Advertisement(Ip6("2001:db8::1")); },
+       {.events = {{WorkerEvent::kArpLearned, 1}, {WorkerEvent::kArpRepliesSent, 1}}}},
+      {"a solicitation for a local address on the wrong port: not_local",
+       [=] { return Solicitation(LocalIp6(1)); },
+       DropFor(DropReason::kNotLocal),
+       nullptr,
+       {.drops = {{DropReason::kNotLocal, 1}}}},
+      {"a solicitation for someone else: not_local, the sender not learnt",
+       [=] { return Solicitation(Ip6("2001:db8::99")); },
+       DropFor(DropReason::kNotLocal),
+       nullptr,
+       {.drops = {{DropReason::kNotLocal, 1}}}},
+      {"a solicitation that came through a router (hop limit 254): dropped by the parser",
+       [=] {
+         Bytes frame = Solicitation(VipIp6());
+         frame[14 + 7] = 254;
+         return frame;
+       },
+       DropFor(DropReason::kBadHeader),
+       nullptr,
+       {.drops = {{DropReason::kBadHeader, 1}}}},
+  };
+  return rows;
+}
+
+TEST(DecideIpv6Table, OnePacket) {
+  for (const Row& row : Rows()) {
+    SCOPED_TRACE(row.name);
+    CoreBed bed;
+    ModelBuilder b;
+    bed.Apply(DualModel(b));
+    bed.LearnNeighbors();
+    bed.TakeDelta();
+    const Outcome got = bed.FeedOne(row.core, row.port, row.in());
+    ExpectOutcome(got, row.action, row.out ? row.out() : Bytes{}, row.name);
+    ExpectDelta(bed, row.delta, row.name);
+  }
+}
+
+// A whole fnat TCP connection both ways over IPv6.
+TEST(DecideIpv6Table, FnatTcpConversation) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(DualModel(b));
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.Client6PortOwnedBy(0);
+  const std::uint16_t l = kFirstLocalPort0;
+  const Bytes hello(100, 0x68);
+  const std::vector<Step> steps = {
+      {"SYN", kClientPort, [=] { return ClientTcp6(c, 80, kSyn, 1000).Build(); },
+       SendOn(kBackendPort), [=] { return ToBackend6(1, 1, l, 8080, kSyn, 1000).Build(); }},
+      {"SYN-ACK", kBackendPort,
+       [=] { return BackendTcp6(1, 1, l, 8080, kSyn | kAck, 5000, 1001).Build(); },
+       SendOn(kClientPort), [=] { return ToClient6(80, c, kSyn | kAck, 5000, 1001).Build(); }},
+      {"ACK with data", kClientPort,
+       [=] { return ClientTcp6(c, 80, kAck | kPsh, 1001, 5001).Payload(hello).Build(); },
+       SendOn(kBackendPort),
+       [=] { return ToBackend6(1, 1, l, 8080, kAck | kPsh, 1001, 5001).Payload(hello).Build(); }},
+      {"backend FIN", kBackendPort,
+       [=] { return BackendTcp6(1, 1, l, 8080, kFin | kAck, 5001, 1101).Build(); },
+       SendOn(kClientPort), [=] { return ToClient6(80, c, kFin | kAck, 5001, 1101).Build(); }},
+      {"client FIN", kClientPort,
+       [=] { return ClientTcp6(c, 80, kFin | kAck, 1101, 5002).Build(); }, SendOn(kBackendPort),
+       [=] { return ToBackend6(1, 1, l, 8080, kFin | kAck, 1101, 5002).Build(); }},
+      {"last ACK", kBackendPort,
+       [=] { return BackendTcp6(1, 1, l, 8080, kAck, 5002, 1102).Build(); }, SendOn(kClientPort),
+       [=] { return ToClient6(80, c, kAck, 5002, 1102).Build(); }},
+      {"a segment after time_wait: reset",
+       kClientPort,
+       [=] { return ClientTcp6(c, 80, kAck, 1102, 5002).Build(); },
+       SendOn(kClientPort, kReset6Bytes),
+       [=] {
+         PacketBuilder r;
+         r.Macs(kClientMac, kClientPortMac).Ipv6(VipIp6(), ClientIp6()).Tcp(80, c, nat::kTcpRst);
+         return r.TcpSeq(5002, 0).TcpWindow(0).Build();
+       },
+       {.drops = {{DropReason::kNotSynNoConn, 1}}, .events = {{WorkerEvent::kTcpResetsSent, 1}}},
+       1001},
+  };
+  RunSteps(bed, 0, steps);
+  CoreState& core = bed.core(0);
+  EXPECT_EQ(core.table.size(), 0u);  // IPv6 connections never enter the IPv4 table
+  EXPECT_EQ(core.new_conns.Read(), 1u);
+  // The expired entry stays until an expiry pass, which gives its local port back.
+  ASSERT_EQ(core.table6.size(), 1u);
+  EXPECT_EQ(core.active_conns.Read(), 1u);
+  const nat::PortPool6& pool = *core.pools6[kBackendPort];
+  EXPECT_EQ(pool.available(), pool.capacity() - 1);
+  core.table6.ExpireSome(core.now_ms, 1024,
+                         [&core](const nat::ConnEntry6& e) { ReleaseConn(core, e); });
+  EXPECT_EQ(core.table6.size(), 0u);
+  EXPECT_EQ(core.active_conns.Read(), 0u);
+  EXPECT_EQ(pool.available(), pool.capacity());
+}
+
+// A dnat conversation: the backend's reply comes from its own address to the client's.
+TEST(DecideIpv6Table, DnatConversation) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(DualModel(b));
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.Client6PortOwnedBy(0);
+  const std::vector<Step> steps = {
+      {"SYN", kClientPort, [=] { return ClientTcp6(c, 81, kSyn).Build(); }, SendOn(kBackendPort),
+       [=] {
+         PacketBuilder p;
+         p.Macs(BackendMac(3), kBackendPortMac).Ipv6(ClientIp6(), BackendIp6(3)).Ttl(63);
+         return p.Tcp(c, 8081, kSyn).TcpSeq(1000, 0).Build();
+       }},
+      {"SYN-ACK from the backend to the client's own address", kBackendPort,
+       [=] {
+         PacketBuilder p;
+         p.Macs(kBackendPortMac, BackendMac(3)).Ipv6(BackendIp6(3), ClientIp6());
+         return p.Tcp(8081, c, kSyn | kAck).TcpSeq(9, 1001).Build();
+       },
+       SendOn(kClientPort), [=] { return ToClient6(81, c, kSyn | kAck, 9, 1001).Build(); }},
+  };
+  RunSteps(bed, 0, steps);
+  EXPECT_EQ(bed.core(0).table6.size(), 1u);
+}
+
+// Both families in one burst: each packet goes through its family's stages, the actions come
+// back in burst order.
+TEST(DecideIpv6Table, ABurstOfBothFamilies) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(DualModel(b));
+  bed.LearnNeighbors();
+  bed.TakeDelta();
+  const std::uint16_t c6 = bed.Client6PortOwnedBy(0);
+  const std::uint16_t c4 = bed.ClientPortOwnedBy(0);
+  PacketBuilder v4;
+  v4.Macs(kClientPortMac, kClientMac)
+      .Ipv4(testing::kClientIp, testing::kVipIp)
+      .Tcp(c4, 80, kSyn)
+      .TcpSeq(1000, 0);
+  const std::vector<Outcome> out =
+      bed.Feed(0, kClientPort,
+               {ClientTcp6(c6, 80, kSyn).Build(), v4.Build(), ClientTcp6(c6 + 2, 99, kSyn).Build(),
+                ClientTcp6(c6, 80, kSyn).Build()});
+  ASSERT_EQ(out.size(), 4u);
+  ExpectOutcome(out[0], SendOn(kBackendPort),
+                ToBackend6(1, 1, kFirstLocalPort0, 8080, kSyn).Build(), "IPv6 SYN");
+  EXPECT_EQ(out[1].action, SendOn(kBackendPort)) << "IPv4 SYN";
+  EXPECT_EQ(out[2].action, DropFor(DropReason::kNoService)) << "IPv6 SYN to no service";
+  ExpectOutcome(out[3], SendOn(kBackendPort),
+                ToBackend6(1, 1, kFirstLocalPort0, 8080, kSyn).Build(),
+                "the retransmitted SYN follows the first");
+  EXPECT_EQ(bed.core(0).table6.size(), 1u);
+  EXPECT_EQ(bed.core(0).table.size(), 1u);
+  ExpectDelta(bed, {.drops = {{DropReason::kNoService, 1}}}, "the burst");
+}
+
+// An unknown client MAC is learnt from its SYN (as for IPv4), and the resolve report carries the
+// IPv6 address.
+TEST(DecideIpv6Table, AClientIsLearntFromItsSyn) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(DualModel(b));
+  bed.LearnNeighbors();
+  bed.ForgetClient();
+  bed.TakeDelta();
+  const std::uint16_t c = bed.Client6PortOwnedBy(0);
+  Outcome out = bed.FeedOne(0, kClientPort, ClientTcp6(c, 80, kSyn).Build());
+  ExpectOutcome(out, SendOn(kBackendPort), ToBackend6(1, 1, kFirstLocalPort0, 8080, kSyn).Build(),
+                "SYN");
+  const std::vector<Message> reports = bed.Reports(0);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].type, MessageType::kResolve6);
+  EXPECT_EQ(Ip6Of(reports[0]), Wide6(ClientIp6()));
+  EXPECT_EQ(reports[0].port, kClientPort);
+  out = bed.FeedOne(0, kBackendPort,
+                    BackendTcp6(1, 1, kFirstLocalPort0, 8080, kSyn | kAck, 5, 1001).Build());
+  ExpectOutcome(out, SendOn(kClientPort), ToClient6(80, c, kSyn | kAck, 5, 1001).Build(),
+                "SYN-ACK to the learnt MAC");
+  ExpectDelta(bed, {.events = {{WorkerEvent::kArpResolveRequests, 1}}}, "the exchange");
+}
+
+// A next hop without a MAC: arp_unresolved, and one kResolve6 report per second at most.
+TEST(DecideIpv6Table, AnUnresolvedBackendIsReportedOnce) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(DualModel(b));
+  bed.LearnNeighbors(/*with_backends=*/false);
+  bed.TakeDelta();
+  const std::uint16_t c = bed.Client6PortOwnedBy(0);
+  Outcome out = bed.FeedOne(0, kClientPort, ClientTcp6(c, 80, kSyn).Build());
+  EXPECT_EQ(out.action, DropFor(DropReason::kArpUnresolved));
+  std::vector<Message> reports = bed.Reports(0);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].type, MessageType::kResolve6);
+  EXPECT_EQ(Ip6Of(reports[0]), Wide6(BackendIp6(1)));
+  EXPECT_EQ(reports[0].port, kBackendPort);
+  out = bed.FeedOne(0, kClientPort, ClientTcp6(c, 80, kSyn).Build());
+  EXPECT_EQ(out.action, DropFor(DropReason::kArpUnresolved));
+  EXPECT_TRUE(bed.Reports(0).empty());
+  ExpectDelta(bed,
+              {.drops = {{DropReason::kArpUnresolved, 2}},
+               .events = {{WorkerEvent::kArpResolveRequests, 1}}},
+              "two SYNs");
+}
+
+}  // namespace
+}  // namespace fulcrum::dataplane

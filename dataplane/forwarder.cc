@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "dataplane/handoff.h"
 #include "nat/arp.h"
+#include "nat/ndp.h"
 
 namespace fulcrum::dataplane {
 namespace {
@@ -81,6 +82,7 @@ Forwarder::Forwarder(Dataplane& dataplane, const ForwarderOptions& options)
       grace_(dataplane),
       slots_(options.listener_slots, options.backend_slots),
       neighbors_(options.neighbors),
+      neighbors6_(options.neighbors),
       started_(std::chrono::steady_clock::now()) {}
 
 Result<std::unique_ptr<Forwarder>> Forwarder::Create(Dataplane& dataplane,
@@ -125,6 +127,7 @@ Forwarder::~Forwarder() {
   }
   delete current_;
   delete neighbor_map_;
+  delete neighbor_map6_;
 }
 
 Status Forwarder::CreateWorkers() {
@@ -143,6 +146,9 @@ Status Forwarder::CreateWorkers() {
                                      .address = config.ports[i].address.addr().v4(),
                                      .rss_affinity = port.offloads.rss && port.rx_queues >= workers,
                                      .tx_worker = port.home_worker});
+    const std::optional<Prefix>& address6 = config.ports[i].address6;
+    port_address6_.push_back(address6.has_value() ? std::optional(Ip6Of(address6->addr()))
+                                                  : std::nullopt);
   }
   const std::uint32_t capacity =
       options_.conn_capacity != 0 ? options_.conn_capacity : config.conn_table.capacity_per_worker;
@@ -286,12 +292,14 @@ Status Forwarder::Apply(const model::Model& model) {
   }
   const std::vector<std::uint32_t> old_vips =
       current_ != nullptr ? current_->v4.vips : std::vector<std::uint32_t>{};
+  const std::vector<nat::Ip6> old_vips6 =
+      current_ != nullptr ? current_->v6.vips : std::vector<nat::Ip6>{};
   const bool needs_sweep = compiled->needs_sweep;
   Status published = Publish(std::move(compiled->snapshot));
   if (needs_sweep) {
     RequestSweeps(generation);
   }
-  AfterApply(old_vips);
+  AfterApply(old_vips, old_vips6);
   ReclaimRetired();
   if (!published.ok()) {
     return Error(published.code(), "configuration generation {} not acknowledged: {}", generation,
@@ -364,7 +372,8 @@ void Forwarder::ReclaimSlots() {
   slots_.backends.Reclaim(swept);
 }
 
-void Forwarder::AfterApply(const std::vector<std::uint32_t>& old_vips) {
+void Forwarder::AfterApply(const std::vector<std::uint32_t>& old_vips,
+                           const std::vector<nat::Ip6>& old_vips6) {
   const std::uint64_t now = NowMs();
   const DaemonConfig& config = dataplane_.config();
   // Resolve every next hop the snapshot may send to, before the first packet needs it.
@@ -372,18 +381,28 @@ void Forwarder::AfterApply(const std::vector<std::uint32_t>& old_vips) {
     if (b.alive && b.next_hop.ok()) {
       neighbors_.Want(b.next_hop.ip, b.next_hop.port, now);
     }
+    if (b.alive && b.next_hop6.ok()) {
+      neighbors6_.Want(b.next_hop6.ip, b.next_hop6.port, now);
+    }
   }
-  const nat::NextHop& gateway = current_->v4.routes.default_gateway();
-  if (gateway.ok()) {
+  if (const nat::NextHop& gateway = current_->v4.routes.default_gateway(); gateway.ok()) {
     neighbors_.Want(gateway.ip, gateway.port, now);
+  }
+  if (const nat::NextHop6& gateway = current_->v6.routes.default_gateway(); gateway.ok()) {
+    neighbors6_.Want(gateway.ip, gateway.port, now);
   }
   // Announce what is new: every own address at the first apply, new VIPs afterwards.
   for (std::size_t i = 0; i < config.ports.size() && generation_ == 1; ++i) {
     const auto port = static_cast<std::uint8_t>(i);
     SendArp(port, shared_.ports[i].address, shared_.ports[i].address);
+    if (port_address6_[i].has_value()) {
+      SendAdvertisement(port, *port_address6_[i]);
+    }
     for (const IpAddress& local : config.ports[i].local_addresses) {
-      if (local.is_v4()) {  // ARP announces IPv4 addresses only
+      if (local.is_v4()) {
         SendArp(port, local.v4(), local.v4());
+      } else {
+        SendAdvertisement(port, Ip6Of(local));
       }
     }
   }
@@ -393,6 +412,16 @@ void Forwarder::AfterApply(const std::vector<std::uint32_t>& old_vips) {
     }
     for (std::size_t i = 0; i < config.ports.size(); ++i) {
       SendArp(static_cast<std::uint8_t>(i), vip, vip);
+    }
+  }
+  for (const nat::Ip6& vip : current_->v6.vips) {
+    if (std::binary_search(old_vips6.begin(), old_vips6.end(), vip)) {
+      continue;
+    }
+    for (std::size_t i = 0; i < config.ports.size(); ++i) {
+      if (port_address6_[i].has_value()) {  // a port without IPv6 has no IPv6 neighbours
+        SendAdvertisement(static_cast<std::uint8_t>(i), vip);
+      }
     }
   }
   TickNeighbors();
@@ -435,6 +464,14 @@ void Forwarder::ProcessReports() {
           case MessageType::kResolve:
             neighbors_.Want(m.ip, m.port, now);
             break;
+          case MessageType::kNeighborSeen6:
+            if ((m.flags & kMessageForUs) != 0 || neighbors6_.Find(Ip6Of(m)) != nullptr) {
+              neighbors6_.Learn(Ip6Of(m), UnpackMac(m.value), m.port, now);
+            }
+            break;
+          case MessageType::kResolve6:
+            neighbors6_.Want(Ip6Of(m), m.port, now);
+            break;
           case MessageType::kDumpDone:
             if (auto it = dumps_in_flight_.find(m.seq); it != dumps_in_flight_.end()) {
               it->second->done = true;
@@ -449,28 +486,50 @@ void Forwarder::ProcessReports() {
 }
 
 void Forwarder::TickNeighbors() {
-  for (const nat::ArpProbe& probe : neighbors_.Tick(NowMs())) {
+  const std::uint64_t now = NowMs();
+  for (const nat::ArpProbe& probe : neighbors_.Tick(now)) {
     SendArp(probe.port, shared_.ports[probe.port].address, probe.ip);
   }
-  if (neighbors_.dirty()) {
+  for (const nat::NeighborProbe6& probe : neighbors6_.Tick(now)) {
+    SendSolicitation(probe.port, probe.ip);
+  }
+  if (neighbors_.dirty() || neighbors6_.dirty()) {
     PublishNeighbors();
   }
 }
 
-void Forwarder::PublishNeighbors() {
-  Result<nat::NeighborMap> map = neighbors_.Build();
+namespace {
+
+// Builds `cache`'s map and publishes it to every worker through `slot` of each; the previous
+// map is freed after a grace period. Keeps the old map when the new one cannot be built.
+template <typename Cache, typename Slot>
+void PublishMap(Cache& cache, const typename Cache::Map*& current, GracePeriods& grace,
+                std::vector<std::unique_ptr<PipelineWorker>>& workers, Slot slot) {
+  Result<typename Cache::Map> map = cache.Build();
   if (!map.ok()) {
     logger.Error("neighbour map: {}", map.status().ToString());
     return;
   }
-  const nat::NeighborMap* next = new nat::NeighborMap(std::move(*map));
-  for (auto& pw : workers_) {
-    pw->published_neighbors.store(next, std::memory_order_release);
+  const auto* next = new typename Cache::Map(std::move(*map));
+  for (auto& pw : workers) {
+    ((*pw).*slot).store(next, std::memory_order_release);
   }
-  const nat::NeighborMap* previous = neighbor_map_;
-  neighbor_map_ = next;
+  const typename Cache::Map* previous = current;
+  current = next;
   if (previous != nullptr) {
-    grace_.Retire([previous] { delete previous; });
+    grace.Retire([previous] { delete previous; });
+  }
+}
+
+}  // namespace
+
+void Forwarder::PublishNeighbors() {
+  if (neighbors_.dirty()) {
+    PublishMap(neighbors_, neighbor_map_, grace_, workers_, &PipelineWorker::published_neighbors);
+  }
+  if (neighbors6_.dirty()) {
+    PublishMap(neighbors6_, neighbor_map6_, grace_, workers_,
+               &PipelineWorker::published_neighbors6);
   }
 }
 
@@ -481,24 +540,33 @@ void Forwarder::LearnNeighbor(std::uint32_t ip, const nat::MacAddress& mac, std:
   }
 }
 
+void Forwarder::LearnNeighbor(const nat::Ip6& ip, const nat::MacAddress& mac, std::uint8_t port) {
+  neighbors6_.Learn(ip, mac, port, NowMs());
+  if (neighbors6_.dirty()) {
+    PublishNeighbors();
+  }
+}
+
 bool Forwarder::SendToWorker(std::uint32_t worker, Message message) {
   return rte_ring_enqueue_elem(workers_[worker]->to_worker, &message, sizeof(Message)) == 0;
 }
 
-void Forwarder::SendArp(std::uint8_t port, std::uint32_t sender_ip, std::uint32_t target_ip) {
+template <typename Build>
+void Forwarder::SendControlFrame(std::uint8_t port, std::size_t length, std::uint8_t flags,
+                                 Build build) {
   const PortInfo& info = dataplane_.port(port);
   rte_mempool* pool = dataplane_.mbuf_pool(info.socket);
   rte_mbuf* m = pool != nullptr ? rte_pktmbuf_alloc(pool) : nullptr;
   if (m == nullptr) {
     return;
   }
-  auto* data = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, kMinFrame));
+  auto* data = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, length));
   if (data == nullptr) {
     rte_pktmbuf_free(m);
     return;
   }
-  std::memset(data, 0, kMinFrame);
-  nat::BuildArpRequest({data, kMinFrame}, info.mac, sender_ip, target_ip);
+  std::memset(data, 0, length);
+  build(std::span<std::uint8_t>(data, length), info.mac);
   const PortView& view = shared_.ports[port];
   if (!dataplane_.running()) {
     // Nobody uses the queues while the workers stop.
@@ -508,12 +576,37 @@ void Forwarder::SendArp(std::uint8_t port, std::uint32_t sender_ip, std::uint32_
     }
     return;
   }
-  if (!SendToWorker(view.tx_worker, Message{.type = MessageType::kTransmit,
-                                            .port = port,
-                                            .flags = kMessageArpRequest,
-                                            .pointer = m})) {
+  if (!SendToWorker(
+          view.tx_worker,
+          Message{.type = MessageType::kTransmit, .port = port, .flags = flags, .pointer = m})) {
     rte_pktmbuf_free(m);
   }
+}
+
+void Forwarder::SendArp(std::uint8_t port, std::uint32_t sender_ip, std::uint32_t target_ip) {
+  SendControlFrame(port, kMinFrame, kMessageArpRequest,
+                   [&](std::span<std::uint8_t> frame, const nat::MacAddress& mac) {
+                     nat::BuildArpRequest(frame, mac, sender_ip, target_ip);
+                   });
+}
+
+void Forwarder::SendSolicitation(std::uint8_t port, const nat::Ip6& target) {
+  if (!port_address6_[port].has_value()) {
+    return;
+  }
+  const nat::Ip6 source = *port_address6_[port];
+  SendControlFrame(port, nat::kNdpFrameBytes, kMessageArpRequest,
+                   [&](std::span<std::uint8_t> frame, const nat::MacAddress& mac) {
+                     nat::BuildNeighborSolicitation(frame, mac, source, target);
+                   });
+}
+
+void Forwarder::SendAdvertisement(std::uint8_t port, const nat::Ip6& ip) {
+  SendControlFrame(port, nat::kNdpFrameBytes, 0,
+                   [&](std::span<std::uint8_t> frame, const nat::MacAddress& mac) {
+                     nat::BuildNeighborAdvertisement(frame, mac, ip, nat::kAllNodes,
+                                                     nat::MulticastMac(nat::kAllNodes), false);
+                   });
 }
 
 void Forwarder::SampleRates() {
@@ -845,6 +938,15 @@ json Forwarder::Describe() {
       break;
     }
     neighbors.push_back({{"ip", Ipv4Text(e.ip)},
+                         {"mac", MacText(e.mac)},
+                         {"port", dataplane_.port(e.port).name},
+                         {"state", nat::NeighborStateName(e.state)}});
+  }
+  for (const nat::NeighborEntry6& e : neighbors6_.Entries()) {
+    if (neighbors.size() == kMaxNeighborsShown) {
+      break;
+    }
+    neighbors.push_back({{"ip", IpAddressOf(e.ip).ToString()},
                          {"mac", MacText(e.mac)},
                          {"port", dataplane_.port(e.port).name},
                          {"state", nat::NeighborStateName(e.state)}});

@@ -93,6 +93,7 @@ class Forwarder {
   const PipelineWorker& pipeline(std::size_t worker) const { return *workers_[worker]; }
   PipelineWorker& pipeline(std::size_t worker) { return *workers_[worker]; }
   const nat::NeighborCache& neighbor_cache() const { return neighbors_; }
+  const nat::NeighborCache6& neighbor_cache6() const { return neighbors6_; }
   std::uint64_t generation() const { return generation_; }
   const ConfigSnapshot* snapshot() const { return current_; }
   SteeringMode steering(std::size_t port) const { return steering_[port].mode; }
@@ -104,6 +105,7 @@ class Forwarder {
   std::optional<std::uint32_t> ListenerSlot(const std::string& listener_id) const;
   // Learns a neighbour as if a worker had reported it (tests, static neighbours).
   void LearnNeighbor(std::uint32_t ip, const nat::MacAddress& mac, std::uint8_t port);
+  void LearnNeighbor(const nat::Ip6& ip, const nat::MacAddress& mac, std::uint8_t port);
 
  private:
   struct PortSteeringState {
@@ -153,11 +155,20 @@ class Forwarder {
   void SendSweeps();
   void ReclaimSlots();
   void ReclaimRetired();
-  void AfterApply(const std::vector<std::uint32_t>& old_vips);
+  void AfterApply(const std::vector<std::uint32_t>& old_vips,
+                  const std::vector<nat::Ip6>& old_vips6);
   void ProcessReports();
   void TickNeighbors();
   void PublishNeighbors();
   void SendArp(std::uint8_t port, std::uint32_t sender_ip, std::uint32_t target_ip);
+  // A neighbour solicitation for `target` from the port's IPv6 address (none: nothing sent).
+  void SendSolicitation(std::uint8_t port, const nat::Ip6& target);
+  // An unsolicited advertisement of `ip` to every node on the port's link.
+  void SendAdvertisement(std::uint8_t port, const nat::Ip6& ip);
+  // Sends a control frame of `length` bytes that `build` writes, out of `port`; `flags` are
+  // the kTransmit message's.
+  template <typename Build>
+  void SendControlFrame(std::uint8_t port, std::size_t length, std::uint8_t flags, Build build);
   bool SendToWorker(std::uint32_t worker, Message message);
   void SampleRates();
   std::uint64_t NowMs() const;
@@ -181,7 +192,10 @@ class Forwarder {
   std::uint64_t generation_ = 0;
   const ConfigSnapshot* current_ = nullptr;
   const nat::NeighborMap* neighbor_map_ = nullptr;
+  const nat::NeighborMap6* neighbor_map6_ = nullptr;
   nat::NeighborCache neighbors_;
+  nat::NeighborCache6 neighbors6_;
+  std::vector<std::optional<nat::Ip6>> port_address6_;  // by port: its IPv6 address, if any
   std::map<std::uint32_t, Totals> baselines_;  // by listener slot: counters when it was given
   std::map<std::string, std::uint32_t> listener_slots_;  // id -> slot, current snapshot
   std::vector<std::uint64_t> sweep_backlog_;  // by worker: a kSweep the ring had no room for

@@ -373,6 +373,7 @@ std::uint32_t PassBegin(WorkerContext& worker) {
     Adopt(pw, next);
   }
   pw.neighbors = pw.published_neighbors.load(std::memory_order_acquire);
+  pw.neighbors6 = pw.published_neighbors6.load(std::memory_order_acquire);
   std::uint32_t work = ++pw.passes % kMessagePasses == 0 ? ServeMessages(pw) : 0;
   work += DrainHandoffs(pw);
   FlushStaged(pw);

@@ -52,6 +52,7 @@ struct alignas(64) PipelineWorker : CoreState {
   // Written by the control thread (release), read by the worker once per pass.
   std::atomic<const ConfigSnapshot*> published_snapshot{nullptr};
   std::atomic<const nat::NeighborMap*> published_neighbors{nullptr};
+  std::atomic<const nat::NeighborMap6*> published_neighbors6{nullptr};
 
   // Written by the worker, read by the control thread.
   std::atomic<std::uint64_t> adopted_generation{0};

@@ -485,6 +485,15 @@ nat::Ip6 Ip6Of(const IpAddress& addr) {
   return ip;
 }
 
+IpAddress IpAddressOf(const nat::Ip6& ip) {
+  std::array<std::uint8_t, 16> bytes{};
+  for (std::size_t i = 0; i < 8; ++i) {
+    bytes[i] = static_cast<std::uint8_t>(ip.hi >> (56 - 8 * i));
+    bytes[8 + i] = static_cast<std::uint8_t>(ip.lo >> (56 - 8 * i));
+  }
+  return IpAddress::V6(bytes);
+}
+
 nat::AnyEndpoint AnyEndpointOf(const Endpoint& endpoint) {
   if (endpoint.addr.is_v4()) {
     return nat::Endpoint4{endpoint.addr.v4(), endpoint.port};

@@ -190,6 +190,8 @@ struct ConfigSnapshot {
 
 // A control-plane address (IPv6 only) or endpoint (either family) as the data plane holds it.
 nat::Ip6 Ip6Of(const IpAddress& addr);
+// The IPv6 address `ip` (never an IPv4 one, even when it is v4-mapped).
+IpAddress IpAddressOf(const nat::Ip6& ip);
 nat::AnyEndpoint AnyEndpointOf(const Endpoint& endpoint);
 
 struct SlotState {

@@ -1,4 +1,5 @@
-// IPv4 neighbours (RFC 826 ARP): the control thread's cache and the workers' read-only map.
+// Neighbours (RFC 826 ARP, RFC 4861 NDP): the control thread's cache and the workers' read-only
+// map, one of each per address family.
 //
 // Theory of operation: workers see ARP packets but own no shared state, so they hand what they
 // learn (the sender of a reply, or of a request for one of our addresses) and what they miss (a
@@ -73,54 +74,157 @@ struct NeighborCacheOptions {
   std::size_t max_entries = 65'536;
 };
 
-// An ARP request to send: who-has `ip`, out of `port`.
-struct ArpProbe {
-  std::uint32_t ip = 0;
+// A solicitation to send: who-has `ip`, out of `port` (an ARP request for IPv4, a neighbour
+// solicitation for IPv6).
+template <typename Ip>
+struct NeighborProbe {
+  Ip ip{};
   std::uint8_t port = 0;
-  friend bool operator==(const ArpProbe&, const ArpProbe&) = default;
+  friend bool operator==(const NeighborProbe&, const NeighborProbe&) = default;
 };
+using ArpProbe = NeighborProbe<std::uint32_t>;
+using NeighborProbe6 = NeighborProbe<Ip6>;
 
-struct NeighborEntry {
-  std::uint32_t ip = 0;
+template <typename Ip>
+struct BasicNeighborEntry {
+  Ip ip{};
   NeighborState state = NeighborState::kIncomplete;
   MacAddress mac{};
   std::uint8_t port = 0;
-  std::uint64_t confirmed_ms = 0;  // last ARP packet from it
+  std::uint64_t confirmed_ms = 0;  // last ARP or NDP packet from it
   std::uint64_t probed_ms = 0;     // last probe sent (valid when probes > 0)
   std::uint32_t probes = 0;        // unanswered probes since the last confirmation
 };
+using NeighborEntry = BasicNeighborEntry<std::uint32_t>;
+using NeighborEntry6 = BasicNeighborEntry<Ip6>;
 
-class NeighborCache {
+// One cache per family: NeighborCache (ARP) and NeighborCache6 (NDP, whose reachability states
+// are the same ones, RFC 4861 section 7.3.2, without DELAY).
+template <typename Ip>
+class BasicNeighborCache {
  public:
-  explicit NeighborCache(NeighborCacheOptions options = {}) : options_(options) {}
+  using Entry = BasicNeighborEntry<Ip>;
+  using Probe = NeighborProbe<Ip>;
+  using Map = BasicNeighborMap<Ip>;
 
-  // An ARP packet from `ip` (a reply, or a request for one of our addresses). Returns true when
-  // the cache changed in a way workers must see (new MAC, other MAC or port).
-  bool Learn(std::uint32_t ip, const MacAddress& mac, std::uint8_t port, std::uint64_t now_ms);
+  explicit BasicNeighborCache(NeighborCacheOptions options = {}) : options_(options) {}
+
+  // A packet from `ip` that shows its MAC (an ARP reply or request for one of our addresses; a
+  // neighbour advertisement or solicitation). Returns true when the cache changed in a way
+  // workers must see (new MAC, other MAC or port).
+  bool Learn(const Ip& ip, const MacAddress& mac, std::uint8_t port, std::uint64_t now_ms) {
+    auto it = entries_.find(ip);
+    if (it == entries_.end()) {
+      if (entries_.size() >= options_.max_entries) {
+        return false;
+      }
+      it = entries_.emplace(ip, Entry{.ip = ip}).first;
+    }
+    Entry& e = it->second;
+    const bool changed = e.state == NeighborState::kIncomplete || e.mac != mac || e.port != port;
+    e.state = NeighborState::kReachable;
+    e.mac = mac;
+    e.port = port;
+    e.confirmed_ms = now_ms;
+    e.probes = 0;
+    dirty_ = dirty_ || changed;
+    return changed;
+  }
 
   // The data plane needs `ip`'s MAC on `port`: starts resolving it unless it is known or
   // being resolved. Returns false when the cache is full.
-  bool Want(std::uint32_t ip, std::uint8_t port, std::uint64_t now_ms);
+  bool Want(const Ip& ip, std::uint8_t port, std::uint64_t /*now_ms*/) {
+    if (entries_.contains(ip)) {
+      return true;
+    }
+    if (entries_.size() >= options_.max_entries) {
+      return false;
+    }
+    entries_.emplace(ip, Entry{.ip = ip, .port = port});
+    return true;
+  }
 
   // Ages the entries and returns the probes to send now; entries whose probes ran out are
   // removed. Call it periodically (every ~100 ms).
-  std::vector<ArpProbe> Tick(std::uint64_t now_ms);
+  std::vector<Probe> Tick(std::uint64_t now_ms) {
+    std::vector<Probe> probes;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      Entry& e = it->second;
+      if (e.state == NeighborState::kReachable) {
+        if (now_ms - e.confirmed_ms < options_.reachable_ms) {
+          ++it;
+          continue;
+        }
+        e.state = NeighborState::kStale;
+        e.probes = 0;
+      }
+      const bool due = e.probes == 0 || now_ms - e.probed_ms >= options_.retry_ms;
+      if (!due) {
+        ++it;
+        continue;
+      }
+      if (e.probes >= options_.max_probes) {
+        dirty_ = dirty_ || e.state == NeighborState::kStale;
+        it = entries_.erase(it);
+        continue;
+      }
+      probes.push_back(Probe{e.ip, e.port});
+      ++e.probes;
+      e.probed_ms = now_ms;
+      ++it;
+    }
+    return probes;
+  }
 
   // Forgets an address (e.g. a port's subnet went away).
-  void Forget(std::uint32_t ip);
+  void Forget(const Ip& ip) {
+    auto it = entries_.find(ip);
+    if (it == entries_.end()) {
+      return;
+    }
+    dirty_ = dirty_ || it->second.state != NeighborState::kIncomplete;
+    entries_.erase(it);
+  }
 
   // The entries that have a MAC, as workers see them. Clears dirty().
-  Result<NeighborMap> Build();
+  Result<Map> Build() {
+    using Flat = FlatMap<Neighbor, typename Map::KeyType>;
+    std::vector<typename Flat::Item> items;
+    for (const auto& [ip, e] : entries_) {
+      if (e.state != NeighborState::kIncomplete) {
+        items.push_back({Map::Key(ip), Neighbor{e.mac, e.port}});
+      }
+    }
+    Result<Flat> map = Flat::Create(items);
+    if (!map.ok()) {
+      return map.status();
+    }
+    dirty_ = false;
+    return Map(std::move(*map));
+  }
   bool dirty() const { return dirty_; }
 
-  const NeighborEntry* Find(std::uint32_t ip) const;
-  std::vector<NeighborEntry> Entries() const;
+  const Entry* Find(const Ip& ip) const {
+    auto it = entries_.find(ip);
+    return it == entries_.end() ? nullptr : &it->second;
+  }
+  std::vector<Entry> Entries() const {
+    std::vector<Entry> out;
+    out.reserve(entries_.size());
+    for (const auto& [ip, e] : entries_) {
+      out.push_back(e);
+    }
+    return out;
+  }
   std::size_t size() const { return entries_.size(); }
 
  private:
   NeighborCacheOptions options_;
-  std::map<std::uint32_t, NeighborEntry> entries_;
+  std::map<Ip, Entry> entries_;
   bool dirty_ = false;
 };
+
+using NeighborCache = BasicNeighborCache<std::uint32_t>;
+using NeighborCache6 = BasicNeighborCache<Ip6>;
 
 }  // namespace fulcrum::nat

@@ -37,6 +37,7 @@ using fulcrum::testing::Ip4;
 using fulcrum::testing::Ip6;
 using fulcrum::testing::Ip6Bytes;
 using fulcrum::testing::Mac;
+using fulcrum::testing::Wide6;
 
 inline constexpr std::uint8_t kClientPort = 0;
 inline constexpr std::uint8_t kBackendPort = 1;
@@ -60,14 +61,6 @@ inline Ip6Bytes BackendIp6(int n) {
 inline Ip6Bytes LocalIp6(int n) {  // the n-th local address, from 1: 2001:db8:1::2 ...
   Ip6Bytes ip = Ip6("2001:db8:1::1");
   ip[15] = static_cast<std::uint8_t>(ip[15] + n);
-  return ip;
-}
-inline nat::Ip6 Wide6(const Ip6Bytes& b) {
-  nat::Ip6 ip;
-  for (std::size_t i = 0; i < 8; ++i) {
-    ip.hi = ip.hi << 8 | b[i];
-    ip.lo = ip.lo << 8 | b[8 + i];
-  }
   return ip;
 }
 

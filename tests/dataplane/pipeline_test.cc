@@ -19,7 +19,9 @@
 #include "dataplane/forwarder.h"
 #include "dataplane/handoff.h"
 #include "nat/arp.h"
+#include "nat/ndp.h"
 #include "nat/packet.h"
+#include "nat/packet6.h"
 #include "tests/dataplane/model_fixture.h"
 #include "tests/dataplane/ring_dataplane.h"
 #include "tests/support/packet_builder.h"
@@ -33,6 +35,7 @@ using fulcrum::testing::Get16;
 using fulcrum::testing::Get32;
 using fulcrum::testing::Ip4;
 using fulcrum::testing::PacketBuilder;
+using fulcrum::testing::Wide6;
 using json = nlohmann::json;
 using model::ForwardMode;
 using model::Protocol;
@@ -811,6 +814,100 @@ TEST_F(PipelineTest, UnresolvedNextHopIsCountedAndResolved) {
   ASSERT_NE(learnt, nullptr);
   EXPECT_EQ(learnt->mac, stranger_mac);
   EXPECT_EQ(learnt->state, nat::NeighborState::kReachable);
+}
+
+// IPv6 neighbours through the control thread: a new IPv6 VIP is announced with an unsolicited
+// advertisement, an unknown IPv6 backend is solicited from the backend port's address, its
+// advertisement is learnt and published, and a SYN to the VIP then reaches it.
+TEST_F(PipelineTest, Ipv6NeighboursAreAnnouncedSolicitedAndLearnt) {
+  const nat::Ip6 vip = Wide6(fulcrum::testing::Ip6(testing::kVip6));
+  const fulcrum::testing::Ip6Bytes backend = fulcrum::testing::Ip6("2001:db8:1::20");
+  const fulcrum::testing::Ip6Bytes client = fulcrum::testing::Ip6("2001:db8::2");
+  fw_->LearnNeighbor(Wide6(client), kClientMac, kClientPort);
+  ModelBuilder b;
+  b.Lb(testing::kLb6, testing::kVip6)
+      .Group("sg-00000001", {"[2001:db8:1::20]:80"})
+      .Listener("lsn-00000001", Protocol::kTcp, 80, "sg-00000001");
+  ASSERT_TRUE(fw_->Apply(b.model()).ok());
+  bool announced = false;
+  bool solicited = false;
+  const auto deadline = std::chrono::steady_clock::now() + testing::kWaitLimit;
+  while (!(announced && solicited) && std::chrono::steady_clock::now() < deadline) {
+    for (const Frame& frame : env_->Take(kClientPort, 0)) {
+      nat::ParsedPacket6 p = nat::ParseIpv6(frame, 14);
+      std::optional<nat::NeighborMessage> m;
+      if (p.kind == nat::PacketKind::kNeighbor) {
+        m = nat::ParseNeighbor(frame, p);
+      }
+      announced =
+          announced || (m && m->type == nat::kIcmpv6NeighborAdvertisement && m->target == vip &&
+                        m->destination == nat::kAllNodes && !m->solicited && m->override);
+    }
+    for (const Frame& frame : env_->Take(kBackendPort, 0)) {
+      nat::ParsedPacket6 p = nat::ParseIpv6(frame, 14);
+      std::optional<nat::NeighborMessage> m;
+      if (p.kind == nat::PacketKind::kNeighbor) {
+        m = nat::ParseNeighbor(frame, p);
+      }
+      solicited = solicited || (m && m->type == nat::kIcmpv6NeighborSolicitation &&
+                                m->target == Wide6(backend) &&
+                                m->source == Wide6(fulcrum::testing::Ip6("2001:db8:1::1")) &&
+                                m->link_layer == dp_->port(kBackendPort).mac);
+    }
+    std::this_thread::sleep_for(200us);
+  }
+  EXPECT_TRUE(announced) << "no unsolicited advertisement of the VIP on the client port";
+  EXPECT_TRUE(solicited) << "no solicitation for the backend on the backend port";
+  Quiesce();
+
+  // The backend answers (solicited, to the port address); the control thread learns it.
+  const fulcrum::testing::Mac backend_mac = {0x02, 0xbe, 0, 0, 0, 0x20};
+  Bytes option = {2, 1};
+  option.insert(option.end(), backend_mac.begin(), backend_mac.end());
+  Bytes body(backend.begin(), backend.end());
+  body.insert(body.end(), option.begin(), option.end());
+  PacketBuilder advert;
+  advert.Macs(dp_->port(kBackendPort).mac, backend_mac)
+      .Ipv6(backend, fulcrum::testing::Ip6("2001:db8:1::1"))
+      .Ttl(255)
+      .Icmpv6(nat::kIcmpv6NeighborAdvertisement, 0, 0x60000000)
+      .Payload(body);
+  const std::uint64_t learnt_before = Events(WorkerEvent::kArpLearned);
+  env_->Inject(kBackendPort, 0, advert.Build());
+  ASSERT_TRUE(WaitFor([&] { return Events(WorkerEvent::kArpLearned) > learnt_before; }));
+  fw_->Tick();
+  const nat::NeighborEntry6* learnt = fw_->neighbor_cache6().Find(Wide6(backend));
+  ASSERT_NE(learnt, nullptr);
+  EXPECT_EQ(learnt->mac, backend_mac);
+  EXPECT_EQ(learnt->state, nat::NeighborState::kReachable);
+  EXPECT_EQ(learnt->port, kBackendPort);
+  Quiesce();
+
+  // Both workers now have the MAC: a SYN to the VIP, taken by either, goes to the backend.
+  for (std::uint16_t queue = 0; queue < kWorkers; ++queue) {
+    PacketBuilder syn;
+    syn.Macs(dp_->port(kClientPort).mac, kClientMac)
+        .Ipv6(client, fulcrum::testing::Ip6(testing::kVip6))
+        .Tcp(static_cast<std::uint16_t>(41000 + queue), 80, nat::kTcpSyn);
+    env_->Inject(kClientPort, queue, syn.Build());
+    std::vector<Frame> out;
+    for (std::uint16_t q = 0; q < kWorkers && out.empty(); ++q) {
+      WaitFor([&] {
+        for (std::uint16_t r = 0; r < kWorkers; ++r) {
+          for (Frame& f : env_->Take(kBackendPort, r)) {
+            out.push_back(std::move(f));
+          }
+        }
+        return !out.empty();
+      });
+    }
+    ASSERT_EQ(out.size(), 1u);
+    nat::ParsedPacket6 p = nat::ParseIpv6(out[0], 14);
+    ASSERT_EQ(p.kind, nat::PacketKind::kTcp);
+    EXPECT_EQ(p.dst_ip, Wide6(backend));
+    ExpectMacs(out[0], backend_mac, dp_->port(kBackendPort).mac);
+    EXPECT_EQ(CheckFrameChecksums(out[0]), "");
+  }
 }
 
 TEST_F(PipelineTest, LearnsAnOnLinkClientFromItsSyn) {

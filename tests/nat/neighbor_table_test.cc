@@ -109,6 +109,28 @@ TEST(NeighborCacheTest, ForgettingAResolvedAddressDirtiesTheMap) {
   EXPECT_EQ(cache.Entries().size(), 0u);
 }
 
+// The IPv6 cache is the same machine over 128-bit addresses: addresses that differ only in
+// their upper half are separate entries, and the published map finds each by its whole address.
+TEST(NeighborCacheTest, Ipv6CacheResolvesWholeAddresses) {
+  NeighborCache6 cache(Options());
+  const Ip6 a = testing::Wide6(testing::Ip6("2001:db8:1::11"));
+  const Ip6 b = testing::Wide6(testing::Ip6("2001:db8:2::11"));
+  ASSERT_TRUE(cache.Want(a, 1, 0));
+  ASSERT_TRUE(cache.Want(b, 1, 0));
+  EXPECT_THAT(cache.Tick(0), ElementsAre(NeighborProbe6{a, 1}, NeighborProbe6{b, 1}));
+  EXPECT_TRUE(cache.Learn(a, kMacA, 1, 10));
+  EXPECT_TRUE(cache.dirty());
+  Result<NeighborMap6> map = cache.Build();
+  ASSERT_TRUE(map.ok());
+  EXPECT_FALSE(cache.dirty());
+  ASSERT_NE(map->Find(a), nullptr);
+  EXPECT_EQ(map->Find(a)->mac, kMacA);
+  EXPECT_EQ(map->Find(b), nullptr);  // still incomplete
+  EXPECT_THAT(cache.Tick(1000), ElementsAre(NeighborProbe6{b, 1}));
+  ASSERT_NE(cache.Find(a), nullptr);
+  EXPECT_EQ(cache.Find(a)->state, NeighborState::kReachable);
+}
+
 TEST(NeighborCacheTest, StateNames) {
   EXPECT_EQ(NeighborStateName(NeighborState::kIncomplete), "incomplete");
   EXPECT_EQ(NeighborStateName(NeighborState::kReachable), "reachable");

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "nat/flow_key.h"
+
 namespace fulcrum::testing {
 
 using Bytes = std::vector<std::uint8_t>;
@@ -29,6 +31,16 @@ inline Ip6Bytes Ip6(const char* text) {
     out.fill(0);
   }
   return out;
+}
+
+// The address as the data plane holds it (nat::Ip6: two host-order halves).
+inline nat::Ip6 Wide6(const Ip6Bytes& b) {
+  nat::Ip6 ip;
+  for (std::size_t i = 0; i < 8; ++i) {
+    ip.hi = ip.hi << 8 | b[i];
+    ip.lo = ip.lo << 8 | b[8 + i];
+  }
+  return ip;
 }
 
 // "198.18.0.2" in host order; 0 when malformed.
@@ -490,9 +502,46 @@ inline std::string CheckIpv4Checksums(std::span<const std::uint8_t> packet) {
   return "";
 }
 
-// CheckIpv4Checksums on the IPv4 packet of an Ethernet frame.
+// The same for an IPv6 packet whose TCP, UDP or ICMPv6 header follows the fixed header (no
+// extension headers): its checksum over the IPv6 pseudo-header (RFC 8200 section 8.1), a UDP
+// checksum of 0 refused as IPv6 requires.
+inline std::string CheckIpv6Checksums(std::span<const std::uint8_t> packet) {
+  if (packet.size() < 40 || packet.size() < 40u + Get16(packet, 4)) {
+    return "IPv6 lengths";
+  }
+  const std::uint8_t next = packet[6];
+  Bytes l4(packet.begin() + 40, packet.begin() + 40 + Get16(packet, 4));
+  std::uint32_t pseudo = next + static_cast<std::uint32_t>(l4.size());
+  for (std::size_t i = 8; i < 40; i += 2) {
+    pseudo += Get16(packet, i);
+  }
+  const std::size_t at = next == 6 ? 16 : next == 17 ? 6 : next == 58 ? 2 : 0;
+  if (at == 0) {
+    return "";
+  }
+  if (l4.size() < at + 2) {
+    return "L4 length";
+  }
+  const std::uint16_t sum = Get16(l4, at);
+  Put16(l4, at, 0);
+  std::uint16_t expected = RefChecksum(l4, pseudo);
+  if (next == 17 && expected == 0) {
+    expected = 0xffff;
+  }
+  if (expected == sum) {
+    return "";
+  }
+  return next == 6 ? "TCP checksum" : next == 17 ? "UDP checksum" : "ICMPv6 checksum";
+}
+
+// CheckIpv4Checksums or CheckIpv6Checksums on the IP packet of an Ethernet frame.
 inline std::string CheckFrameChecksums(std::span<const std::uint8_t> frame) {
-  return CheckIpv4Checksums(frame.subspan(L3OffsetOf(frame)));
+  const std::size_t l3 = L3OffsetOf(frame);
+  if (frame.size() <= l3) {
+    return "no IP header";
+  }
+  const std::span<const std::uint8_t> packet = frame.subspan(l3);
+  return (packet[0] >> 4) == 6 ? CheckIpv6Checksums(packet) : CheckIpv4Checksums(packet);
 }
 
 }  // namespace fulcrum::testing

@@ -744,30 +744,36 @@ Action HandleEcho(CoreState& c, const PacketIn& in, const typename F::Parsed& p)
 }
 
 // The owner of the connection an ICMP error is about, judged by the packet it quotes.
+template <typename F>
 std::optional<std::uint32_t> IcmpOwner(const CoreState& c, const PacketIn& in,
-                                       const ParsedPacket& p) {
+                                       const typename F::Parsed& p) {
   const ConfigSnapshot& snap = *c.snapshot;
-  const nat::IcmpQuote& q = p.quote;
-  const std::uint8_t kinds = snap.v4.addresses.Find(q.src_ip).kinds;
+  const FamilyTables<typename F::Ip>& tables = TablesOf<F>(c);
+  const auto& q = p.quote;
+  const std::uint8_t kinds = tables.addresses.Find(q.src_ip).kinds;
   if ((kinds & nat::kAddressLocal) != 0) {
     return c.shared->steering.OwnerOf(q.src_port);  // fnat: our packet to a backend
   }
   if ((kinds & nat::kAddressVip) != 0) {  // our packet to a client
-    const ListenerConfig* l = snap.listener(snap.v4.services.Find(q.src_ip, q.src_port, q.proto));
+    const ListenerConfig* l = snap.listener(tables.services.Find(q.src_ip, q.src_port, q.proto));
     if (l == nullptr) {
       return std::nullopt;
     }
     return ClientOwnedHere(c, in.port, *l) ? c.index
                                            : ClientOwner(q.dst_ip, q.dst_port, c.shared->workers);
   }
-  if (snap.v4.has_dnat) {  // dnat: the client's packet, as forwarded to a backend
+  if (tables.has_dnat) {  // dnat: the client's packet, as forwarded to a backend
     return ClientOwner(q.src_ip, q.src_port, c.shared->workers);
   }
   return std::nullopt;
 }
 
-Action HandleIcmpError(CoreState& c, const PacketIn& in, const ParsedPacket& p, bool handed_off) {
-  const std::optional<std::uint32_t> owner = IcmpOwner(c, in, p);
+// An ICMP error about a tracked connection (a "fragmentation needed" or Packet Too Big among
+// them: path MTU discovery through the LB), translated for the other side of it.
+template <typename F>
+Action HandleIcmpError(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
+                       bool handed_off) {
+  const std::optional<std::uint32_t> owner = IcmpOwner<F>(c, in, p);
   if (!owner) {
     return Drop(c, DropReason::kIcmpNoConn);
   }
@@ -775,21 +781,21 @@ Action HandleIcmpError(CoreState& c, const PacketIn& in, const ParsedPacket& p, 
   if (!Mine(c, *owner, handed_off, handed)) {
     return handed;
   }
-  const ConnHit hit = c.table.Lookup(nat::IcmpQuoteReplyKey(p), c.now_ms);
+  const auto hit = TableOf<F>(c).Lookup(nat::IcmpQuoteReplyKey(p), c.now_ms);
   if (!hit.hit() || c.snapshot->ConnDead(hit.entry->listener, hit.entry->backend)) {
     return Drop(c, DropReason::kIcmpNoConn);
   }
-  const ConnEntry& e = *hit.entry;
-  nat::NextHop hop;
+  const typename F::Entry& e = *hit.entry;
+  typename F::Hop hop;
   if (hit.dir == FlowDir::kFromBackend) {
     nat::TranslateIcmpErrorToClient(in.frame, p, e);
-    hop = c.snapshot->v4.routes.Lookup(e.from_client.src_ip);
+    hop = TablesOf<F>(c).routes.Lookup(e.from_client.src_ip);
   } else {
     nat::TranslateIcmpErrorToBackend(in.frame, p, e);
-    hop = BackendHop<Inet4>(c, e);
+    hop = BackendHop<F>(c, e);
   }
   Count(c, WorkerEvent::kIcmpErrorsTranslated);
-  return SendVia<Inet4>(c, in, hop, &c.listener(e.listener));
+  return SendVia<F>(c, in, hop, &c.listener(e.listener));
 }
 
 // Stage 1 for an IPv6 packet (its Ethernet header parsed as `eth`).
@@ -807,8 +813,8 @@ void Classify6(CoreState& c, std::uint16_t i, const PacketIn& in, const ParsedPa
     case PacketKind::kIcmpEcho:
       out = HandleEcho<Inet6>(c, in, p);
       return;
-    case PacketKind::kIcmpError:  // translation of ICMPv6 errors: not yet
-      out = Drop(c, DropReason::kIcmpNoConn);
+    case PacketKind::kIcmpError:
+      out = HandleIcmpError<Inet6>(c, in, p, handed_off);
       return;
     case PacketKind::kArp:
     case PacketKind::kDrop:
@@ -835,7 +841,7 @@ void Classify(CoreState& c, std::uint16_t i, const PacketIn& in, bool handed_off
       out = HandleEcho<Inet4>(c, in, p);
       return;
     case PacketKind::kIcmpError:
-      out = HandleIcmpError(c, in, p, handed_off);
+      out = HandleIcmpError<Inet4>(c, in, p, handed_off);
       return;
     case PacketKind::kNeighbor:
       break;

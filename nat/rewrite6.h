@@ -72,4 +72,30 @@ inline void RewriteForConn(std::span<std::uint8_t> frame, const ParsedPacket6& p
   }
 }
 
+// The 5-tuple of the connection an ICMPv6 error is about, as the table holds it for packets
+// coming the other way: the quoted packet went out, so its reply key is the quote reversed.
+constexpr FlowKey6 IcmpQuoteReplyKey(const ParsedPacket6& p) {
+  return FlowKey6{p.quote.dst_ip, p.quote.src_ip, p.quote.dst_port, p.quote.src_port,
+                  p.quote.proto};
+}
+
+// Readdresses an ICMPv6 error (p.kind kIcmpError): the outer header gets outer_src ->
+// outer_dst (hop limit decremented), the quoted packet quote_src -> quote_dst (its TCP or UDP
+// checksum patched when the quote holds it), and the ICMPv6 checksum is computed anew over the
+// whole message (nat::ParseIpv6 verified the old one). A Packet Too Big keeps its MTU: fnat
+// and dnat v6 -> v6 leave the header sizes alone. Out of line: errors are rare.
+void TranslateIcmpError(std::span<std::uint8_t> frame, const ParsedPacket6& p, const Ip6& outer_src,
+                        const Ip6& outer_dst, const Endpoint6& quote_src,
+                        const Endpoint6& quote_dst);
+
+// An error from the backend side about a packet the LB sent there, as the client must see it:
+// from the VIP, quoting the client's own client -> VIP packet.
+void TranslateIcmpErrorToClient(std::span<std::uint8_t> frame, const ParsedPacket6& p,
+                                const ConnEntry6& conn);
+
+// An error from the client side about a packet the LB sent to the client, as the backend must
+// see it: quoting the backend's own packet.
+void TranslateIcmpErrorToBackend(std::span<std::uint8_t> frame, const ParsedPacket6& p,
+                                 const ConnEntry6& conn);
+
 }  // namespace fulcrum::nat

@@ -375,6 +375,99 @@ TEST(DecideIpv6Table, FnatTcpConversation) {
   EXPECT_EQ(pool.available(), pool.capacity());
 }
 
+// The IPv6 packet inside `frame` (its Ethernet header dropped): what an ICMPv6 error quotes.
+Bytes Quote(Bytes frame) { return Bytes(frame.begin() + 14, frame.end()); }
+
+// An ICMPv6 Packet Too Big (MTU 1400) on `b`, quoting `quoted`.
+Bytes TooBig(PacketBuilder& b, Bytes quoted) {
+  return b.Icmpv6(nat::kIcmpv6PacketTooBig, 0, 1400).Payload(std::move(quoted)).Build();
+}
+
+// Path MTU discovery through the LB, both ways: a Packet Too Big about a tracked connection is
+// translated for the other side, quoting that side's own packet, checksums right.
+TEST(DecideIpv6Table, PacketTooBigIsTranslatedBothWays) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(DualModel(b));
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.Client6PortOwnedBy(0);
+  const std::uint16_t l = kFirstLocalPort0;
+  const Bytes data(1200, 0x64);
+  const Ip6Bytes router = Ip6("2001:db8:1::fe");
+  const std::vector<Step> steps = {
+      {"SYN", kClientPort, [=] { return ClientTcp6(c, 80, kSyn, 1000).Build(); },
+       SendOn(kBackendPort), [=] { return ToBackend6(1, 1, l, 8080, kSyn, 1000).Build(); }},
+      {"SYN-ACK", kBackendPort,
+       [=] { return BackendTcp6(1, 1, l, 8080, kSyn | kAck, 5000, 1001).Build(); },
+       SendOn(kClientPort), [=] { return ToClient6(80, c, kSyn | kAck, 5000, 1001).Build(); }},
+      {"a router on the backend side: too big, about our segment to the backend",
+       kBackendPort,
+       [=] {
+         PacketBuilder e;
+         e.Macs(kBackendPortMac, BackendMac(1)).Ipv6(router, LocalIp6(1));
+         return TooBig(
+             e, Quote(ToBackend6(1, 1, l, 8080, kAck | kPsh, 1001, 5001).Payload(data).Build()));
+       },
+       SendOn(kClientPort),
+       [=] {
+         PacketBuilder e;
+         e.Macs(kClientMac, kClientPortMac).Ipv6(VipIp6(), ClientIp6()).Ttl(63);
+         return TooBig(
+             e, Quote(ClientTcp6(c, 80, kAck | kPsh, 1001, 5001).Ttl(63).Payload(data).Build()));
+       },
+       {.events = {{WorkerEvent::kIcmpErrorsTranslated, 1}}}},
+      {"the client's side: too big, about our segment to the client",
+       kClientPort,
+       [=] {
+         PacketBuilder e;
+         e.Macs(kClientPortMac, kClientMac).Ipv6(ClientIp6(), VipIp6());
+         return TooBig(e, Quote(ToClient6(80, c, kAck, 5001, 1001).Payload(data).Build()));
+       },
+       SendOn(kBackendPort),
+       [=] {
+         PacketBuilder e;
+         e.Macs(BackendMac(1), kBackendPortMac).Ipv6(LocalIp6(1), BackendIp6(1)).Ttl(63);
+         return TooBig(
+             e, Quote(BackendTcp6(1, 1, l, 8080, kAck, 5001, 1001).Ttl(63).Payload(data).Build()));
+       },
+       {.events = {{WorkerEvent::kIcmpErrorsTranslated, 1}}}},
+      {"an error about no connection: icmp_no_conn",
+       kBackendPort,
+       [=] {
+         PacketBuilder e;
+         e.Macs(kBackendPortMac, BackendMac(1)).Ipv6(router, LocalIp6(1));
+         return TooBig(e, Quote(ToBackend6(1, 1, l + 2, 8080, kAck, 1, 1).Build()));
+       },
+       DropFor(DropReason::kIcmpNoConn),
+       nullptr,
+       {.drops = {{DropReason::kIcmpNoConn, 1}}}},
+      {"an error quoting garbage (not IPv6): bad_header",
+       kBackendPort,
+       [=] {
+         PacketBuilder e;
+         e.Macs(kBackendPortMac, BackendMac(1)).Ipv6(router, LocalIp6(1));
+         Bytes garbage(48, 0x45);
+         return TooBig(e, garbage);
+       },
+       DropFor(DropReason::kBadHeader),
+       nullptr,
+       {.drops = {{DropReason::kBadHeader, 1}}}},
+      {"an error quoting a cut IPv6 header: truncated",
+       kBackendPort,
+       [=] {
+         PacketBuilder e;
+         e.Macs(kBackendPortMac, BackendMac(1)).Ipv6(router, LocalIp6(1));
+         Bytes cut = Quote(ToBackend6(1, 1, l, 8080, kAck, 1001, 5001).Build());
+         cut.resize(30);
+         return TooBig(e, cut);
+       },
+       DropFor(DropReason::kTruncated),
+       nullptr,
+       {.drops = {{DropReason::kTruncated, 1}}}},
+  };
+  RunSteps(bed, 0, steps);
+}
+
 // A dnat conversation: the backend's reply comes from its own address to the client's.
 TEST(DecideIpv6Table, DnatConversation) {
   CoreBed bed;

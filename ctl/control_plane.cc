@@ -56,32 +56,6 @@ void LogFailOpenChange(const std::string& listener, const model::HealthSummary& 
   }
 }
 
-// What `next` adds that the data plane cannot forward yet, refused with NotSupported instead
-// of stored and skipped. Only additions are checked, so that an older state file's IPv6 items
-// can still be deleted. IPv6 VIPs and backends wait for the dual-family data plane.
-fulcrum::Status CheckForwardable(const model::Model& current, const model::Model& next) {
-  for (const auto& [id, lb] : next.lbs()) {
-    const model::LoadBalancer* before = current.FindLb(id);
-    if (!lb.vip.is_v4() && (before == nullptr || before->vip != lb.vip)) {
-      return Error(ErrorCode::kNotSupported,
-                   "IPv6 VIP {}: not supported, the data plane forwards IPv4 only",
-                   lb.vip.ToString());
-    }
-  }
-  for (const auto& [id, group] : next.groups()) {
-    const model::ServerGroup* before = current.FindGroup(id);
-    for (const model::Backend& backend : group.backends) {
-      if (!backend.addr.addr.is_v4() &&
-          (before == nullptr || before->FindBackend(backend.addr) == nullptr)) {
-        return Error(ErrorCode::kNotSupported,
-                     "IPv6 backend {}: not supported, the data plane forwards IPv4 only",
-                     backend.addr.ToString());
-      }
-    }
-  }
-  return fulcrum::Status::Ok();
-}
-
 }  // namespace
 
 const std::vector<ControlPlane::Command>& ControlPlane::Commands() {
@@ -199,8 +173,16 @@ fulcrum::Status ControlPlane::Apply() {
 }
 
 Result<json> ControlPlane::Commit(model::Model next, json result) {
-  if (fulcrum::Status forwardable = CheckForwardable(model_, next); !forwardable.ok()) {
-    return forwardable;
+  for (const auto& [id, lb] : next.lbs()) {
+    const model::LoadBalancer* before = model_.FindLb(id);
+    const bool served = lb.vip.is_v4() ? options_.ipv4 : options_.ipv6;
+    if (!served && (before == nullptr || before->vip != lb.vip)) {
+      const char* family = lb.vip.is_v4() ? "IPv4" : "IPv6";
+      return Error(ErrorCode::kNotSupported,
+                   "{} VIP {}: none of lbd's ports has an {} address (ports[].{} in lbd's "
+                   "config)",
+                   family, lb.vip.ToString(), family, lb.vip.is_v4() ? "address" : "address6");
+    }
   }
   if (!options_.state_file.empty()) {
     const fulcrum::Status written = WriteStateFile(options_.state_file, next.ToJson());

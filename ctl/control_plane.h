@@ -40,8 +40,12 @@ struct ControlPlaneOptions {
   std::string state_file;                     // "" = no persistence (tests only)
   std::string socket_path;                    // reported by status
   std::vector<IpAddress> reserved_addresses;  // lbd's own addresses: never a VIP
-  std::function<std::int64_t()> now;          // Unix seconds; default real clock
-  std::optional<std::uint64_t> id_seed;       // fixed id sequence (tests); default random
+  // The address families lbd's ports carry (IPv6: some port has an address6); a VIP of another
+  // family is refused.
+  bool ipv4 = true;
+  bool ipv6 = false;
+  std::function<std::int64_t()> now;     // Unix seconds; default real clock
+  std::optional<std::uint64_t> id_seed;  // fixed id sequence (tests); default random
 };
 
 // A prober counts as present when it polled health.targets this recently.

@@ -42,8 +42,6 @@ std::atomic<std::uint32_t> instances{0};
 
 std::string Ipv4Text(std::uint32_t ip) { return IpAddress::V4(ip).ToString(); }
 
-std::string EndpointText(nat::Endpoint4 e) { return fmt::format("{}:{}", Ipv4Text(e.ip), e.port); }
-
 std::string MacText(const nat::MacAddress& mac) { return MacToString(mac); }
 
 std::string_view ProtoName(std::uint8_t proto) {
@@ -796,21 +794,20 @@ std::uint64_t Forwarder::ActiveConnections(const std::string& listener_id,
 }
 
 json Forwarder::ConnJson(std::uint32_t worker, const ConnRecord& record) const {
-  const nat::ConnEntry& e = record.entry;
-  const ListenerConfig* l = current_ != nullptr ? current_->listener(e.listener) : nullptr;
+  const ListenerConfig* l = current_ != nullptr ? current_->listener(record.listener) : nullptr;
   return {{"worker", worker},
           {"listener", l != nullptr ? l->id : ""},
-          {"protocol", ProtoName(e.proto())},
-          {"mode", e.mode == nat::NatMode::kFnat ? "fnat" : "dnat"},
-          {"client", EndpointText(e.client())},
-          {"vip", EndpointText(e.vip())},
-          {"local", EndpointText(e.local())},
-          {"backend", EndpointText(e.backend_endpoint())},
-          {"state", e.proto() == nat::kIpProtoTcp ? nat::TcpStateName(e.tcp_state)
-                                                  : std::string_view("udp")},
-          {"age_s", (record.now_ms - e.created_ms) / 1000},
-          {"idle_s", (record.now_ms - e.last_seen_ms) / 1000},
-          {"timeout_s", e.timeout_ms / 1000}};
+          {"protocol", ProtoName(record.proto)},
+          {"mode", record.mode == nat::NatMode::kFnat ? "fnat" : "dnat"},
+          {"client", EndpointOf(record.client).ToString()},
+          {"vip", EndpointOf(record.vip).ToString()},
+          {"local", EndpointOf(record.local).ToString()},
+          {"backend", EndpointOf(record.backend).ToString()},
+          {"state", record.proto == nat::kIpProtoTcp ? nat::TcpStateName(record.tcp_state)
+                                                     : std::string_view("udp")},
+          {"age_s", (record.now_ms - record.created_ms) / 1000},
+          {"idle_s", (record.now_ms - record.last_seen_ms) / 1000},
+          {"timeout_s", record.timeout_ms / 1000}};
 }
 
 bool Forwarder::RunDumps(std::vector<std::unique_ptr<Dump>>& dumps) {
@@ -818,18 +815,9 @@ bool Forwarder::RunDumps(std::vector<std::unique_ptr<Dump>>& dumps) {
     for (auto& dump : dumps) {
       PipelineWorker& pw = *workers_[dump->worker];
       nat::SweepCursor cursor;
-      const DumpRequest& request = dump->request;
-      pw.table.VisitSome(cursor, pw.table.capacity(), [&](std::uint32_t, const nat::ConnEntry& e) {
-        if (nat::ConnTable::Expired(e, pw.now_ms) ||
-            (request.listener_slot != kNoSlot && e.listener != request.listener_slot)) {
-          return;
-        }
-        if (dump->request.count == dump->request.capacity) {
-          dump->request.truncated = true;
-          return;
-        }
-        dump->records[dump->request.count++] = ConnRecord{e, pw.now_ms};
-      });
+      nat::SweepCursor cursor6;
+      DumpSome(pw.table, cursor, pw.table.capacity(), pw.now_ms, dump->request);
+      DumpSome(pw.table6, cursor6, pw.table6.capacity(), pw.now_ms, dump->request);
       dump->done = true;
     }
     return true;

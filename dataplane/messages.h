@@ -12,9 +12,36 @@
 namespace fulcrum::dataplane {
 
 // A connection copied out for conn.list.
+// One connection of either family as a dump reports it.
 struct ConnRecord {
-  nat::ConnEntry entry;
+  nat::AnyEndpoint client;
+  nat::AnyEndpoint vip;
+  nat::AnyEndpoint local;  // what the backend sees as the source (the client itself in dnat)
+  nat::AnyEndpoint backend;
+  std::uint32_t listener = 0;
+  std::uint32_t created_ms = 0;
+  std::uint32_t last_seen_ms = 0;
+  std::uint32_t timeout_ms = 0;
   std::uint32_t now_ms = 0;  // the worker's clock when it copied the entry
+  nat::TcpState tcp_state = nat::TcpState::kNone;
+  nat::NatMode mode = nat::NatMode::kFnat;
+  std::uint8_t proto = 0;
+
+  template <typename Entry>
+  static ConnRecord Of(const Entry& e, std::uint32_t now_ms) {
+    return {.client = e.client(),
+            .vip = e.vip(),
+            .local = e.local(),
+            .backend = e.backend_endpoint(),
+            .listener = e.listener,
+            .created_ms = e.created_ms,
+            .last_seen_ms = e.last_seen_ms,
+            .timeout_ms = e.timeout_ms,
+            .now_ms = now_ms,
+            .tcp_state = e.tcp_state,
+            .mode = e.mode,
+            .proto = e.proto()};
+  }
 };
 
 // A connection dump the control thread asks a worker for: the worker fills `records` and

@@ -205,6 +205,7 @@ std::uint32_t ServeMessages(PipelineWorker& pw) {
         pw.dump->truncated = false;
         pw.dump_seq = message.seq;
         pw.dump_cursor = {};
+        pw.dump_cursor6 = {};
         break;
       default:
         break;  // worker -> control types never come this way
@@ -283,19 +284,12 @@ void StepSweep(PipelineWorker& pw) {
 
 void StepDump(PipelineWorker& pw) {
   DumpRequest& dump = *pw.dump;
-  pw.table.VisitSome(pw.dump_cursor, pw.shared->sweep_budget,
-                     [&](std::uint32_t, const ConnEntry& e) {
-                       if (nat::ConnTable::Expired(e, pw.now_ms) ||
-                           (dump.listener_slot != kNoSlot && e.listener != dump.listener_slot)) {
-                         return;
-                       }
-                       if (dump.count == dump.capacity) {
-                         dump.truncated = true;
-                         return;
-                       }
-                       dump.records[dump.count++] = ConnRecord{e, pw.now_ms};
-                     });
-  if (pw.dump_cursor.done || dump.truncated) {
+  if (!pw.dump_cursor.done) {
+    DumpSome(pw.table, pw.dump_cursor, pw.shared->sweep_budget, pw.now_ms, dump);
+  } else {
+    DumpSome(pw.table6, pw.dump_cursor6, pw.shared->sweep_budget, pw.now_ms, dump);
+  }
+  if (pw.dump_cursor6.done || dump.truncated) {
     pw.dump = nullptr;
     Reply(pw, Message{.type = MessageType::kDumpDone, .seq = pw.dump_seq});
   }

@@ -79,7 +79,8 @@ struct alignas(64) PipelineWorker : CoreState {
   nat::SweepCursor sweep_cursor6;
   DumpRequest* dump = nullptr;
   std::uint64_t dump_seq = 0;
-  nat::SweepCursor dump_cursor;
+  nat::SweepCursor dump_cursor;   // the IPv4 table, then
+  nat::SweepCursor dump_cursor6;  // the IPv6 one
   std::optional<Message> pending_reply;
 };
 
@@ -98,5 +99,22 @@ void RunBurst(PipelineWorker& pw, rte_mbuf** packets, std::uint16_t count, bool 
 // whole sweep, done on the worker's behalf.
 void AdoptPublished(PipelineWorker& pw);
 void SweepAll(PipelineWorker& pw);
+
+// Copies up to `budget` entries' worth of `table` into `dump`, from `cursor`.
+template <typename Table>
+inline void DumpSome(const Table& table, nat::SweepCursor& cursor, std::uint32_t budget,
+                     std::uint32_t now_ms, DumpRequest& dump) {
+  table.VisitSome(cursor, budget, [&](std::uint32_t, const typename Table::EntryType& e) {
+    if (Table::Expired(e, now_ms) ||
+        (dump.listener_slot != kNoSlot && e.listener != dump.listener_slot)) {
+      return;
+    }
+    if (dump.count == dump.capacity) {
+      dump.truncated = true;
+      return;
+    }
+    dump.records[dump.count++] = ConnRecord::Of(e, now_ms);
+  });
+}
 
 }  // namespace fulcrum::dataplane

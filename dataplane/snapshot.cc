@@ -166,7 +166,7 @@ std::vector<nat::BackendSpec> BackendSpecs(const model::Model& model,
   std::vector<nat::BackendSpec> specs;
   for (const model::Backend& backend : group.backends) {
     if (!FamiliesWork(lb.vip, backend.addr.addr)) {
-      continue;  // refused by the control plane (ControlPlane::CheckForwardable)
+      continue;  // the model keeps a group to its LB's family
     }
     specs.push_back({AnyEndpointOf(backend.addr), backend.weight,
                      HealthOf(model.HealthOf(listener.id, backend.addr).state)});
@@ -492,6 +492,13 @@ IpAddress IpAddressOf(const nat::Ip6& ip) {
     bytes[8 + i] = static_cast<std::uint8_t>(ip.lo >> (56 - 8 * i));
   }
   return IpAddress::V6(bytes);
+}
+
+Endpoint EndpointOf(const nat::AnyEndpoint& endpoint) {
+  if (endpoint.is_v4()) {
+    return {IpAddress::V4(endpoint.v4().ip), endpoint.port};
+  }
+  return {IpAddressOf(endpoint.ip), endpoint.port};
 }
 
 nat::AnyEndpoint AnyEndpointOf(const Endpoint& endpoint) {

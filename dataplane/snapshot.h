@@ -193,6 +193,7 @@ nat::Ip6 Ip6Of(const IpAddress& addr);
 // The IPv6 address `ip` (never an IPv4 one, even when it is v4-mapped).
 IpAddress IpAddressOf(const nat::Ip6& ip);
 nat::AnyEndpoint AnyEndpointOf(const Endpoint& endpoint);
+Endpoint EndpointOf(const nat::AnyEndpoint& endpoint);
 
 struct SlotState {
   static constexpr std::uint32_t kDefaultListenerSlots =

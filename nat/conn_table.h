@@ -198,12 +198,13 @@ struct ConnTableStats {
   std::uint64_t index_full = 0;            // inserts refused for lack of a path in the index
 };
 
-// The table of one address family: Entry is Entry (IPv4) or ConnEntry6 (IPv6).
+// The table of one address family: Entry is ConnEntry (IPv4) or ConnEntry6 (IPv6).
 template <typename Entry>
 class BasicConnTable {
  public:
   using Key = std::remove_cvref_t<decltype(std::declval<Entry>().from_client)>;
   using Hit = BasicConnHit<Entry>;
+  using EntryType = Entry;
 
   static constexpr std::uint32_t kMaxCapacity = 1u << 30;
   static constexpr std::size_t kSlotsPerBucket = 8;

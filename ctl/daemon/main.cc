@@ -5,6 +5,7 @@
 // restores the state file into the control plane and serves the socket until SIGTERM/SIGINT.
 #include <csignal>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -89,11 +90,13 @@ int Run(const std::string& config_path, bool check_only, bool busy_poll) {
   }
 
   ctl::DpdkDataplaneLink link(**dataplane);
-  Result<std::unique_ptr<ctl::ControlPlane>> created =
-      ctl::ControlPlane::Create({.state_file = config->state_file,
-                                 .socket_path = config->socket,
-                                 .reserved_addresses = OwnAddresses(*config)},
-                                link);
+  Result<std::unique_ptr<ctl::ControlPlane>> created = ctl::ControlPlane::Create(
+      {.state_file = config->state_file,
+       .socket_path = config->socket,
+       .reserved_addresses = OwnAddresses(*config),
+       .ipv6 = std::any_of(config->ports.begin(), config->ports.end(),
+                           [](const PortConfig& port) { return port.address6.has_value(); })},
+      link);
   if (!created.ok()) {
     (*dataplane)->Stop();
     return Fail(created.status());

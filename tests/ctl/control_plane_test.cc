@@ -41,6 +41,7 @@ class ControlPlaneTest : public ::testing::Test {
         .state_file = state_file_,
         .socket_path = dir_ + "/lbd.sock",
         .reserved_addresses = {*IpAddress::Parse("198.18.0.1"), *IpAddress::Parse("198.18.1.1")},
+        .ipv6 = ipv6_,
         .now = [this] { return now_; },
         .id_seed = 7,
     };
@@ -123,6 +124,7 @@ class ControlPlaneTest : public ::testing::Test {
   std::string dir_;
   std::string state_file_;
   std::int64_t now_ = kStart;
+  bool ipv6_ = false;  // lbd's ports carry IPv6
   FakeDataplane dataplane_;
   std::unique_ptr<ControlPlane> plane_;
   std::string lb_;
@@ -212,14 +214,34 @@ TEST_F(ControlPlaneTest, LoadBalancerLifecycle) {
   ExpectRefused("lb.delete", {{"id", id}}, ErrorCode::kResourceNotFound);
 }
 
-// Until the data plane forwards IPv6, an IPv6 VIP is refused rather than stored and skipped.
-TEST_F(ControlPlaneTest, IpV6VipsAreRefusedUntilTheDataPlaneForwardsThem) {
+// A VIP of a family no port of lbd carries is refused, not stored: it could never forward.
+TEST_F(ControlPlaneTest, AnIpv6VipIsRefusedWhenNoPortHasAnIpv6Address) {
   const std::uint64_t version = Ok("status")["model_version"].get<std::uint64_t>();
   ExpectRefused("lb.create", {{"name", "web6"}, {"vip", "2001:db8:100::10"}},
-                ErrorCode::kNotSupported, {"IPv6 VIP 2001:db8:100::10", "IPv4 only"});
+                ErrorCode::kNotSupported, {"IPv6 VIP 2001:db8:100::10", "ports[].address6"});
   EXPECT_TRUE(Ok("lb.list")["lbs"].empty());
   EXPECT_TRUE(dataplane_.last_applied().lbs().empty());
   EXPECT_EQ(Ok("status")["model_version"].get<std::uint64_t>(), version);
+}
+
+// An IPv6 load balancer takes IPv6 backends (in brackets) and listeners, and reaches the data
+// plane; an IPv4 backend in it is refused with an error naming the backend and the LB.
+TEST_F(ControlPlaneTest, Ipv6LoadBalancersReachTheDataPlane) {
+  ipv6_ = true;
+  Start();
+  const std::string lb = CreateLb("web6", "2001:db8:100::10");
+  const std::string group = CreateGroup(lb);
+  EXPECT_EQ(Ok("group.add_backend", {{"group", group}, {"addr", "[2001:db8:1::11]:8080"}}),
+            json({{"group", group}, {"addr", "[2001:db8:1::11]:8080"}, {"weight", 10}}));
+  ExpectRefused("group.add_backend", {{"group", group}, {"addr", "198.18.1.11:80"}},
+                ErrorCode::kInvalidParameter, {"198.18.1.11:80", lb});
+  const std::string listener = CreateListener(lb, 80, group);
+  const model::Model& applied = dataplane_.last_applied();
+  ASSERT_NE(applied.FindLb(lb), nullptr);
+  EXPECT_EQ(applied.FindLb(lb)->vip.ToString(), "2001:db8:100::10");
+  EXPECT_EQ(applied.listeners().size(), 1u);
+  EXPECT_EQ(Ok("lb.show", {{"id", lb}})["vip"], "2001:db8:100::10");
+  EXPECT_FALSE(listener.empty());
 }
 
 TEST_F(ControlPlaneTest, VipConflicts) {

@@ -908,6 +908,20 @@ TEST_F(PipelineTest, Ipv6NeighboursAreAnnouncedSolicitedAndLearnt) {
     ExpectMacs(out[0], backend_mac, dp_->port(kBackendPort).mac);
     EXPECT_EQ(CheckFrameChecksums(out[0]), "");
   }
+  // The connection list shows both IPv6 flows, addresses in brackets.
+  std::vector<json> conns = Conns("lsn-00000001");
+  ASSERT_EQ(conns.size(), 2u);
+  std::sort(conns.begin(), conns.end(), [](const json& x, const json& y) {
+    return x["client"].get<std::string>() < y["client"].get<std::string>();
+  });
+  EXPECT_EQ(conns[0]["client"], "[2001:db8::2]:41000");
+  EXPECT_EQ(conns[1]["client"], "[2001:db8::2]:41001");
+  EXPECT_EQ(conns[0]["vip"], "[2001:db8:100::10]:80");
+  EXPECT_EQ(conns[0]["backend"], "[2001:db8:1::20]:80");
+  EXPECT_EQ(conns[0]["mode"], "fnat");
+  EXPECT_EQ(conns[0]["state"], "syn_sent");
+  const std::string local = conns[0]["local"].get<std::string>();
+  EXPECT_EQ(local.rfind("[2001:db8:1::", 0), 0u) << local;
 }
 
 TEST_F(PipelineTest, LearnsAnOnLinkClientFromItsSyn) {

@@ -1,6 +1,10 @@
 // lb-healthd: the out-of-band health prober (BRIEF §2, docs/health-checking.md).
 //
-//   lb-healthd [--socket PATH] [--source ADDR] [--max-in-flight N] [--log-level L] [--once]
+//   lb-healthd [--socket PATH] [--source ADDR]... [--max-in-flight N] [--log-level L] [--once]
+//
+// --source may be given once per address family (e.g. --source 198.18.1.254 --source
+// 2001:db8:1::fe): each probe is bound to the source of its backend's family, and a family
+// without one is left to the kernel's choice.
 //
 // Runs until SIGTERM or SIGINT (exit 0). With --once: probes every target until each is
 // decided, reports to lbd, prints a table and exits 0 (1 when some target stayed undecided or
@@ -19,6 +23,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -44,7 +49,7 @@ constexpr rlim_t kSpareDescriptors = 64;
 
 struct Flags {
   std::string socket;
-  std::string source;
+  std::vector<std::string> sources;
   std::size_t max_in_flight = 1024;
   std::string log_level = "info";
   bool once = false;
@@ -120,15 +125,24 @@ std::size_t FitDescriptorLimit(std::size_t max_in_flight) {
   return max_in_flight;
 }
 
-int Run(const Flags& flags) {
-  std::optional<fulcrum::IpAddress> source;
-  if (!flags.source.empty()) {
-    Result<fulcrum::IpAddress> parsed = fulcrum::IpAddress::Parse(flags.source);
+// At most one --source per address family.
+Result<hc::ProbeSources> ParseSources(const std::vector<std::string>& texts) {
+  std::vector<fulcrum::IpAddress> addrs;
+  for (const std::string& text : texts) {
+    Result<fulcrum::IpAddress> parsed = fulcrum::IpAddress::Parse(text);
     if (!parsed.ok()) {
-      std::cerr << "lb-healthd: --source: " << parsed.status().message() << "\n";
-      return kExitUsage;
+      return parsed.status();
     }
-    source = *parsed;
+    addrs.push_back(*parsed);
+  }
+  return hc::ProbeSources::Create(addrs);
+}
+
+int Run(const Flags& flags) {
+  Result<hc::ProbeSources> sources = ParseSources(flags.sources);
+  if (!sources.ok()) {
+    std::cerr << "lb-healthd: --source: " << sources.status().message() << "\n";
+    return kExitUsage;
   }
   Result<std::unique_ptr<hc::EventLoop>> loop = hc::EventLoop::Create();
   if (!loop.ok()) {
@@ -142,7 +156,7 @@ int Run(const Flags& flags) {
   }
   hc::ProberOptions prober_options;
   prober_options.max_in_flight = FitDescriptorLimit(flags.max_in_flight);
-  prober_options.source = source;
+  prober_options.sources = *sources;
   prober_options.seed = std::random_device{}();
   prober_options.fresh_start = flags.once;
   std::unique_ptr<hc::Prober> prober = hc::Prober::Create(**loop, prober_options);
@@ -151,9 +165,9 @@ int Run(const Flags& flags) {
   agent_options.once = flags.once;
   hc::Agent agent(**loop, lbd, *prober, agent_options);
 
-  hc::HcLog().Info("lb-healthd {} starting: lbd at {}, at most {} probes in flight{}",
+  hc::HcLog().Info("lb-healthd {} starting: lbd at {}, at most {} probes in flight, sources {}",
                    FULCRUM_VERSION, flags.socket, prober_options.max_in_flight,
-                   source ? " from " + source->ToString() : "");
+                   prober_options.sources.ToString());
   while (!(*signals)->stopped() && !agent.done()) {
     Result<int> ran = (*loop)->RunOnce(std::chrono::seconds(1));
     if (!ran.ok()) {
@@ -187,7 +201,9 @@ int main(int argc, char** argv) {
   app.add_option(
       "--socket", flags.socket,
       "lbd's control socket (default $LBD_SOCKET or " + std::string(kDefaultSocket) + ")");
-  app.add_option("--source", flags.source, "bind probes to this source address");
+  app.add_option("--source", flags.sources,
+                 "bind probes of backends of this address's family to it; once per family")
+      ->allow_extra_args(false);
   app.add_option("--max-in-flight", flags.max_in_flight, "probes in flight at most")
       ->check(CLI::Range(1, 65536));
   app.add_option("--log-level", flags.log_level, "debug, info, warning or error");

@@ -48,6 +48,35 @@ SocketAddress SocketAddress::From(const IpAddress& addr, std::uint16_t port) {
   return out;
 }
 
+Result<ProbeSources> ProbeSources::Create(std::span<const IpAddress> addrs) {
+  ProbeSources sources;
+  for (const IpAddress& addr : addrs) {
+    std::optional<Source>& slot = sources.Slot(addr.family());
+    if (slot) {
+      return Error(ErrorCode::kInvalidParameter,
+                   "two {} addresses ({} and {}): give at most one per address family",
+                   AddressFamilyName(addr.family()), slot->addr.ToString(), addr.ToString());
+    }
+    slot = Source{addr, SocketAddress::From(addr, 0)};
+  }
+  return sources;
+}
+
+const SocketAddress* ProbeSources::For(const SocketAddress& backend) const {
+  const std::optional<Source>& source = backend.family() == AF_INET6 ? v6_ : v4_;
+  if (!source || source->socket.family() != backend.family()) {
+    return nullptr;
+  }
+  return &source->socket;
+}
+
+std::string ProbeSources::ToString() const {
+  const auto name = [](const std::optional<Source>& source) {
+    return source ? source->addr.ToString() : std::string("the kernel's choice");
+  };
+  return fmt::format("ipv4 {}, ipv6 {}", name(v4_), name(v6_));
+}
+
 Result<ProbeSpec> CompileProbe(const Target& target) {
   const model::HealthCheck& check = target.check;
   ProbeSpec spec;

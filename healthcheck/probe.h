@@ -16,6 +16,8 @@
 //     socket receives the ICMP port unreachable as ECONNREFUSED: "refused", not "timeout".
 // An outcome is a success, a failure with the reason lbd shows, or inconclusive: a local
 // error (no descriptors, no source port) says nothing about the backend and is not counted.
+// A probe is bound to the source address of its backend's family when one was given
+// (ProbeSources), so a dual-stack prober can leave from one management address per family.
 #pragma once
 
 #include <sys/socket.h>
@@ -43,6 +45,33 @@ struct SocketAddress {
   static SocketAddress From(const IpAddress& addr, std::uint16_t port);
   int family() const { return storage.ss_family; }
   const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+
+// The addresses probes are bound to, at most one per address family (lb-healthd --source).
+// A family without one is left to the kernel's choice (the route's preferred source).
+class ProbeSources {
+ public:
+  ProbeSources() = default;  // the kernel chooses for every family
+  // Fails when two of `addrs` have the same family.
+  static Result<ProbeSources> Create(std::span<const IpAddress> addrs);
+
+  // The source for a probe of `backend`: the one of its family, or nullptr for the kernel's.
+  const SocketAddress* For(const SocketAddress& backend) const;
+  // For the log: "ipv4 198.18.1.254, ipv6 the kernel's choice".
+  std::string ToString() const;
+
+ private:
+  struct Source {
+    IpAddress addr;
+    SocketAddress socket;
+  };
+
+  std::optional<Source>& Slot(AddressFamily family) {
+    return family == AddressFamily::kIpv4 ? v4_ : v6_;
+  }
+
+  std::optional<Source> v4_;
+  std::optional<Source> v6_;
 };
 
 struct ProbeSpec {

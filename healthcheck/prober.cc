@@ -37,11 +37,7 @@ Prober::Prober(EventLoop& loop, ProberOptions options)
       options_(std::move(options)),
       jitter_(options_.seed),
       admission_(options_.max_in_flight),
-      scratch_(kScratchBytes) {
-  if (options_.source) {
-    source_ = SocketAddress::From(*options_.source, 0);
-  }
-}
+      scratch_(kScratchBytes) {}
 
 Prober::~Prober() { loop_.RemoveHandler(this); }
 
@@ -191,8 +187,8 @@ void Prober::StartProbe(std::uint32_t index, TimePoint now) {
   ++stats_.probes;
   slot.next_due = now + jitter_.Period(slot.spec.interval);
   stats_.max_in_flight_seen = std::max(stats_.max_in_flight_seen, admission_.in_flight());
-  const SocketAddress* source = source_ ? &*source_ : nullptr;
-  std::optional<ProbeOutcome> outcome = slot.probe.Start(slot.spec, source, scratch_);
+  std::optional<ProbeOutcome> outcome =
+      slot.probe.Start(slot.spec, options_.sources.For(slot.spec.address), scratch_);
   if (outcome) {
     Finish(index, *outcome, now);
     return;

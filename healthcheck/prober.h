@@ -45,8 +45,8 @@ namespace fulcrum::hc {
 
 struct ProberOptions {
   std::size_t max_in_flight = 1024;
-  std::optional<IpAddress> source;  // bind probes to this address (same family only)
-  std::uint64_t seed = 0;           // jitter seed
+  ProbeSources sources;    // each probe is bound to the source of its backend's family
+  std::uint64_t seed = 0;  // jitter seed
   // --once: ignore lbd's states (start unknown) and probe new targets at once.
   bool fresh_start = false;
 };
@@ -150,7 +150,6 @@ class Prober : public EventLoop::Handler {
 
   EventLoop& loop_;
   ProberOptions options_;
-  std::optional<SocketAddress> source_;
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> free_;
   std::map<TargetKey, std::uint32_t> index_;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/healthcheck/test_servers.h"
@@ -47,10 +48,10 @@ std::uint32_t ToEpoll(short revents) {
 }
 
 // Runs one probe to its end, abandoning it at spec.timeout as the prober does.
-ProbeOutcome RunProbe(const ProbeSpec& spec) {
+ProbeOutcome RunProbe(const ProbeSpec& spec, const SocketAddress* source = nullptr) {
   std::vector<char> scratch(64 * 1024);
   ProbeSocket probe;
-  std::optional<ProbeOutcome> outcome = probe.Start(spec, nullptr, scratch);
+  std::optional<ProbeOutcome> outcome = probe.Start(spec, source, scratch);
   const auto deadline = Clock::now() + spec.timeout;
   while (!outcome) {
     const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
@@ -65,6 +66,15 @@ ProbeOutcome RunProbe(const ProbeSpec& spec) {
   }
   EXPECT_FALSE(probe.active());
   return *outcome;
+}
+
+// A tcp probe ends at connect, maybe before the server's thread has accepted.
+bool WaitForAccepts(TcpServer& server, int count) {
+  const auto deadline = Clock::now() + milliseconds(1000);
+  while (server.accepted() < count && Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return server.accepted() >= count;
 }
 
 // ---- tcp
@@ -111,6 +121,90 @@ TEST(TcpProbeTest, SourceAddressIsUsed) {
   }
   ASSERT_TRUE(started.has_value());
   EXPECT_EQ(started->kind, ProbeOutcome::Kind::kSuccess) << started->reason;
+}
+
+TEST(TcpProbeTest, Ipv6TargetFromAnIpv6SourceOnLoopback) {
+  if (!testing::Ipv6LoopbackUsable()) {
+    GTEST_SKIP() << "no ::1 here";
+  }
+  TcpServer server(TcpServer::Mode::kAccept, "", 0, AF_INET6);
+  Target target = MakeTarget(model::HealthCheckType::kTcp, server.port());
+  target.key.backend = *Endpoint::Parse("[::1]:" + std::to_string(server.port()));
+  const ProbeSpec spec = Compile(target);
+  ASSERT_EQ(spec.address.family(), AF_INET6);
+  const SocketAddress loopback = SocketAddress::From(*IpAddress::Parse("::1"), 0);
+  const ProbeOutcome outcome = RunProbe(spec, &loopback);
+  EXPECT_EQ(outcome.kind, ProbeOutcome::Kind::kSuccess) << outcome.reason;
+  EXPECT_EQ(outcome.reason, "connected");
+  ASSERT_TRUE(WaitForAccepts(server, 1));
+  EXPECT_EQ(server.last_peer(), "::1");
+  // The IPv6 source is really bound: an address this host does not have is a local error.
+  const SocketAddress foreign = SocketAddress::From(*IpAddress::Parse("2001:db8::1"), 0);
+  const ProbeOutcome bad = RunProbe(spec, &foreign);
+  EXPECT_EQ(bad.kind, ProbeOutcome::Kind::kInconclusive) << bad.reason;
+  EXPECT_EQ(server.accepted(), 1);
+}
+
+// ---- sources
+
+SocketAddress Backend(const std::string& addr) {
+  return SocketAddress::From(*IpAddress::Parse(addr), 80);
+}
+
+std::string SourceOf(const ProbeSources& sources, const std::string& backend) {
+  const SocketAddress* source = sources.For(Backend(backend));
+  return source != nullptr ? testing::AddressText(source->storage) : "kernel";
+}
+
+Result<ProbeSources> Sources(const std::vector<std::string>& texts) {
+  std::vector<IpAddress> addrs;
+  for (const std::string& text : texts) {
+    addrs.push_back(*IpAddress::Parse(text));
+  }
+  return ProbeSources::Create(addrs);
+}
+
+TEST(ProbeSourcesTest, EachBackendGetsTheSourceOfItsFamily) {
+  // The order of the flags does not matter.
+  for (const std::vector<std::string>& order :
+       {std::vector<std::string>{"198.18.1.254", "2001:db8:1::fe"},
+        std::vector<std::string>{"2001:db8:1::fe", "198.18.1.254"}}) {
+    Result<ProbeSources> sources = Sources(order);
+    ASSERT_TRUE(sources.ok()) << sources.status().ToString();
+    EXPECT_EQ(SourceOf(*sources, "198.18.2.11"), "198.18.1.254");
+    EXPECT_EQ(SourceOf(*sources, "2001:db8:2::11"), "2001:db8:1::fe");
+    EXPECT_EQ(sources->ToString(), "ipv4 198.18.1.254, ipv6 2001:db8:1::fe");
+  }
+}
+
+TEST(ProbeSourcesTest, AFamilyWithoutASourceIsLeftToTheKernel) {
+  Result<ProbeSources> v6_only = Sources({"2001:db8:1::fe"});
+  ASSERT_TRUE(v6_only.ok());
+  EXPECT_EQ(SourceOf(*v6_only, "198.18.2.11"), "kernel");
+  EXPECT_EQ(SourceOf(*v6_only, "2001:db8:2::11"), "2001:db8:1::fe");
+  EXPECT_EQ(v6_only->ToString(), "ipv4 the kernel's choice, ipv6 2001:db8:1::fe");
+
+  Result<ProbeSources> v4_only = Sources({"198.18.1.254"});
+  ASSERT_TRUE(v4_only.ok());
+  EXPECT_EQ(SourceOf(*v4_only, "198.18.2.11"), "198.18.1.254");
+  EXPECT_EQ(SourceOf(*v4_only, "2001:db8:2::11"), "kernel");
+
+  const ProbeSources none;
+  EXPECT_EQ(SourceOf(none, "198.18.2.11"), "kernel");
+  EXPECT_EQ(SourceOf(none, "2001:db8:2::11"), "kernel");
+  EXPECT_EQ(none.ToString(), "ipv4 the kernel's choice, ipv6 the kernel's choice");
+}
+
+TEST(ProbeSourcesTest, RefusesTwoAddressesOfOneFamily) {
+  Result<ProbeSources> v4 = Sources({"198.18.1.254", "2001:db8:1::fe", "198.18.1.253"});
+  ASSERT_FALSE(v4.ok());
+  EXPECT_EQ(v4.status().code(), ErrorCode::kInvalidParameter);
+  EXPECT_EQ(v4.status().message(),
+            "two ipv4 addresses (198.18.1.254 and 198.18.1.253): give at most one per address "
+            "family");
+  Result<ProbeSources> v6 = Sources({"2001:db8:1::fe", "::1"});
+  ASSERT_FALSE(v6.ok());
+  EXPECT_NE(v6.status().message().find("two ipv6 addresses"), std::string::npos);
 }
 
 // ---- http

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/healthcheck/test_servers.h"
@@ -36,11 +37,13 @@ class ProberTest : public ::testing::Test {
     ASSERT_TRUE(loop.ok());
     loop_ = std::move(*loop);
   }
-  std::unique_ptr<Prober> MakeProber(bool fresh_start, std::size_t max_in_flight = 64) {
+  std::unique_ptr<Prober> MakeProber(bool fresh_start, std::size_t max_in_flight = 64,
+                                     ProbeSources sources = {}) {
     ProberOptions options;
     options.seed = 99;
     options.fresh_start = fresh_start;
     options.max_in_flight = max_in_flight;
+    options.sources = std::move(sources);
     return Prober::Create(*loop_, options);
   }
   std::uint64_t Probes(const Prober& prober, const Target& target) {
@@ -50,6 +53,25 @@ class ProberTest : public ::testing::Test {
 
   std::unique_ptr<EventLoop> loop_;
 };
+
+ProbeSources Sources(const std::vector<std::string>& texts) {
+  std::vector<IpAddress> addrs;
+  for (const std::string& text : texts) {
+    addrs.push_back(*IpAddress::Parse(text));
+  }
+  Result<ProbeSources> sources = ProbeSources::Create(addrs);
+  EXPECT_TRUE(sources.ok()) << sources.status().ToString();
+  return sources.ok() ? *sources : ProbeSources{};
+}
+
+// The server's thread may not have accepted yet when the prober has decided.
+bool WaitForAccepts(TcpServer& server, int count) {
+  const auto deadline = std::chrono::steady_clock::now() + milliseconds(1000);
+  while (server.accepted() < count && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return server.accepted() >= count;
+}
 
 TEST_F(ProberTest, UpTargetFallsAfterExactlyFallFailuresAndIsReported) {
   std::unique_ptr<Prober> prober = MakeProber(false);
@@ -201,6 +223,56 @@ TEST_F(ProberTest, LbdForgettingAStateGetsItReportedAgain) {
   const std::vector<Report> reports = prober->TakeReports(10);
   ASSERT_EQ(reports.size(), 1u);
   EXPECT_EQ(reports[0].state, model::HealthState::kUp);
+}
+
+// 127.0.0.2 is a loopback address on Linux but not the kernel's choice for 127.0.0.1, so the
+// v4 server seeing it proves the v4 source was used; ::1 is the only IPv6 loopback address.
+TEST_F(ProberTest, EachProbeIsBoundToTheSourceOfItsBackendsFamily) {
+  if (!testing::Ipv6LoopbackUsable()) {
+    GTEST_SKIP() << "no ::1 here";
+  }
+  TcpServer v4_server(TcpServer::Mode::kAccept);
+  TcpServer v6_server(TcpServer::Mode::kAccept, "", 0, AF_INET6);
+  std::unique_ptr<Prober> prober = MakeProber(true, 64, Sources({"::1", "127.0.0.2"}));
+  const Target v4 = MakeTarget("lsn-00000004", v4_server.port(), TcpCheck(1, 1));
+  Target v6 = MakeTarget("lsn-00000006", v6_server.port(), TcpCheck(1, 1));
+  v6.key.backend = *Endpoint::Parse("[::1]:" + std::to_string(v6_server.port()));
+  prober->SetTargets({v4, v6}, loop_->now());
+  ASSERT_TRUE(RunUntil(
+      *loop_, [&] { return prober->AllDecided(); }, milliseconds(2000)));
+  EXPECT_EQ(prober->Find(v4.key)->state, model::HealthState::kUp);
+  EXPECT_EQ(prober->Find(v6.key)->state, model::HealthState::kUp);
+  ASSERT_TRUE(WaitForAccepts(v4_server, 1));
+  ASSERT_TRUE(WaitForAccepts(v6_server, 1));
+  EXPECT_EQ(v4_server.last_peer(), "127.0.0.2");
+  EXPECT_EQ(v6_server.last_peer(), "::1");
+}
+
+TEST_F(ProberTest, AFamilyWithoutASourceIsLeftToTheKernel) {
+  if (!testing::Ipv6LoopbackUsable()) {
+    GTEST_SKIP() << "no ::1 here";
+  }
+  TcpServer v4_server(TcpServer::Mode::kAccept);
+  TcpServer v6_server(TcpServer::Mode::kAccept, "", 0, AF_INET6);
+  // Only an IPv6 source, and one this host does not have: IPv6 probes cannot bind (a local
+  // error, not counted), IPv4 probes leave from the kernel's choice.
+  std::unique_ptr<Prober> prober = MakeProber(true, 64, Sources({"2001:db8::1"}));
+  const Target v4 = MakeTarget("lsn-00000004", v4_server.port(), TcpCheck(1, 1));
+  Target v6 = MakeTarget("lsn-00000006", v6_server.port(), TcpCheck(1, 1));
+  v6.key.backend = *Endpoint::Parse("[::1]:" + std::to_string(v6_server.port()));
+  prober->SetTargets({v4, v6}, loop_->now());
+  ASSERT_TRUE(RunUntil(
+      *loop_,
+      [&] {
+        return prober->Find(v4.key)->state != model::HealthState::kUnknown &&
+               prober->stats().inconclusive >= 1;
+      },
+      milliseconds(2000)));
+  EXPECT_EQ(prober->Find(v4.key)->state, model::HealthState::kUp);
+  EXPECT_EQ(prober->Find(v6.key)->state, model::HealthState::kUnknown);
+  ASSERT_TRUE(WaitForAccepts(v4_server, 1));
+  EXPECT_EQ(v4_server.last_peer(), "127.0.0.1");
+  EXPECT_EQ(v6_server.accepted(), 0);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // Loopback servers and a fake lbd for the healthcheck tests.
 //
-// Each server runs one thread around poll() with a wake pipe, binds 127.0.0.1 on an ephemeral
-// port (or a given one, to come back on the same port), and is stopped by its destructor.
+// Each server runs one thread around poll() with a wake pipe, binds 127.0.0.1 (or ::1) on an
+// ephemeral port (or a given one, to come back on the same port), and is stopped by its
+// destructor.
 // FakeLbd serves the control protocol on a Unix socket in a temp dir: it answers
 // health.targets from a list the test sets (with "since"/"unchanged" like lbd) and records
 // every backend.set_health, applying it to its list as lbd would.
@@ -117,16 +118,29 @@ class PollThread {
   std::thread thread_;
 };
 
-inline int BindLoopback(int type, std::uint16_t port) {
-  const int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+// Binds the loopback address of `family` (AF_INET: 127.0.0.1, AF_INET6: ::1).
+inline int BindLoopback(int type, std::uint16_t port, int family = AF_INET) {
+  const int fd = socket(family, type | SOCK_CLOEXEC, 0);
   const int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ADD_FAILURE() << "bind 127.0.0.1:" << port << ": " << std::strerror(errno);
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  if (family == AF_INET6) {
+    auto* addr = reinterpret_cast<sockaddr_in6*>(&storage);
+    addr->sin6_family = AF_INET6;
+    addr->sin6_port = htons(port);
+    addr->sin6_addr = in6addr_loopback;
+    length = sizeof(sockaddr_in6);
+  } else {
+    auto* addr = reinterpret_cast<sockaddr_in*>(&storage);
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons(port);
+    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    length = sizeof(sockaddr_in);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&storage), length) != 0) {
+    ADD_FAILURE() << "bind " << (family == AF_INET6 ? "[::1]:" : "127.0.0.1:") << port << ": "
+                  << std::strerror(errno);
     close(fd);
     return -1;
   }
@@ -134,10 +148,35 @@ inline int BindLoopback(int type, std::uint16_t port) {
 }
 
 inline std::uint16_t LocalPort(int fd) {
-  sockaddr_in addr{};
+  sockaddr_storage addr{};
   socklen_t length = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
-  return ntohs(addr.sin_port);
+  return addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                                    : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+}
+
+// Whether ::1 can be bound here (a container may run without IPv6).
+inline bool Ipv6LoopbackUsable() {
+  const int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return false;
+  }
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_addr = in6addr_loopback;
+  const bool bound = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return bound;
+}
+
+// The address of a socket address as text ("127.0.0.2", "::1").
+inline std::string AddressText(const sockaddr_storage& addr) {
+  char text[INET6_ADDRSTRLEN] = {};
+  const void* bytes =
+      addr.ss_family == AF_INET6
+          ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr)
+          : static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr);
+  return inet_ntop(addr.ss_family, bytes, text, sizeof(text)) != nullptr ? text : "";
 }
 
 // A port on 127.0.0.1 with nothing listening (bound and closed again at once).
@@ -148,7 +187,7 @@ inline std::uint16_t ClosedPort() {
   return port;
 }
 
-// A TCP server on 127.0.0.1.
+// A TCP server on 127.0.0.1, or on ::1 when `family` is AF_INET6.
 //   kAccept: accepts and closes at once.
 //   kHttp: reads the request head, writes `reply` (maybe empty), closes.
 //   kSilent: accepts and never answers.
@@ -156,9 +195,10 @@ class TcpServer : public PollThread {
  public:
   enum class Mode { kAccept, kHttp, kSilent };
 
-  explicit TcpServer(Mode mode, std::string reply = "", std::uint16_t port = 0)
+  explicit TcpServer(Mode mode, std::string reply = "", std::uint16_t port = 0,
+                     int family = AF_INET)
       : mode_(mode), reply_(std::move(reply)) {
-    listen_fd_ = BindLoopback(SOCK_STREAM, port);
+    listen_fd_ = BindLoopback(SOCK_STREAM, port, family);
     listen(listen_fd_, 1024);
     port_ = LocalPort(listen_fd_);
     StartThread();
@@ -177,6 +217,11 @@ class TcpServer : public PollThread {
     std::lock_guard<std::mutex> lock(mutex_);
     return last_request_;
   }
+  // The source address of the last connection accepted.
+  std::string last_peer() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return last_peer_;
+  }
 
  protected:
   std::vector<pollfd> Fds() override {
@@ -191,9 +236,15 @@ class TcpServer : public PollThread {
 
   void Ready(const pollfd& ready) override {
     if (ready.fd == listen_fd_) {
-      const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      sockaddr_storage peer{};
+      socklen_t length = sizeof(peer);
+      const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &length, SOCK_CLOEXEC);
       if (fd < 0) {
         return;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        last_peer_ = AddressText(peer);
       }
       ++accepted_;
       if (mode_ == Mode::kAccept) {
@@ -231,6 +282,7 @@ class TcpServer : public PollThread {
   std::atomic<int> accepted_{0};
   std::mutex mutex_;
   std::string last_request_;
+  std::string last_peer_;
 };
 
 // A UDP server on 127.0.0.1: answers every datagram with `reply`, or stays silent when

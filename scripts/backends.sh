@@ -4,6 +4,7 @@
 #   scripts/backends.sh start [N...]   start nginx and a UDP responder in lbt-beN (default 1-4)
 #   scripts/backends.sh stop  [N...]   stop them
 #
+# Both listen on IPv4 and IPv6 (separate sockets, so IPv4 peers show as plain IPv4 addresses).
 # nginx listens on 80 and 8080 and answers:
 #   /whoami  "beN <address the backend sees as the client>\n"
 #   /big     a 64 MiB file of pseudo-random bytes, the same on every backend
@@ -46,7 +47,9 @@ http {
   keepalive_requests 100000;
   server {
     listen 80 backlog=4096;
+    listen [::]:80 backlog=4096;
     listen 8080 backlog=4096;
+    listen [::]:8080 backlog=4096;
     default_type text/plain;
     location = /whoami { return 200 "be$n \$remote_addr\n"; }
     location = /big { root $WWW; }
@@ -68,15 +71,27 @@ start_one() {
   mkdir -p "$dir"
   write_nginx_config "$n" "$dir"
   ip netns exec "$ns" nginx -c "$dir/nginx.conf" -e "$dir/error.log"
+  # One socket and thread per family; an IPv6-only socket, so IPv4 peers are not ::ffff:a.b.c.d.
   ip netns exec "$ns" python3 -u -c '
-import socket, sys
+import socket, sys, threading
 name = sys.argv[1]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 5353))
-while True:
-    data, peer = s.recvfrom(65535)
-    s.sendto(("%s %s " % (name, peer[0])).encode() + data, peer)
+
+def bound(family, host):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((host, 5353))
+    return s
+
+def serve(s):
+    while True:
+        data, peer = s.recvfrom(65535)
+        s.sendto(("%s %s " % (name, peer[0])).encode() + data, peer)
+
+s4, s6 = bound(socket.AF_INET, "0.0.0.0"), bound(socket.AF_INET6, "::")
+threading.Thread(target=serve, args=(s6,), daemon=True).start()
+serve(s4)
 ' "be$n" >"$dir/udp.log" 2>&1 &
   echo $! >"$dir/udp.pid"
 }

@@ -5,7 +5,8 @@
 #      and nginx + a UDP responder in each backend (scripts/backends.sh);
 #   3. configures a load balancer through lbctl: a VIP, a TCP listener (weighted round robin
 #      over three backends weighted 1:2:3) and a UDP listener;
-#   4. sends traffic from lbt-client and prints where it went, then lbctl's view.
+#   4. sends traffic from lbt-client and prints where it went, then lbctl's view;
+#   5. does the same over IPv6: an IPv6 VIP in front of the backends' IPv6 addresses.
 # The test bed stays up afterwards so you can keep exploring; `scripts/testbed.sh down` ends it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ export FULCRUM_BUILD=$build
 lbctl() { "$build/ctl/cli/lbctl" "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 VIP=198.18.100.10
+VIP6=2001:db8:100::10
 
 say "test bed"
 scripts/backends.sh stop >/dev/null 2>&1 || true
@@ -65,6 +67,24 @@ for i in range(200):
     s.close()
 PY
 
+say "IPv6: a second load balancer on $VIP6, fnat to the backends' IPv6 addresses"
+set -x
+lb6=$(lbctl lb create --name demo6 --vip $VIP6)
+web6=$(lbctl group create "$lb6" --name web6)
+lbctl group add-backend "$web6" "[2001:db8:1::11]:80" --weight 10
+lbctl group add-backend "$web6" "[2001:db8:1::12]:80" --weight 20
+lbctl group add-backend "$web6" "[2001:db8:1::13]:80" --weight 30
+lbctl listener create "$lb6" --protocol tcp --port 80 --group "$web6"
+{ set +x; } 2>/dev/null
+ip netns exec lbt-client ping -6 -c 2 -q $VIP6 | sed 's/^/  /'
+echo "  300 HTTP requests to http://[$VIP6]/whoami:"
+ip netns exec lbt-client bash -c \
+  'for ((i = 0; i < 300; i++)); do curl -g -s --max-time 2 "http://[$1]/whoami" || echo error; done' _ $VIP6 |
+  awk '{print $1}' | sort | uniq -c | awk '{printf "  %-6s %4d requests\n", $2, $1}'
+echo "  what the backends saw as the client address:"
+ip netns exec lbt-client bash -c \
+  'for ((i = 0; i < 4; i++)); do curl -g -s --max-time 2 "http://[$1]/whoami"; done' _ $VIP6 | sed 's/^/  /'
+
 say "lbctl stats"
 lbctl stats
 say "lbctl group show $web"
@@ -76,6 +96,7 @@ cat <<TXT
 
 The test bed is still up: try
   ip netns exec lbt-client curl http://$VIP/whoami
+  ip netns exec lbt-client curl -g "http://[$VIP6]/whoami"
   $build/ctl/cli/lbctl stats --watch
 and tear it down with
   scripts/testbed.sh down

@@ -8,20 +8,29 @@
 #   scripts/testbed.sh prober start|stop   start or stop lb-healthd alone (up starts it)
 #   scripts/testbed.sh lbd start|stop      start or stop lbd alone (same config, same state file)
 #
-#   lbt-client  lbt-c 198.18.0.2/24, route 198.18.100.0/24 via 198.18.0.1
+#   lbt-client  lbt-c 198.18.0.2/24 and 198.18.0.3/24, route 198.18.100.0/24 via 198.18.0.1;
+#                     2001:db8::2/64 and 2001:db8::3/64, route 2001:db8:100::/64 via 2001:db8::1
 #       |
-#   lbt-lb      lb-c  (DPDK af_packet, port "client", 198.18.0.1/24 owned by lbd)
-#               lb-b  (DPDK af_packet, port "backend", 198.18.1.1/24, fnat 198.18.1.2-.5)
-#               lb-m  198.18.1.254/24 (kernel: management, lb-healthd probes from here)
+#   lbt-lb      lb-c  (DPDK af_packet, port "client", 198.18.0.1/24 and 2001:db8::1/64 owned by lbd)
+#               lb-b  (DPDK af_packet, port "backend", 198.18.1.1/24, fnat 198.18.1.2-.5;
+#                     2001:db8:1::1/64, fnat 2001:db8:1::2-2001:db8:1::5)
+#               lb-m  198.18.1.254/24 and 2001:db8:1::fe/64 (kernel: management, lb-healthd
+#                     probes from here)
 #       |  lb-b, lb-m
 #   lbt-sw      br0 joining sw-lb, sw-m, sw-be1..4
 #       |
-#   lbt-be1..4  eth0 198.18.1.11..14/24, default via 198.18.1.1 (dnat replies go through lbd)
+#   lbt-be1..4  eth0 198.18.1.11..14/24, default via 198.18.1.1; 2001:db8:1::11..14/64, default
+#               via 2001:db8:1::1 (dnat replies go through lbd)
 #
 # The kernel interfaces DPDK drives carry no IP address, so the kernel in lbt-lb never answers
-# for lbd's addresses. Checksum offload and TSO/GSO/GRO are off on every veth: af_packet would
-# otherwise see partial checksums and super-packets. IPv6 is off in every namespace until
-# Fulcrum speaks it (router solicitations and MLD would only be dropped by lbd).
+# for lbd's addresses; their IPv6 is off (no link-local address, router solicitation, MLD report
+# or DAD probe on lbd's wires), as is lbt-sw's, which only bridges. Every link with a kernel
+# address has IPv6 on (disable_ipv6=0), its IPv6 addresses added `nodad` (usable at once). IPv6
+# routes are all static: no namespace forwards IPv6, solicits or takes router advertisements.
+# br0 does no MLD snooping: lbd joins no multicast group, yet neighbour solicitations for its addresses
+# go to their solicited-node groups. Checksum offload and TSO/GSO/GRO are off on every veth:
+# af_packet would otherwise see partial checksums and super-packets. lbd gets its IPv6
+# addresses from the config (address6, local_addresses).
 #
 # Environment: FULCRUM_BUILD (build dir holding ctl/daemon/lbd and ctl/cli/lbctl; default
 # ./build), FULCRUM_TESTBED_NO_LBD=1 (topology only), FULCRUM_TESTBED_BUSY_POLL=1 (workers
@@ -85,12 +94,22 @@ require_root() {
 
 # --- topology -------------------------------------------------------------------------------
 
+# make_namespace NS LINK_IPV6: lo has the kernel's IPv6 either way; links created in NS later
+# have it when LINK_IPV6 is 1 (ipv6_on turns it on for one link when it is 0). A host with IPv6
+# neither solicits nor accepts router advertisements: its routes are static.
 make_namespace() {
-  local ns=$1
+  local ns=$1 link_ipv6=$2
   ip netns add "$ns"
-  in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-  in_ns "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+  # Writing "all" writes "default" too, so "default" comes second.
+  in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0
+  in_ns "$ns" sysctl -qw "net.ipv6.conf.default.disable_ipv6=$((1 - link_ipv6))"
+  in_ns "$ns" sysctl -qw net.ipv6.conf.default.router_solicitations=0
+  in_ns "$ns" sysctl -qw net.ipv6.conf.default.accept_ra=0
   ip -n "$ns" link set lo up
+}
+
+ipv6_on() {  # ipv6_on NS DEV, before DEV gets an IPv6 address
+  in_ns "$1" sysctl -qw "net.ipv6.conf.$2.disable_ipv6=0"
 }
 
 # veth NS_A NAME_A NS_B NAME_B: a pair created directly inside the two namespaces, so that
@@ -118,10 +137,13 @@ quiet_offloads() {
 build_topology() {
   local ns n
   while read -r ns; do
-    make_namespace "$ns"
+    case $ns in
+      "$NS_LB" | "$NS_SW") make_namespace "$ns" 0 ;;
+      *) make_namespace "$ns" 1 ;;
+    esac
   done < <(all_namespaces)
 
-  ip -n "$NS_SW" link add br0 type bridge stp_state 0 forward_delay 0
+  ip -n "$NS_SW" link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
   ip -n "$NS_SW" link set br0 up
 
   veth "$NS_CLIENT" lbt-c "$NS_LB" lb-c
@@ -130,9 +152,18 @@ build_topology() {
   ip -n "$NS_SW" link set sw-lb master br0
   ip -n "$NS_SW" link set sw-m master br0
 
+  # The second client address (198.18.0.3, 2001:db8::3) is for ACL and blocklist tests: only
+  # a client that binds it uses it (a secondary IPv4 address; a deprecated IPv6 one, which the
+  # kernel never picks as a source on its own).
   ip -n "$NS_CLIENT" addr add 198.18.0.2/24 dev lbt-c
+  ip -n "$NS_CLIENT" addr add 198.18.0.3/24 dev lbt-c
   ip -n "$NS_CLIENT" route add 198.18.100.0/24 via 198.18.0.1
+  ip -n "$NS_CLIENT" addr add 2001:db8::2/64 dev lbt-c nodad
+  ip -n "$NS_CLIENT" addr add 2001:db8::3/64 dev lbt-c nodad preferred_lft 0
+  ip -n "$NS_CLIENT" route add 2001:db8:100::/64 via 2001:db8::1
   ip -n "$NS_LB" addr add 198.18.1.254/24 dev lb-m
+  ipv6_on "$NS_LB" lb-m
+  ip -n "$NS_LB" addr add 2001:db8:1::fe/64 dev lb-m nodad
 
   for n in "${BACKENDS[@]}"; do
     ns="lbt-be$n"
@@ -140,6 +171,8 @@ build_topology() {
     ip -n "$NS_SW" link set "sw-be$n" master br0
     ip -n "$ns" addr add "198.18.1.1$n/24" dev eth0
     ip -n "$ns" route add default via 198.18.1.1
+    ip -n "$ns" addr add "2001:db8:1::1$n/64" dev eth0 nodad
+    ip -n "$ns" route add default via 2001:db8:1::1
   done
 }
 
@@ -174,9 +207,11 @@ write_config() {
   "workers": {"count": $WORKERS, "cpus": [$(worker_cpus)]},
   "ports": [
     {"name": "client", "vdev": "$(port_vdev 0 lb-c)",
-     "address": "198.18.0.1/24", "rx_descriptors": $RX_DESCRIPTORS},
+     "address": "198.18.0.1/24", "address6": "2001:db8::1/64",
+     "rx_descriptors": $RX_DESCRIPTORS},
     {"name": "backend", "vdev": "$(port_vdev 1 lb-b)",
-     "address": "198.18.1.1/24", "local_addresses": ["198.18.1.2-198.18.1.5"],
+     "address": "198.18.1.1/24", "address6": "2001:db8:1::1/64",
+     "local_addresses": ["198.18.1.2-198.18.1.5", "2001:db8:1::2-2001:db8:1::5"],
      "rx_descriptors": $RX_DESCRIPTORS}
   ]
 }
@@ -243,14 +278,15 @@ healthd_pid() {  # prints the pid of the lb-healthd this script started, if it s
   printf '%s' "$pid"
 }
 
-# lb-healthd probes from lbt-lb over the management veth (198.18.1.254), with the kernel's
-# stack, and reports to lbd over the same socket lbctl uses.
+# lb-healthd probes from lbt-lb over the management veth (198.18.1.254 and 2001:db8:1::fe, one
+# source per family), with the kernel's stack, and reports to lbd over the same socket lbctl
+# uses.
 start_healthd() {
   [[ -x $LB_HEALTHD ]] || die "no lb-healthd at $LB_HEALTHD (build first, or set FULCRUM_BUILD)"
   healthd_pid >/dev/null && die "lb-healthd already runs (pid $(healthd_pid))"
   local path
   path=$(realpath "$LB_HEALTHD")
-  setsid ip netns exec "$NS_LB" "$path" --socket "$SOCKET" --source 198.18.1.254 \
+  setsid ip netns exec "$NS_LB" "$path" --socket "$SOCKET" --source 198.18.1.254 --source 2001:db8:1::fe \
     >>"$HEALTHD_LOG_FILE" 2>&1 </dev/null &
   printf '%s\n' "$!" >"$HEALTHD_PID_FILE"
   log "lb-healthd running (pid $!, log $HEALTHD_LOG_FILE)"

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# IPv6 end to end on the namespace test bed: an IPv6 VIP in front of IPv6 backends (fnat TCP
+# with weights, UDP, dnat), ping -6 of the VIP, IPv6 flows in conn list, lb-healthd marking an
+# IPv6 backend down and up, and a transfer that only completes if a Packet Too Big from a
+# router behind lbd reaches the client (path MTU discovery through the LB).
+source "$(dirname "$0")/lib.sh"
+
+testbed_up || exit 1
+VIP=2001:db8:100::10
+readonly VIP
+
+lb=$(lbctl lb create --name e2e6 --vip $VIP)
+tcp_group=$(lbctl group create "$lb" --name web6)
+udp_group=$(lbctl group create "$lb" --name dns6)
+dnat_group=$(lbctl group create "$lb" --name direct6)
+for n in 1 2 3; do
+  lbctl group add-backend "$tcp_group" "[2001:db8:1::1$n]:80" --weight $((n * 10)) >/dev/null
+  lbctl group add-backend "$udp_group" "[2001:db8:1::1$n]:5353" --weight $((n * 10)) >/dev/null
+  lbctl group add-backend "$dnat_group" "[2001:db8:1::1$n]:8080" >/dev/null
+done
+tcp=$(lbctl listener create "$lb" --protocol tcp --port 80 --group "$tcp_group" --hc-type none)
+udp=$(lbctl listener create "$lb" --protocol udp --port 53 --group "$udp_group" --hc-type none --idle-timeout 4)
+dnat=$(lbctl listener create "$lb" --protocol tcp --port 8080 --group "$dnat_group" --mode dnat --hc-type none)
+check "an IPv6 VIP configured through lbctl" test -n "$lb" -a -n "$tcp" -a -n "$udp" -a -n "$dnat"
+run lbctl --json lb show "$lb"
+expect_eq "lb show gives the IPv6 VIP" "$(jqr '.vip')" "$VIP"
+
+curl_loop() {  # curl_loop COUNT URL OUT: one new connection per request
+  in_client bash -c 'for ((i = 0; i < $1; i++)); do curl -g -s --max-time 2 "$2" || echo "error"; done' _ "$1" "$2" >"$3"
+}
+
+echo "ping -6 of the VIP"
+check "the VIP answers ICMPv6 echo" in_client ping -6 -c 3 -i 0.2 -W 2 -q $VIP
+
+echo "TCP over IPv6, fnat, weights 1:2:3 over 600 new connections"
+curl_loop 600 "http://[$VIP]/whoami" "$E2E_TMP/tcp"
+echo "  spread: $(spread "$E2E_TMP/tcp")"
+expect_eq "every request answered" "$(count_of "$E2E_TMP/tcp" error)" "0"
+for n in 1 2 3; do
+  check "be$n got its share ($((n * 100)) ± 20%)" within 20 "$(count_of "$E2E_TMP/tcp" "be$n")" $((n * 100))
+done
+sources=$(awk '{print $2}' "$E2E_TMP/tcp" | sort -u | tr '\n' ' ')
+only_local_sources() { ! awk '{print $2}' "$E2E_TMP/tcp" | grep -qvE '^2001:db8:1::[2-5]$'; }
+check "backends see only IPv6 fnat local addresses ($sources)" only_local_sources
+
+echo "TCP over IPv6, dnat"
+curl_loop 30 "http://[$VIP]:8080/whoami" "$E2E_TMP/dnat"
+expect_eq "every dnat request answered" "$(count_of "$E2E_TMP/dnat" error)" "0"
+expect_eq "backends see the client's own IPv6 address" "$(awk '{print $2}' "$E2E_TMP/dnat" | sort -u)" "2001:db8::2"
+
+echo "UDP over IPv6, weights 1:2:3 over 600 flows"
+in_client python3 - "$VIP" >"$E2E_TMP/udp" <<'PY'
+import socket, sys
+vip = sys.argv[1]
+for i in range(600):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.settimeout(1.0)
+    try:
+        s.sendto(b"ping %d" % i, (vip, 53))
+        print(s.recv(2048).decode().split()[0])
+    except OSError:
+        print("error")
+    finally:
+        s.close()
+PY
+echo "  spread: $(spread "$E2E_TMP/udp")"
+check "at most 1% of datagrams lost" test "$(count_of "$E2E_TMP/udp" error)" -le 6
+for n in 1 2 3; do
+  check "be$n got its share of UDP flows ($((n * 100)) ± 20%)" within 20 "$(count_of "$E2E_TMP/udp" "be$n")" $((n * 100))
+done
+
+echo "a large download over IPv6 is intact"
+want=$(sha256sum /run/fulcrum-testbed/www/big | cut -d' ' -f1)
+got=$(in_client curl -g -s --max-time 120 "http://[$VIP]/big" | sha256sum | cut -d' ' -f1)
+expect_eq "64 MiB through the IPv6 VIP, same sha256" "$got" "$want"
+
+echo "IPv6 flows in conn list and stats"
+in_client python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(1)
+s.bind(("2001:db8::2", 40053)); s.sendto(b"once", (sys.argv[1], 53)); s.recv(2048)' "$VIP"
+run lbctl --json conn list --listener "$udp" --limit 100000
+flow=$(jqr '[.connections[] | select(.client == "[2001:db8::2]:40053")][0]')
+expect_eq "the UDP flow is listed with its IPv6 client" "$(jq -r '.vip' <<<"$flow")" "[$VIP]:53"
+expect_match "its backend is an IPv6 backend" "$(jq -r '.backend' <<<"$flow")" '^\[2001:db8:1::1[1-3]\]:5353$'
+expect_match "its local address is an IPv6 local address" "$(jq -r '.local' <<<"$flow")" '^\[2001:db8:1::[2-5]\]:[0-9]+$'
+run lbctl --json stats
+check "new IPv6 connections counted" test "$(jqr '.totals.new_conns')" -ge 1200
+
+echo "lb-healthd probes IPv6 backends"
+lbctl listener delete "$tcp" >/dev/null
+hc=$(lbctl listener create "$lb" --protocol tcp --port 80 --group "$tcp_group" --hc-type http \
+  --hc-path /status/200 --hc-interval 1 --hc-timeout 1 --hc-rise 2 --hc-fall 2)
+health_of() {  # health_of BACKEND: its state under the health-checked listener
+  lbctl --json group show "$tcp_group" |
+    jq -r --arg b "$1" --arg l "$hc" '.backends[] | select(.addr == $b) | .health[] | select(.listener == $l) | .state'
+}
+is_health() { [[ $(health_of "$1") == "$2" ]]; }
+check "[2001:db8:1::11]:80 becomes up" wait_until 20 is_health "[2001:db8:1::11]:80" up
+"$E2E_ROOT/scripts/backends.sh" stop 1
+check "[2001:db8:1::11]:80 is marked down when it stops answering" wait_until 20 is_health "[2001:db8:1::11]:80" down
+curl_loop 60 "http://[$VIP]/whoami" "$E2E_TMP/hc"
+expect_eq "no request fails while it is down" "$(count_of "$E2E_TMP/hc" error)" "0"
+expect_eq "no request goes to it" "$(count_of "$E2E_TMP/hc" be1)" "0"
+"$E2E_ROOT/scripts/backends.sh" start 1
+check "it is marked up again" wait_until 20 is_health "[2001:db8:1::11]:80" up
+
+echo "path MTU discovery through the LB: a Packet Too Big from a router behind lbd"
+# A router (lbt-rt6: 2001:db8:1::30 on the backend bridge, 2001:db8:2::1 towards lbt-far6) whose
+# route to the far backend 2001:db8:2::11 has an MTU of 1280. The client's full-size segments
+# reach the router through lbd, which answers with a Packet Too Big to the fnat local address;
+# only if lbd translates it for the client does the client shrink its segments and the upload
+# complete.
+far_down() {
+  ip netns del lbt-far6 2>/dev/null
+  ip netns del lbt-rt6 2>/dev/null
+  ip -n lbt-sw link del rt-sw 2>/dev/null
+}
+E2E_EXTRA_CLEANUP="far_down; testbed_down"
+for ns in lbt-rt6 lbt-far6; do
+  ip netns add $ns
+  ip -n $ns link set lo up
+  ip netns exec $ns sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0
+done
+ip netns exec lbt-rt6 sysctl -qw net.ipv6.conf.all.forwarding=1
+ip link add rt-sw netns lbt-sw type veth peer name rt0 netns lbt-rt6
+ip link add rt1 netns lbt-rt6 type veth peer name far0 netns lbt-far6
+ip -n lbt-sw link set rt-sw master br0 up
+for dev in "lbt-sw rt-sw" "lbt-rt6 rt0" "lbt-rt6 rt1" "lbt-far6 far0"; do
+  read -r ns link <<<"$dev"
+  for feature in rx tx tso gso gro; do ip netns exec "$ns" ethtool -K "$link" $feature off >/dev/null 2>&1; done
+done
+ip -n lbt-rt6 addr add 2001:db8:1::30/64 dev rt0 nodad
+ip -n lbt-rt6 addr add 2001:db8:2::1/64 dev rt1 nodad
+ip -n lbt-far6 addr add 2001:db8:2::11/64 dev far0 nodad
+ip -n lbt-rt6 link set rt0 up
+ip -n lbt-rt6 link set rt1 up
+ip -n lbt-far6 link set far0 up
+ip -n lbt-far6 route add default via 2001:db8:2::1
+# A host route (longer than the connected /64); "lock": a forwarding Linux honours a route MTU
+# only when it is locked.
+ip -n lbt-rt6 -6 route add 2001:db8:2::11/128 dev rt1 mtu lock 1280
+ip netns exec lbt-far6 python3 -c '
+import hashlib, socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", 9000)); s.listen(8)
+while True:
+    c, _ = s.accept(); h = hashlib.sha256()
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        h.update(b)
+    c.sendall(h.hexdigest().encode()); c.close()' >/dev/null 2>&1 &
+far_sink=$!
+E2E_EXTRA_CLEANUP="kill $far_sink; far_down; testbed_down"
+# lbd reaches 2001:db8:2::/64 through the router: a static route in its config, then a restart
+# (the state file keeps the model).
+jq '.routes = [{"prefix": "2001:db8:2::/64", "via": "2001:db8:1::30"}]' /run/fulcrum-testbed/lbd.json >"$E2E_TMP/lbd.json"
+cp "$E2E_TMP/lbd.json" /run/fulcrum-testbed/lbd.json
+testbed_restart_lbd >/dev/null
+check "lbd answers after the restart with the route" wait_until 30 lbctl status
+far_group=$(lbctl group create "$lb" --name far6)
+lbctl group add-backend "$far_group" "[2001:db8:2::11]:9000" >/dev/null
+lbctl listener create "$lb" --protocol tcp --port 9000 --group "$far_group" --hc-type none >/dev/null
+translated_before=$(stat_of '.counters.icmp_errors_translated')
+upload() {
+  in_client timeout 60 python3 -c '
+import hashlib, os, socket, sys
+data = os.urandom(2 << 20)
+s = socket.create_connection((sys.argv[1], 9000), timeout=20)
+s.sendall(data); s.shutdown(socket.SHUT_WR)
+reply = b""
+while True:
+    b = s.recv(4096)
+    if not b: break
+    reply += b
+print("ok" if reply.decode() == hashlib.sha256(data).hexdigest() else "corrupt")' "$VIP"
+}
+expect_eq "2 MiB uploaded to a backend behind a 1280-byte link, intact" "$(upload 2>&1)" "ok"
+translated_after=$(stat_of '.counters.icmp_errors_translated')
+check "lbd translated the Packet Too Big ($translated_before -> $translated_after)" test "$translated_after" -gt "$translated_before"
+expect_match "the client learnt the path MTU to the VIP" "$(in_client ip -6 route get $VIP)" 'mtu 1280'
+
+e2e_finish

@@ -683,7 +683,8 @@ Action HandleArp(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
 // Neighbour discovery, what ARP is for IPv4: a solicitation for one of our addresses is
 // answered in place; what it and an advertisement say about an on-link sender is learnt, as
 // HandleArp does.
-Action HandleNeighbor(CoreState& c, const PacketIn& in, const nat::ParsedPacket6& p) {
+Action HandleNeighbor(CoreState& c, std::uint16_t i, const PacketIn& in,
+                      const nat::ParsedPacket6& p) {
   const std::optional<nat::NeighborMessage> m = nat::ParseNeighbor(in.frame, p);
   if (!m || in.port == kNoPortIndex) {
     return Drop(c, DropReason::kBadHeader);
@@ -707,7 +708,8 @@ Action HandleNeighbor(CoreState& c, const PacketIn& in, const nat::ParsedPacket6
   if (!advert && ours) {
     nat::MacAddress from;
     std::memcpy(from.data(), in.frame.data() + 6, from.size());
-    if (in.frame.size() + in.room < nat::kNdpFrameBytes) {
+    const std::size_t room = c.room_of != nullptr ? c.room_of(c.buffers[i]) : 0;
+    if (in.frame.size() + room < nat::kNdpFrameBytes) {
       return Drop(c, DropReason::kTruncated);
     }
     const std::size_t length = nat::AnswerSolicitation({in.frame.data(), nat::kNdpFrameBytes}, *m,
@@ -808,7 +810,7 @@ void Classify6(CoreState& c, std::uint16_t i, const PacketIn& in, const ParsedPa
       ClassifyL4<Inet6>(c, i, in, p, handed_off, out);
       return;
     case PacketKind::kNeighbor:
-      out = HandleNeighbor(c, in, p);
+      out = HandleNeighbor(c, i, in, p);
       return;
     case PacketKind::kIcmpEcho:
       out = HandleEcho<Inet6>(c, in, p);

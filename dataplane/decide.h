@@ -94,9 +94,6 @@ struct PacketIn {
   std::span<std::uint8_t> frame;
   std::uint8_t port = kNoPortIndex;     // the port index it arrived on
   bool ipv4_checksum_verified = false;  // the NIC found its IPv4 header checksum good
-  // Bytes writable after the frame (an answer built in place may be longer than the question:
-  // a neighbour advertisement answering a solicitation without options).
-  std::uint16_t room = 0;
 };
 
 // What becomes of one packet.
@@ -114,7 +111,7 @@ struct Action {
   std::uint8_t pad = 0;
   std::uint16_t owner = 0;  // kHandOff
   // kSend: the frame's new length (a reset is shorter, a neighbour advertisement may be longer,
-  // within PacketIn::room); 0: as it is.
+  // within the room CoreState::room_of gives); 0: as it is.
   std::uint16_t length = 0;
 
   friend bool operator==(const Action&, const Action&) = default;
@@ -230,6 +227,12 @@ struct alignas(64) CoreState {
   const ConfigSnapshot* snapshot = nullptr;  // adopted; kept across passes
   const nat::NeighborMap* neighbors = nullptr;
   const nat::NeighborMap6* neighbors6 = nullptr;
+  // The burst's buffers, by packet index (the adapter's: rte_mbufs), and the bytes writable
+  // after the frame in one of them. Asked only when an answer built in place is longer than
+  // the question (a neighbour advertisement answering a solicitation without options), so
+  // that no packet pays for it.
+  const void* const* buffers = nullptr;
+  std::uint16_t (*room_of)(const void* buffer) = nullptr;
   std::uint32_t now_ms = 0;
   std::uint32_t opened = 0;  // connections opened since the pass began
   // One connection table per family, so that IPv4 entries stay one cache line.

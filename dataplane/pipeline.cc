@@ -49,6 +49,15 @@ void Count(PipelineWorker& pw, WorkerEvent event, std::uint64_t n = 1) {
   pw.counters->Count(event, n);
 }
 
+}  // namespace
+
+std::uint16_t MbufRoom(const void* buffer) {
+  const auto* m = static_cast<const rte_mbuf*>(buffer);
+  return m->nb_segs == 1 ? rte_pktmbuf_tailroom(m) : std::uint16_t{0};
+}
+
+namespace {
+
 auto FreeFn(PipelineWorker& pw) {
   return [&pw](const auto& e) { ReleaseConn(pw, e); };
 }
@@ -143,7 +152,7 @@ void Act(PipelineWorker& pw, rte_mbuf** packets, std::span<const Action> actions
         if (action.length < now) {
           rte_pktmbuf_trim(m, static_cast<std::uint16_t>(now - action.length));
         } else if (action.length > now) {
-          // Within PacketIn::room, the first segment's tailroom: cannot fail.
+          // Within room_of(), the first segment's tailroom: cannot fail.
           rte_pktmbuf_append(m, static_cast<std::uint16_t>(action.length - now));
         }
       }
@@ -336,9 +345,9 @@ void RunBurstFrom(PipelineWorker& pw, rte_mbuf** packets, std::uint16_t count, b
       pw.in[i] = PacketIn{.frame = FrameOf(m),
                           .port = port,
                           .ipv4_checksum_verified = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) ==
-                                                    RTE_MBUF_F_RX_IP_CKSUM_GOOD,
-                          .room = m->nb_segs == 1 ? rte_pktmbuf_tailroom(m) : std::uint16_t{0}};
+                                                    RTE_MBUF_F_RX_IP_CKSUM_GOOD};
     }
+    pw.buffers = reinterpret_cast<const void* const*>(packets + done);
     Act(pw, packets + done, DecideBurst(pw, std::span(pw.in.data(), n), handed_off), rx_port);
     done = static_cast<std::uint16_t>(done + n);
   }

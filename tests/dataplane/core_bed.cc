@@ -163,11 +163,15 @@ std::vector<Outcome> CoreBed::Feed(std::uint32_t core, std::uint8_t port, std::v
   for (Bytes& frame : frames) {
     sizes.push_back(frame.size());
     frame.resize(frame.size() + kFeedRoom);
-    in.push_back(PacketIn{.frame = {frame.data(), sizes.back()}, .port = port, .room = kFeedRoom});
+    in.push_back(PacketIn{.frame = {frame.data(), sizes.back()}, .port = port});
   }
   CoreState& c = *cores_[core];
+  std::vector<const void*> buffers(frames.size(), nullptr);
+  c.buffers = buffers.data();
+  c.room_of = [](const void*) { return static_cast<std::uint16_t>(kFeedRoom); };
   c.report_count = 0;
   const std::span<const Action> actions = DecideBurst(c, in, handed_off);
+  c.buffers = nullptr;  // `buffers` ends with this call
   EXPECT_EQ(actions.size(), frames.size());
   std::vector<Outcome> out;
   for (std::size_t i = 0; i < actions.size(); ++i) {

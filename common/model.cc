@@ -760,11 +760,21 @@ Status Model::AddBackend(const std::string& group_id, const Endpoint& addr, std:
   FULCRUM_RETURN_IF_ERROR(CheckWeight(group_id, addr, weight));
   const LoadBalancer& lb = lbs_.at((*group)->lb);
   if (addr.addr.family() != lb.vip.family()) {
-    return Error(ErrorCode::kInvalidParameter,
-                 "backend {} is {} but load balancer {} has the {} VIP {}: backends must have "
-                 "the VIP's address family",
-                 addr.ToString(), AddressFamilyName(addr.addr.family()), lb.id,
-                 AddressFamilyName(lb.vip.family()), lb.vip.ToString());
+    if (lb.vip.is_v4()) {
+      return Error(ErrorCode::kInvalidParameter,
+                   "backend {} is ipv6 but load balancer {} has the ipv4 VIP {}: an IPv4 VIP "
+                   "serves IPv4 backends only",
+                   addr.ToString(), lb.id, lb.vip.ToString());
+    }
+    // An IPv4 backend behind an IPv6 VIP: NAT64, which only full NAT does.
+    for (const auto& [listener_id, listener] : listeners_) {
+      if (listener.group == group_id && listener.mode == ForwardMode::kDnat) {
+        return Error(ErrorCode::kInvalidParameter,
+                     "backend {} is ipv4 but dnat listener {} of the ipv6 VIP {} uses server "
+                     "group {}: IPv6 clients reach IPv4 backends through fnat (NAT64) only",
+                     addr.ToString(), listener_id, lb.vip.ToString(), group_id);
+      }
+    }
   }
   if ((*group)->FindBackend(addr) != nullptr) {
     return Error(ErrorCode::kAlreadyExists, "backend {} is already in server group {}",
@@ -837,6 +847,17 @@ Status Model::CheckListenerGroup(const Listener& listener, std::string_view labe
     return Error(ErrorCode::kInvalidParameter,
                  "{}: server group {} belongs to load balancer {}, not {}", label, listener.group,
                  (*group)->lb, listener.lb);
+  }
+  if (listener.mode == ForwardMode::kDnat) {
+    const LoadBalancer& lb = lbs_.at(listener.lb);
+    for (const Backend& backend : (*group)->backends) {
+      if (backend.addr.addr.family() != lb.vip.family()) {
+        return Error(ErrorCode::kInvalidParameter,
+                     "{}: dnat cannot send the ipv6 VIP {}'s clients to the ipv4 backend {} of "
+                     "server group {}: use fnat (NAT64)",
+                     label, lb.vip.ToString(), backend.addr.ToString(), listener.group);
+      }
+    }
   }
   return Status::Ok();
 }

@@ -6,6 +6,7 @@
 
 #include "dataplane/handoff.h"
 #include "nat/arp.h"
+#include "nat/nat64.h"
 #include "nat/ndp.h"
 #include "nat/packet6.h"
 #include "nat/rewrite.h"
@@ -350,11 +351,36 @@ bool OpensEarlierInBurst(const BurstState<F>& burst, std::uint16_t i, std::uint6
   return false;
 }
 
+// The IPv4 address and port an IPv4-mapped endpoint stands for.
+nat::Endpoint4 V4Of(const nat::Endpoint6& e) { return nat::AnyEndpoint(e).v4(); }
+
+// The entry of a NAT64 connection from `p`'s client to the IPv4 backend `b`: a local IPv4
+// address and port of ours on the backend's port, held IPv4-mapped.
+std::optional<nat::ConnEntry6> Nat64Entry(CoreState& c, const nat::ParsedPacket6& p,
+                                          const ListenerConfig& l, const BackendConfig& b) {
+  if (!b.next_hop.ok() || !c.pools[b.next_hop.port].has_value()) {
+    return std::nullopt;
+  }
+  const std::optional<nat::Endpoint4> local = c.pools[b.next_hop.port]->Allocate();
+  if (!local) {
+    return std::nullopt;
+  }
+  nat::ConnEntry6 e = nat::MakeFnatEntry(p.proto, nat::Endpoint6{p.src_ip, p.src_port}, l.vip.v6(),
+                                         nat::AnyEndpoint(*local).v6(), b.endpoint.v6());
+  e.mode = nat::NatMode::kNat64;
+  return e;
+}
+
 // The entry of an fnat connection from `client` to backend `b`: a local address and port of
 // ours on the backend's port, or nothing when the pool there is exhausted.
 template <typename F>
 std::optional<typename F::Entry> FnatEntry(CoreState& c, const typename F::Parsed& p,
                                            const ListenerConfig& l, const BackendConfig& b) {
+  if constexpr (F::kIpv6) {
+    if (b.endpoint.is_v4()) [[unlikely]] {
+      return Nat64Entry(c, p, l, b);
+    }
+  }
   const typename F::Hop& hop = HopOf<F>(b);
   auto& pools = PoolsOf<F>(c);
   if (!hop.ok() || !pools[hop.port].has_value()) {
@@ -366,6 +392,74 @@ std::optional<typename F::Entry> FnatEntry(CoreState& c, const typename F::Parse
   }
   return nat::MakeFnatEntry(p.proto, typename F::Endpoint{p.src_ip, p.src_port},
                             EndpointOf<F>(l.vip), *local, EndpointOf<F>(b.endpoint));
+}
+
+// Gives `local` back to its pool: that of the port `hop` leaves by, else whichever pool holds
+// it (every pool refuses a foreign address).
+template <typename Pools, typename Hop, typename Endpoint>
+void ReleaseFrom(Pools& pools, const Hop* hop, const Endpoint& local) {
+  bool released = hop != nullptr && hop->ok() && pools[hop->port].has_value() &&
+                  pools[hop->port]->Release(local);
+  for (std::size_t i = 0; !released && i < pools.size(); ++i) {
+    released = pools[i].has_value() && pools[i]->Release(local);
+  }
+}
+
+// Gives the local address and port of fnat or NAT64 entry `e` (to backend `b`, if it still
+// exists) back to this core's pool.
+template <typename F>
+void ReleaseLocal(CoreState& c, const typename F::Entry& e, const BackendConfig* b) {
+  if constexpr (F::kIpv6) {
+    if (e.mode == nat::NatMode::kNat64) {
+      ReleaseFrom(c.pools, b != nullptr ? &b->next_hop : nullptr, V4Of(e.local()));
+      return;
+    }
+  }
+  ReleaseFrom(PoolsOf<F>(c), b != nullptr ? &HopOf<F>(*b) : nullptr, e.local());
+}
+
+// Counts a packet of tracked connection `e` (of listener `l`) and moves its TCP state and
+// idle timeout on. Returns the listener's counters.
+template <typename Entry>
+[[gnu::always_inline]] inline ListenerCounters& Track(CoreState& c, const PacketIn& in, Entry& e,
+                                                      FlowDir dir, std::uint8_t tcp_flags,
+                                                      const ListenerConfig& l) {
+  ListenerCounters& counters = c.listener(e.listener);
+  counters.rx_packets.Add(1);
+  counters.rx_bytes.Add(in.frame.size());
+  if (e.proto() == nat::kIpProtoTcp) {
+    const nat::TcpState before = e.tcp_state;
+    e.tcp_state = nat::TcpNextState(before, dir, tcp_flags);
+    if (e.tcp_state == nat::TcpState::kSynSent && before != nat::TcpState::kSynSent) [[unlikely]] {
+      // A client SYN reopened a time_wait or closed tuple: a new connection on the old entry
+      // (same backend and local port), counted and aged as one.
+      e.created_ms = c.now_ms;
+      counters.new_conns.Add(1);
+      c.new_conns.Add(1);
+    }
+  }
+  e.timeout_ms = l.ConnTimeoutMs(e.tcp_state);
+  e.last_seen_ms = c.now_ms;
+  return counters;
+}
+
+// The client's IPv6 packet `p` of NAT64 connection `e`, translated into the IPv4 packet from
+// our local address to the backend (RFC 7915) and sent towards the backend. The frame starts
+// later: the action's offset says by how much.
+[[gnu::noinline]] Action ToIpv4Backend(CoreState& c, const PacketIn& in,
+                                       const nat::ParsedPacket6& p, const nat::ConnEntry6& e,
+                                       ListenerCounters* counters) {
+  const BackendConfig* b = c.snapshot->backend(e.backend);
+  const nat::Translated t =
+      nat::TranslateToIpv4(in.frame, p, V4Of(e.local()), V4Of(e.backend_endpoint()));
+  PacketIn out = in;
+  out.frame = in.frame.subspan(t.offset, t.length);
+  Action action = SendVia<Inet4>(c, out, b != nullptr ? b->next_hop : nat::NextHop{}, counters);
+  if (action.verb == Verb::kSend) {
+    action.offset = static_cast<std::int16_t>(t.offset);
+    action.length = static_cast<std::uint16_t>(t.length);
+  }
+  return action;
 }
 
 // Picks the backend (and for fnat the local port) of a new connection, builds its entry and
@@ -450,6 +544,11 @@ Action Opened(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
   c.backend_active[entry.backend].Add(1);
   c.new_conns.Add(1);
   c.active_conns.Add(1);
+  if constexpr (F::kIpv6) {
+    if (entry.mode == nat::NatMode::kNat64) [[unlikely]] {
+      return ToIpv4Backend(c, in, p, entry, &counters);
+    }
+  }
   nat::RewriteToBackend(in.frame, p, entry);
   return SendVia<F>(c, in, HopOf<F>(c.snapshot->backend_by_slot[entry.backend]), &counters);
 }
@@ -470,8 +569,7 @@ Action OpenFnat(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
   if (inserted->status == nat::InsertStatus::kInserted) {
     return Opened<F>(c, in, p, l, inserted->index);
   }
-  const BackendConfig& b = c.snapshot->backend_by_slot[prepared.entry.backend];
-  PoolsOf<F>(c)[HopOf<F>(b).port]->Release(prepared.entry.local());
+  ReleaseLocal<F>(c, prepared.entry, &c.snapshot->backend_by_slot[prepared.entry.backend]);
   return Drop(c, inserted->status == nat::InsertStatus::kFull ? DropReason::kTableFull
                                                               : DropReason::kTupleConflict);
 }
@@ -512,24 +610,16 @@ Action OpenDnat(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
 template <typename F>
 Action ForwardHit(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
                   const typename F::Hit& hit, const ListenerConfig& l, const BackendConfig& b) {
-  (void)l;
   typename F::Entry& e = *hit.entry;
-  ListenerCounters& counters = c.listener(e.listener);
-  counters.rx_packets.Add(1);
-  counters.rx_bytes.Add(in.frame.size());
-  if (e.proto() == nat::kIpProtoTcp) {
-    const nat::TcpState before = e.tcp_state;
-    e.tcp_state = nat::TcpNextState(before, hit.dir, p.tcp_flags);
-    if (e.tcp_state == nat::TcpState::kSynSent && before != nat::TcpState::kSynSent) [[unlikely]] {
-      // A client SYN reopened a time_wait or closed tuple: a new connection on the old entry
-      // (same backend and local port), counted and aged as one.
-      e.created_ms = c.now_ms;
-      counters.new_conns.Add(1);
-      c.new_conns.Add(1);
+  if constexpr (F::kIpv6) {
+    if (e.mode == nat::NatMode::kNat64) [[unlikely]] {
+      if (hit.dir != FlowDir::kFromClient) {  // its backend side speaks IPv4
+        return Drop(c, DropReason::kNotLocal);
+      }
+      return ToIpv4Backend(c, in, p, e, &Track(c, in, e, hit.dir, p.tcp_flags, l));
     }
   }
-  e.timeout_ms = l.ConnTimeoutMs(e.tcp_state);
-  e.last_seen_ms = c.now_ms;
+  ListenerCounters& counters = Track(c, in, e, hit.dir, p.tcp_flags, l);
   nat::RewriteForConn(in.frame, p, e, hit.dir);
   const typename F::Hop hop = hit.dir == FlowDir::kFromClient
                                   ? HopOf<F>(b)
@@ -551,6 +641,47 @@ Action BackendMiss(CoreState& c, const PacketIn& in, const typename F::Parsed& p
   return Drop(c, DropReason::kNoConn);
 }
 
+// A backend's IPv4 packet to one of our local addresses that no IPv4 connection knows: the
+// reply of a NAT64 connection if the IPv6 table holds one under the IPv4-mapped tuple (nullopt
+// otherwise), translated into the IPv6 packet from the VIP to the client, in the buffer's
+// headroom. Out of line, so that the IPv4 verdict it hangs off stays as small as it was.
+[[gnu::noinline]] std::optional<Action> Nat64Reply(CoreState& c, const PendingPacket& pending,
+                                                   const PacketIn& in, const ParsedPacket& p) {
+  const nat::FlowKey6 key{nat::MappedIp6(p.src_ip), nat::MappedIp6(p.dst_ip), p.src_port,
+                          p.dst_port, p.proto};
+  const Inet6::Hit hit = c.table6.Lookup(key, c.now_ms);
+  if (!hit.hit() || hit.entry->mode != nat::NatMode::kNat64 || hit.dir != FlowDir::kFromBackend) {
+    return std::nullopt;
+  }
+  nat::ConnEntry6& e = *hit.entry;
+  const ListenerConfig* l = c.snapshot->listener(e.listener);
+  const BackendConfig* b = c.snapshot->backend(e.backend);
+  if (l == nullptr || b == nullptr || b->dead) {
+    Count(c, WorkerEvent::kConnsFlushed);
+    EraseConn<Inet6>(c, hit.index);
+    return std::nullopt;
+  }
+  const BufferRoom room = c.room_of != nullptr ? c.room_of(c.buffers[pending.index]) : BufferRoom{};
+  if (room.head < nat::kNat64Growth) {
+    return Drop(c, DropReason::kTruncated);  // a buffer without headroom: not from a port
+  }
+  ListenerCounters& counters = Track(c, in, e, hit.dir, p.tcp_flags, *l);
+  const std::span<std::uint8_t> buffer(in.frame.data() - room.head, room.head + in.frame.size());
+  const nat::Translated t = nat::TranslateToIpv6(buffer, room.head, p, e.vip(), e.client());
+  if (t.length == 0) {
+    return Drop(c, DropReason::kTruncated);
+  }
+  PacketIn out = in;
+  out.frame = buffer.subspan(t.offset, t.length);
+  Action action =
+      SendVia<Inet6>(c, out, c.snapshot->v6.routes.Lookup(e.from_client.src_ip), &counters);
+  if (action.verb == Verb::kSend) {
+    action.offset = static_cast<std::int16_t>(static_cast<std::ptrdiff_t>(t.offset) - room.head);
+    action.length = static_cast<std::uint16_t>(t.length);
+  }
+  return action;
+}
+
 template <typename F>
 Action Verdict(CoreState& c, const PendingPacket& pending, const PacketIn& in,
                const typename F::Parsed& p, const typename F::Hit& hit, PreparedConn<F>& prepared) {
@@ -569,6 +700,13 @@ Action Verdict(CoreState& c, const PendingPacket& pending, const PacketIn& in,
     EraseConn<F>(c, hit.index);
   }
   if (pending.side == FlowDir::kFromBackend) {
+    if constexpr (!F::kIpv6) {
+      if (!pending.dnat_reply && c.table6.size() != 0) {
+        if (const std::optional<Action> replied = Nat64Reply(c, pending, in, p)) {
+          return *replied;
+        }
+      }
+    }
     return BackendMiss<F>(c, in, p, pending.dnat_reply);
   }
   const ListenerConfig& l = *pending.listener;
@@ -597,7 +735,7 @@ bool Mine(CoreState& c, std::uint32_t owner, bool handed_off, Action& out) {
     return false;
   }
   Count(c, WorkerEvent::kHandoffs);
-  out = {.verb = Verb::kHandOff, .owner = static_cast<std::uint16_t>(owner)};
+  out = {.verb = Verb::kHandOff, .owner = static_cast<std::uint8_t>(owner)};
   return false;
 }
 
@@ -708,7 +846,7 @@ Action HandleNeighbor(CoreState& c, std::uint16_t i, const PacketIn& in,
   if (!advert && ours) {
     nat::MacAddress from;
     std::memcpy(from.data(), in.frame.data() + 6, from.size());
-    const std::size_t room = c.room_of != nullptr ? c.room_of(c.buffers[i]) : 0;
+    const std::size_t room = c.room_of != nullptr ? c.room_of(c.buffers[i]).tail : 0;
     if (in.frame.size() + room < nat::kNdpFrameBytes) {
       return Drop(c, DropReason::kTruncated);
     }
@@ -971,15 +1109,8 @@ namespace {
 
 template <typename F>
 void Release(CoreState& c, const typename F::Entry& e) {
-  if (e.mode == nat::NatMode::kFnat) {
-    const BackendConfig* b = c.snapshot != nullptr ? c.snapshot->backend(e.backend) : nullptr;
-    auto& pools = PoolsOf<F>(c);
-    // The pool of the port the connection left by; every pool refuses a foreign address.
-    bool released = b != nullptr && HopOf<F>(*b).ok() && pools[HopOf<F>(*b).port].has_value() &&
-                    pools[HopOf<F>(*b).port]->Release(e.local());
-    for (std::size_t i = 0; !released && i < pools.size(); ++i) {
-      released = pools[i].has_value() && pools[i]->Release(e.local());
-    }
+  if (e.mode != nat::NatMode::kDnat) {
+    ReleaseLocal<F>(c, e, c.snapshot != nullptr ? c.snapshot->backend(e.backend) : nullptr);
   }
   if (e.listener < c.listener_capacity) {
     c.listener(e.listener).active_conns.Sub(1);

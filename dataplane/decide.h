@@ -87,6 +87,12 @@ struct ListenerCounters {
 };
 
 // One packet of a burst, as the decisions see it.
+// The bytes writable before and after a frame in its buffer.
+struct BufferRoom {
+  std::uint16_t head = 0;
+  std::uint16_t tail = 0;
+};
+
 struct PacketIn {
   // Its bytes, rewritten in place. Only the first segment of a multi-segment packet: such a
   // packet is never forwarded (nat::Parse finds it truncated), so this is its whole length
@@ -108,15 +114,19 @@ struct Action {
   Verb verb = Verb::kDrop;
   std::uint8_t port = kNoPortIndex;  // kSend
   nat::DropReason reason = nat::DropReason::kNone;
-  std::uint8_t pad = 0;
-  std::uint16_t owner = 0;  // kHandOff
+  std::uint8_t owner = 0;  // kHandOff (kMaxWorkers fits)
   // kSend: the frame's new length (a reset is shorter, a neighbour advertisement may be longer,
   // within the room CoreState::room_of gives); 0: as it is.
   std::uint16_t length = 0;
+  // kSend: how far the frame's start moves, before `length` applies: forward (a NAT64
+  // translation to IPv4 drops header bytes) or, negative, back into the headroom (to IPv6).
+  // Only with a `length`.
+  std::int16_t offset = 0;
 
   friend bool operator==(const Action&, const Action&) = default;
 };
 static_assert(sizeof(Action) == 8);
+static_assert(kMaxWorkers <= 256);
 
 // The address families, as the type parameter of the stages (dataplane/decide.cc): what a
 // packet, its key, its connection and its next hop are in each.
@@ -232,7 +242,7 @@ struct alignas(64) CoreState {
   // the question (a neighbour advertisement answering a solicitation without options), so
   // that no packet pays for it.
   const void* const* buffers = nullptr;
-  std::uint16_t (*room_of)(const void* buffer) = nullptr;
+  BufferRoom (*room_of)(const void* buffer) = nullptr;
   std::uint32_t now_ms = 0;
   std::uint32_t opened = 0;  // connections opened since the pass began
   // One connection table per family, so that IPv4 entries stay one cache line.

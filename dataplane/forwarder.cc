@@ -798,7 +798,9 @@ json Forwarder::ConnJson(std::uint32_t worker, const ConnRecord& record) const {
   return {{"worker", worker},
           {"listener", l != nullptr ? l->id : ""},
           {"protocol", ProtoName(record.proto)},
-          {"mode", record.mode == nat::NatMode::kFnat ? "fnat" : "dnat"},
+          {"mode", record.mode == nat::NatMode::kFnat   ? "fnat"
+                   : record.mode == nat::NatMode::kDnat ? "dnat"
+                                                        : "nat64"},
           {"client", EndpointOf(record.client).ToString()},
           {"vip", EndpointOf(record.vip).ToString()},
           {"local", EndpointOf(record.local).ToString()},

@@ -51,9 +51,12 @@ void Count(PipelineWorker& pw, WorkerEvent event, std::uint64_t n = 1) {
 
 }  // namespace
 
-std::uint16_t MbufRoom(const void* buffer) {
+BufferRoom MbufRoom(const void* buffer) {
   const auto* m = static_cast<const rte_mbuf*>(buffer);
-  return m->nb_segs == 1 ? rte_pktmbuf_tailroom(m) : std::uint16_t{0};
+  if (m->nb_segs != 1) {
+    return {};
+  }
+  return {.head = rte_pktmbuf_headroom(m), .tail = rte_pktmbuf_tailroom(m)};
 }
 
 namespace {
@@ -147,7 +150,13 @@ void Act(PipelineWorker& pw, rte_mbuf** packets, std::span<const Action> actions
     const Action& action = actions[i];
     rte_mbuf* m = packets[i];
     if (action.verb == Verb::kSend) [[likely]] {
-      if (action.length != 0) [[unlikely]] {
+      if (action.length != 0) [[unlikely]] {  // set whenever the offset is
+        if (action.offset > 0) {
+          rte_pktmbuf_adj(m, static_cast<std::uint16_t>(action.offset));
+        } else if (action.offset < 0) {
+          // Within room_of()'s headroom: cannot fail.
+          rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(-action.offset));
+        }
         const std::uint32_t now = rte_pktmbuf_pkt_len(m);
         if (action.length < now) {
           rte_pktmbuf_trim(m, static_cast<std::uint16_t>(now - action.length));

@@ -41,8 +41,8 @@ struct rte_ring;
 
 namespace fulcrum::dataplane {
 
-// The bytes writable after the frame in `buffer`, an rte_mbuf (CoreState::room_of).
-std::uint16_t MbufRoom(const void* buffer);
+// The bytes writable before and after the frame in `buffer`, an rte_mbuf (CoreState::room_of).
+BufferRoom MbufRoom(const void* buffer);
 
 // A worker's core state (the decisions') and what the adapter adds: rings, staging, the
 // control thread's requests.

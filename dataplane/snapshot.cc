@@ -153,9 +153,10 @@ DownPolicy PolicyFor(model::BackendDownPolicy policy) {
 }
 
 // Whether a backend of `backend`'s family can serve a VIP of `vip`'s family in `mode`: the same
-// family always; IPv4 backends behind an IPv6 VIP (NAT64) not yet.
-bool FamiliesWork(const IpAddress& vip, const IpAddress& backend) {
-  return vip.family() == backend.family();
+// family always; an IPv4 backend behind an IPv6 VIP in fnat (NAT64). The model refuses the rest.
+bool FamiliesWork(const IpAddress& vip, const IpAddress& backend, model::ForwardMode mode) {
+  return vip.family() == backend.family() ||
+         (vip.is_v6() && backend.is_v4() && mode == model::ForwardMode::kFnat);
 }
 
 // The backends of `listener`'s group that can serve it, with their health under this listener.
@@ -165,7 +166,7 @@ std::vector<nat::BackendSpec> BackendSpecs(const model::Model& model,
                                            const model::ServerGroup& group) {
   std::vector<nat::BackendSpec> specs;
   for (const model::Backend& backend : group.backends) {
-    if (!FamiliesWork(lb.vip, backend.addr.addr)) {
+    if (!FamiliesWork(lb.vip, backend.addr.addr, listener.mode)) {
       continue;  // the model keeps a group to its LB's family
     }
     specs.push_back({AnyEndpointOf(backend.addr), backend.weight,

@@ -64,7 +64,10 @@
 
 namespace fulcrum::nat {
 
-enum class NatMode : std::uint8_t { kFnat, kDnat };
+// kNat64 (ConnEntry6 only): fnat from an IPv6 client to an IPv4 backend; the entry's backend
+// side holds IPv4 addresses as IPv4-mapped IPv6 ones (::ffff:a.b.c.d), the local address one of
+// the backend port's IPv4 local addresses.
+enum class NatMode : std::uint8_t { kFnat, kDnat, kNat64 };
 
 struct alignas(64) ConnEntry {
   FlowKey from_client;         // client:cport -> vip:vport; proto 0 marks a free entry

@@ -6,7 +6,8 @@
 #   3. configures a load balancer through lbctl: a VIP, a TCP listener (weighted round robin
 #      over three backends weighted 1:2:3) and a UDP listener;
 #   4. sends traffic from lbt-client and prints where it went, then lbctl's view;
-#   5. does the same over IPv6: an IPv6 VIP in front of the backends' IPv6 addresses.
+#   5. does the same over IPv6: an IPv6 VIP in front of the backends' IPv6 addresses, and in
+#      front of their IPv4 addresses (NAT64).
 # The test bed stays up afterwards so you can keep exploring; `scripts/testbed.sh down` ends it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,6 +85,17 @@ ip netns exec lbt-client bash -c \
 echo "  what the backends saw as the client address:"
 ip netns exec lbt-client bash -c \
   'for ((i = 0; i < 4; i++)); do curl -g -s --max-time 2 "http://[$1]/whoami"; done' _ $VIP6 | sed 's/^/  /'
+
+say "NAT64: the same IPv6 VIP, port 8080, in front of the backends' IPv4 addresses"
+set -x
+v4pool=$(lbctl group create "$lb6" --name v4pool)
+lbctl group add-backend "$v4pool" 198.18.1.11:80
+lbctl group add-backend "$v4pool" 198.18.1.12:80
+lbctl listener create "$lb6" --protocol tcp --port 8080 --group "$v4pool"
+{ set +x; } 2>/dev/null
+echo "  what the IPv4 backends saw as the client address (lbd's IPv4 local addresses):"
+ip netns exec lbt-client bash -c \
+  'for ((i = 0; i < 4; i++)); do curl -g -s --max-time 2 "http://[$1]:8080/whoami"; done' _ $VIP6 | sed 's/^/  /'
 
 say "lbctl stats"
 lbctl stats

@@ -214,6 +214,34 @@ TEST_F(ModelTest, BackendsHaveWeightsInRange) {
                     ErrorCode::kResourceNotFound, {"198.18.1.99:80", GroupId(1)});
 }
 
+// An IPv6 VIP may have IPv4 backends (NAT64) for full NAT only: a dnat listener refuses them,
+// whichever comes first, the listener or the backend, naming the backend.
+TEST_F(ModelTest, Ipv4BackendsBehindAnIpv6VipAreForFnatOnly) {
+  ASSERT_OK(model_.CreateLb(LbId(2), "v6", Ip("2001:db8:100::10"), kNow));
+  ASSERT_OK(model_.CreateGroup(GroupId(2), LbId(2), "mixed"));
+  ASSERT_OK(model_.AddBackend(GroupId(2), Ep("[2001:db8:1::11]:80"), 10));
+  ASSERT_OK(model_.AddBackend(GroupId(2), Ep("198.18.1.11:80"), 10));
+  ASSERT_OK(model_.CreateListener(ListenerId(1), LbId(2), Protocol::kTcp, 80, WithGroup(GroupId(2)),
+                                  kNow));
+  ExpectUnchangedBy(
+      [](Model& m) {
+        return m.CreateListener(ListenerId(2), LbId(2), Protocol::kTcp, 81,
+                                WithGroup(GroupId(2), {{"mode", "dnat"}}), kNow);
+      },
+      ErrorCode::kInvalidParameter, {"dnat", "198.18.1.11:80", GroupId(2), "fnat"});
+  ExpectUnchangedBy(
+      [](Model& m) {
+        return m.ModifyListener(ListenerId(1), Options({{"mode", "dnat"}}));
+      },
+      ErrorCode::kInvalidParameter, {"dnat", "198.18.1.11:80"});
+  ASSERT_OK(model_.CreateGroup(GroupId(3), LbId(2), "direct"));
+  ASSERT_OK(model_.AddBackend(GroupId(3), Ep("[2001:db8:1::12]:80"), 10));
+  ASSERT_OK(model_.CreateListener(ListenerId(3), LbId(2), Protocol::kTcp, 82,
+                                  WithGroup(GroupId(3), {{"mode", "dnat"}}), kNow));
+  ExpectUnchangedBy([](Model& m) { return m.AddBackend(GroupId(3), Ep("198.18.1.12:80"), 10); },
+                    ErrorCode::kInvalidParameter, {"198.18.1.12:80", ListenerId(3), "dnat"});
+}
+
 TEST_F(ModelTest, RefusesDuplicateForeignFamilyAndUnusableBackends) {
   ExpectUnchangedBy([](Model& m) { return m.AddBackend(GroupId(1), Ep("198.18.1.11:80"), 10); },
                     ErrorCode::kAlreadyExists, {"198.18.1.11:80", GroupId(1)});

@@ -51,8 +51,9 @@ std::string ToString(const Delta& delta) {
 }
 
 std::string ToString(const Action& action) {
-  return fmt::format("{} port={} reason={} owner={} length={}", VerbName(action.verb), action.port,
-                     nat::DropReasonName(action.reason), action.owner, action.length);
+  return fmt::format("{} port={} reason={} owner={} length={} offset={}", VerbName(action.verb),
+                     action.port, nat::DropReasonName(action.reason), action.owner, action.length,
+                     action.offset);
 }
 
 std::string Describe(const Bytes& frame) {
@@ -161,14 +162,16 @@ std::vector<Outcome> CoreBed::Feed(std::uint32_t core, std::uint8_t port, std::v
   std::vector<PacketIn> in;
   std::vector<std::size_t> sizes;
   for (Bytes& frame : frames) {
+    // kFeedRoom bytes before and after the frame, as an mbuf has head- and tailroom.
     sizes.push_back(frame.size());
+    frame.insert(frame.begin(), kFeedRoom, 0);
     frame.resize(frame.size() + kFeedRoom);
-    in.push_back(PacketIn{.frame = {frame.data(), sizes.back()}, .port = port});
+    in.push_back(PacketIn{.frame = {frame.data() + kFeedRoom, sizes.back()}, .port = port});
   }
   CoreState& c = *cores_[core];
   std::vector<const void*> buffers(frames.size(), nullptr);
   c.buffers = buffers.data();
-  c.room_of = [](const void*) { return static_cast<std::uint16_t>(kFeedRoom); };
+  c.room_of = [](const void*) { return BufferRoom{.head = kFeedRoom, .tail = kFeedRoom}; };
   c.report_count = 0;
   const std::span<const Action> actions = DecideBurst(c, in, handed_off);
   c.buffers = nullptr;  // `buffers` ends with this call
@@ -177,10 +180,15 @@ std::vector<Outcome> CoreBed::Feed(std::uint32_t core, std::uint8_t port, std::v
   for (std::size_t i = 0; i < actions.size(); ++i) {
     Outcome outcome{actions[i], {}};
     if (actions[i].verb == Verb::kSend || actions[i].verb == Verb::kHandOff) {
-      const std::size_t length = actions[i].length != 0 ? actions[i].length : sizes[i];
-      EXPECT_LE(length, frames[i].size());
-      outcome.frame.assign(frames[i].begin(),
-                           frames[i].begin() + static_cast<std::ptrdiff_t>(length));
+      const std::ptrdiff_t start = std::ptrdiff_t{kFeedRoom} + actions[i].offset;
+      const std::size_t length =
+          actions[i].length != 0
+              ? actions[i].length
+              : static_cast<std::size_t>(static_cast<std::ptrdiff_t>(sizes[i]) - actions[i].offset);
+      EXPECT_GE(start, 0);
+      EXPECT_LE(static_cast<std::size_t>(start) + length, frames[i].size());
+      outcome.frame.assign(frames[i].begin() + start,
+                           frames[i].begin() + start + static_cast<std::ptrdiff_t>(length));
     }
     out.push_back(std::move(outcome));
   }

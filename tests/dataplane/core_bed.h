@@ -135,7 +135,7 @@ inline Action SendOn(std::uint8_t port, std::uint16_t length = 0) {
   return {.verb = Verb::kSend, .port = port, .length = length};
 }
 inline Action DropFor(nat::DropReason reason) { return {.verb = Verb::kDrop, .reason = reason}; }
-inline Action HandTo(std::uint16_t owner) { return {.verb = Verb::kHandOff, .owner = owner}; }
+inline Action HandTo(std::uint8_t owner) { return {.verb = Verb::kHandOff, .owner = owner}; }
 inline Action Consumed() { return {.verb = Verb::kConsume}; }
 
 // Checks one outcome: the action, the frame for what is sent or handed off, nothing else.

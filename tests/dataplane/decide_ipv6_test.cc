@@ -60,7 +60,8 @@ constexpr std::uint16_t kFirstLocalPort1 = 1025;
 constexpr std::uint16_t kReset6Bytes = 14 + 40 + 20;
 
 // An IPv4 listener (tcp :80 fnat) and, on the IPv6 VIP, tcp :80 fnat to [2001:db8:1::11]:8080,
-// udp :53 fnat to [2001:db8:1::12]:5353 and tcp :81 dnat to [2001:db8:1::13]:8081.
+// udp :53 fnat to [2001:db8:1::12]:5353, tcp :81 dnat to [2001:db8:1::13]:8081, and NAT64: tcp
+// :84 to 198.18.1.14:8084 and udp :54 to 198.18.1.14:5354.
 model::Model& DualModel(ModelBuilder& b) {
   b.Group("sg-00000001", {"198.18.1.11:8080"})
       .Listener("lsn-00000001", Protocol::kTcp, 80, "sg-00000001")
@@ -70,7 +71,11 @@ model::Model& DualModel(ModelBuilder& b) {
       .Group("sg-00000013", {"[2001:db8:1::13]:8081"})
       .Listener("lsn-00000011", Protocol::kTcp, 80, "sg-00000011")
       .Listener("lsn-00000012", Protocol::kUdp, 53, "sg-00000012", ForwardMode::kFnat, 30)
-      .Listener("lsn-00000013", Protocol::kTcp, 81, "sg-00000013", ForwardMode::kDnat);
+      .Listener("lsn-00000013", Protocol::kTcp, 81, "sg-00000013", ForwardMode::kDnat)
+      .Group("sg-00000014", {"198.18.1.14:8084"})
+      .Group("sg-00000015", {"198.18.1.14:5354"})
+      .Listener("lsn-00000014", Protocol::kTcp, 84, "sg-00000014")
+      .Listener("lsn-00000015", Protocol::kUdp, 54, "sg-00000015", ForwardMode::kFnat, 30);
   return b.model();
 }
 
@@ -464,6 +469,122 @@ TEST(DecideIpv6Table, PacketTooBigIsTranslatedBothWays) {
        DropFor(DropReason::kTruncated),
        nullptr,
        {.drops = {{DropReason::kTruncated, 1}}}},
+  };
+  RunSteps(bed, 0, steps);
+}
+
+// The IPv4 packet NAT64 sends to backend 4 (198.18.1.14) from local address 198.18.1.2:`lport`
+// (RFC 7915: TTL from the hop limit less one, DF set, identification 0).
+PacketBuilder ToV4Backend(std::uint16_t lport, std::uint16_t bport) {
+  PacketBuilder b;
+  b.Macs(BackendMac(4), kBackendPortMac)
+      .Ipv4(testing::Ip4("198.18.1.2"), testing::BackendIp(4))
+      .Ttl(63)
+      .DontFragment()
+      .IpId(0);
+  b.Tcp(lport, bport, 0);
+  return b;
+}
+
+PacketBuilder FromV4Backend(std::uint16_t bport, std::uint16_t lport) {
+  PacketBuilder b;
+  b.Macs(kBackendPortMac, BackendMac(4)).Ipv4(testing::BackendIp(4), testing::Ip4("198.18.1.2"));
+  b.Tcp(bport, lport, 0);
+  return b;
+}
+
+// NAT64: an IPv6 client, an IPv4 backend. Each way the packet is translated (RFC 7915), the
+// frame moving by the 20 bytes the headers differ by; the backend sees an IPv4 local address.
+TEST(DecideIpv6Table, Nat64TcpConversation) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(DualModel(b));
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.Client6PortOwnedBy(0);
+  const std::uint16_t l = kFirstLocalPort0;
+  const Bytes hello(100, 0x68);
+  Action to_v4 = SendOn(kBackendPort, 14 + 20 + 20);
+  to_v4.offset = 20;
+  Action to_v4_data = SendOn(kBackendPort, 14 + 20 + 20 + 100);
+  to_v4_data.offset = 20;
+  Action to_v6 = SendOn(kClientPort, 14 + 40 + 20);
+  to_v6.offset = -20;
+  const std::vector<Step> steps = {
+      {"SYN: IPv6 in, IPv4 out", kClientPort, [=] { return ClientTcp6(c, 84, kSyn, 1000).Build(); },
+       to_v4, [=] { return ToV4Backend(l, 8084).Tcp(l, 8084, kSyn).TcpSeq(1000, 0).Build(); }},
+      {"SYN-ACK: IPv4 in, IPv6 out from the VIP", kBackendPort,
+       [=] { return FromV4Backend(8084, l).Tcp(8084, l, kSyn | kAck).TcpSeq(5000, 1001).Build(); },
+       to_v6, [=] { return ToClient6(84, c, kSyn | kAck, 5000, 1001).Build(); }},
+      {"data", kClientPort,
+       [=] { return ClientTcp6(c, 84, kAck | kPsh, 1001, 5001).Payload(hello).Build(); },
+       to_v4_data,
+       [=] {
+         return ToV4Backend(l, 8084)
+             .Tcp(l, 8084, kAck | kPsh)
+             .TcpSeq(1001, 5001)
+             .Payload(hello)
+             .Build();
+       }},
+  };
+  RunSteps(bed, 0, steps);
+  CoreState& core = bed.core(0);
+  ASSERT_EQ(core.table6.size(), 1u);  // the connection lives in the IPv6 table
+  EXPECT_EQ(core.table.size(), 0u);
+  const nat::PortPool& pool = *core.pools[kBackendPort];
+  EXPECT_EQ(pool.available(), pool.capacity() - 1);  // an IPv4 local port is taken
+  core.now_ms += 3'600'000;
+  core.table6.ExpireSome(core.now_ms, 1024,
+                         [&core](const nat::ConnEntry6& e) { ReleaseConn(core, e); });
+  EXPECT_EQ(core.table6.size(), 0u);
+  EXPECT_EQ(pool.available(), pool.capacity());  // and given back on expiry
+}
+
+// NAT64 for UDP: an IPv4 reply without a checksum gets one computed over IPv6 (RFC 7915 4.5).
+TEST(DecideIpv6Table, Nat64UdpGetsTheChecksumIpv4LeftOut) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(DualModel(b));
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.Client6PortOwnedBy(0);
+  const std::uint16_t l = kFirstLocalPort0;
+  const Bytes query(20, 0x71);
+  Action to_v4 = SendOn(kBackendPort, 14 + 20 + 8 + 20);
+  to_v4.offset = 20;
+  Action to_v6 = SendOn(kClientPort, 14 + 40 + 8 + 20);
+  to_v6.offset = -20;
+  const std::vector<Step> steps = {
+      {"query", kClientPort,
+       [=] {
+         PacketBuilder q;
+         q.Macs(kClientPortMac, kClientMac).Ipv6(ClientIp6(), VipIp6()).Udp(c, 54);
+         return q.Payload(query).Build();
+       },
+       to_v4,
+       [=] {
+         PacketBuilder q;
+         q.Macs(BackendMac(4), kBackendPortMac)
+             .Ipv4(testing::Ip4("198.18.1.2"), testing::BackendIp(4))
+             .Ttl(63)
+             .DontFragment()
+             .IpId(0)
+             .Udp(l, 5354);
+         return q.Payload(query).Build();
+       }},
+      {"answer without a UDP checksum", kBackendPort,
+       [=] {
+         PacketBuilder a;
+         a.Macs(kBackendPortMac, BackendMac(4))
+             .Ipv4(testing::BackendIp(4), testing::Ip4("198.18.1.2"))
+             .Udp(5354, l)
+             .UdpNoChecksum();
+         return a.Payload(query).Build();
+       },
+       to_v6,
+       [=] {
+         PacketBuilder a;
+         a.Macs(kClientMac, kClientPortMac).Ipv6(VipIp6(), ClientIp6()).Ttl(63).Udp(54, c);
+         return a.Payload(query).Build();
+       }},
   };
   RunSteps(bed, 0, steps);
 }

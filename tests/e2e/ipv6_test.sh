@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # IPv6 end to end on the namespace test bed: an IPv6 VIP in front of IPv6 backends (fnat TCP
-# with weights, UDP, dnat), ping -6 of the VIP, IPv6 flows in conn list, lb-healthd marking an
+# with weights, UDP, dnat) and of IPv4 backends (NAT64), ping -6 of the VIP, IPv6 flows in conn list, lb-healthd marking an
 # IPv6 backend down and up, and a transfer that only completes if a Packet Too Big from a
 # router behind lbd reaches the client (path MTU discovery through the LB).
 source "$(dirname "$0")/lib.sh"
@@ -47,6 +47,36 @@ echo "TCP over IPv6, dnat"
 curl_loop 30 "http://[$VIP]:8080/whoami" "$E2E_TMP/dnat"
 expect_eq "every dnat request answered" "$(count_of "$E2E_TMP/dnat" error)" "0"
 expect_eq "backends see the client's own IPv6 address" "$(awk '{print $2}' "$E2E_TMP/dnat" | sort -u)" "2001:db8::2"
+
+echo "NAT64: the IPv6 VIP in front of IPv4 backends"
+nat64_group=$(lbctl group create "$lb" --name v4pool)
+for n in 1 2 3; do
+  lbctl group add-backend "$nat64_group" "198.18.1.1$n:80" >/dev/null
+done
+nat64=$(lbctl listener create "$lb" --protocol tcp --port 8064 --group "$nat64_group" --hc-type none)
+check "an fnat listener of the IPv6 VIP takes IPv4 backends" test -n "$nat64"
+expect_rc 1 "a dnat listener on them is refused" lbctl listener create "$lb" --protocol tcp --port 8065 --group "$nat64_group" --mode dnat --hc-type none
+expect_match "the refusal names the IPv4 backend" "$ERR" '198\.18\.1\.1[1-3]:80.*fnat'
+curl_loop 90 "http://[$VIP]:8064/whoami" "$E2E_TMP/nat64"
+echo "  spread: $(spread "$E2E_TMP/nat64")"
+expect_eq "every NAT64 request answered" "$(count_of "$E2E_TMP/nat64" error)" "0"
+for n in 1 2 3; do
+  check "be$n served NAT64 requests" test "$(count_of "$E2E_TMP/nat64" "be$n")" -gt 0
+done
+only_v4_locals() { ! awk '{print $2}' "$E2E_TMP/nat64" | grep -qvE '^198\.18\.1\.[2-5]$'; }
+check "backends see IPv4 local addresses ($(awk '{print $2}' "$E2E_TMP/nat64" | sort -u | tr '\n' ' '))" only_v4_locals
+got=$(in_client curl -g -s --max-time 120 "http://[$VIP]:8064/big" | sha256sum | cut -d' ' -f1)
+expect_eq "64 MiB through NAT64, same sha256" "$got" "$(sha256sum /run/fulcrum-testbed/www/big | cut -d' ' -f1)"
+nat64_udp=$(lbctl group create "$lb" --name v4dns)
+lbctl group add-backend "$nat64_udp" "198.18.1.14:5353" >/dev/null
+lbctl listener create "$lb" --protocol udp --port 54 --group "$nat64_udp" --hc-type none >/dev/null
+answer=$(in_client python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(2)
+s.sendto(b"ping", (sys.argv[1], 54)); print(s.recv(2048).decode().split()[0])' "$VIP" 2>&1)
+expect_eq "UDP through NAT64 answered by be4" "$answer" "be4"
+run lbctl --json conn list --listener "$nat64" --limit 100000
+expect_match "conn list shows NAT64 flows with IPv4 backends" "$(jqr '[.connections[] | .mode + " " + .backend] | unique | join(",")')" 'nat64 198\.18\.1\.1[1-3]:80'
 
 echo "UDP over IPv6, weights 1:2:3 over 600 flows"
 in_client python3 - "$VIP" >"$E2E_TMP/udp" <<'PY'

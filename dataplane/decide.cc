@@ -908,11 +908,73 @@ std::optional<std::uint32_t> IcmpOwner(const CoreState& c, const PacketIn& in,
   return std::nullopt;
 }
 
+// An ICMPv4 error from the backend side that no IPv4 connection knows: about a NAT64
+// connection if the IPv6 table holds its quote's tuple IPv4-mapped, then translated into the
+// ICMPv6 error the client must see, quoting its own packet (RFC 7915 section 4.2).
+[[gnu::noinline]] Action Nat64IcmpToClient(CoreState& c, std::uint16_t i, const PacketIn& in,
+                                           const ParsedPacket& p) {
+  const nat::IcmpQuote& q = p.quote;
+  const nat::FlowKey6 key{nat::MappedIp6(q.dst_ip), nat::MappedIp6(q.src_ip), q.dst_port,
+                          q.src_port, q.proto};
+  const Inet6::Hit hit = c.table6.Lookup(key, c.now_ms);
+  if (!hit.hit() || hit.entry->mode != nat::NatMode::kNat64 || hit.dir != FlowDir::kFromBackend ||
+      c.snapshot->ConnDead(hit.entry->listener, hit.entry->backend)) {
+    return Drop(c, DropReason::kIcmpNoConn);
+  }
+  const nat::ConnEntry6& e = *hit.entry;
+  const BufferRoom room = c.room_of != nullptr ? c.room_of(c.buffers[i]) : BufferRoom{};
+  const std::span<std::uint8_t> buffer(in.frame.data() - room.head, room.head + in.frame.size());
+  const nat::Translated t = nat::TranslateIcmpErrorToIpv6(
+      buffer, room.head, p, e.from_client.dst_ip, e.from_client.src_ip, SrcOf(e.from_client),
+      DstOf(e.from_client));
+  if (t.length == 0) {
+    return Drop(c, DropReason::kUnsupportedIcmp);
+  }
+  Count(c, WorkerEvent::kIcmpErrorsTranslated);
+  PacketIn out = in;
+  out.frame = buffer.subspan(t.offset, t.length);
+  Action action = SendVia<Inet6>(c, out, c.snapshot->v6.routes.Lookup(e.from_client.src_ip),
+                                 &c.listener(e.listener));
+  if (action.verb == Verb::kSend) {
+    action.offset = static_cast<std::int16_t>(static_cast<std::ptrdiff_t>(t.offset) - room.head);
+    action.length = static_cast<std::uint16_t>(t.length);
+  }
+  return action;
+}
+
+// An ICMPv6 error from the client about a NAT64 connection, as the ICMPv4 error its IPv4
+// backend must see, quoting the backend's own packet (RFC 7915 section 5.2).
+[[gnu::noinline]] Action Nat64IcmpToBackend(CoreState& c, const PacketIn& in,
+                                            const nat::ParsedPacket6& p, const nat::ConnEntry6& e,
+                                            FlowDir dir) {
+  if (dir != FlowDir::kFromClient) {
+    return Drop(c, DropReason::kIcmpNoConn);
+  }
+  const nat::Endpoint4 local = V4Of(e.local());
+  const nat::Endpoint4 backend = V4Of(e.backend_endpoint());
+  const nat::Translated t =
+      nat::TranslateIcmpErrorToIpv4(in.frame, p, local.ip, backend.ip, backend, local);
+  if (t.length == 0) {
+    return Drop(c, DropReason::kUnsupportedIcmp);
+  }
+  Count(c, WorkerEvent::kIcmpErrorsTranslated);
+  const BackendConfig* b = c.snapshot->backend(e.backend);
+  PacketIn out = in;
+  out.frame = in.frame.subspan(t.offset, t.length);
+  Action action =
+      SendVia<Inet4>(c, out, b != nullptr ? b->next_hop : nat::NextHop{}, &c.listener(e.listener));
+  if (action.verb == Verb::kSend) {
+    action.offset = static_cast<std::int16_t>(t.offset);
+    action.length = static_cast<std::uint16_t>(t.length);
+  }
+  return action;
+}
+
 // An ICMP error about a tracked connection (a "fragmentation needed" or Packet Too Big among
 // them: path MTU discovery through the LB), translated for the other side of it.
 template <typename F>
-Action HandleIcmpError(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
-                       bool handed_off) {
+Action HandleIcmpError(CoreState& c, std::uint16_t i, const PacketIn& in,
+                       const typename F::Parsed& p, bool handed_off) {
   const std::optional<std::uint32_t> owner = IcmpOwner<F>(c, in, p);
   if (!owner) {
     return Drop(c, DropReason::kIcmpNoConn);
@@ -922,10 +984,20 @@ Action HandleIcmpError(CoreState& c, const PacketIn& in, const typename F::Parse
     return handed;
   }
   const auto hit = TableOf<F>(c).Lookup(nat::IcmpQuoteReplyKey(p), c.now_ms);
+  if constexpr (!F::kIpv6) {
+    if (!hit.hit() && c.table6.size() != 0) {
+      return Nat64IcmpToClient(c, i, in, p);
+    }
+  }
   if (!hit.hit() || c.snapshot->ConnDead(hit.entry->listener, hit.entry->backend)) {
     return Drop(c, DropReason::kIcmpNoConn);
   }
   const typename F::Entry& e = *hit.entry;
+  if constexpr (F::kIpv6) {
+    if (e.mode == nat::NatMode::kNat64) {
+      return Nat64IcmpToBackend(c, in, p, e, hit.dir);
+    }
+  }
   typename F::Hop hop;
   if (hit.dir == FlowDir::kFromBackend) {
     nat::TranslateIcmpErrorToClient(in.frame, p, e);
@@ -954,7 +1026,7 @@ void Classify6(CoreState& c, std::uint16_t i, const PacketIn& in, const ParsedPa
       out = HandleEcho<Inet6>(c, in, p);
       return;
     case PacketKind::kIcmpError:
-      out = HandleIcmpError<Inet6>(c, in, p, handed_off);
+      out = HandleIcmpError<Inet6>(c, i, in, p, handed_off);
       return;
     case PacketKind::kArp:
     case PacketKind::kDrop:
@@ -981,7 +1053,7 @@ void Classify(CoreState& c, std::uint16_t i, const PacketIn& in, bool handed_off
       out = HandleEcho<Inet4>(c, in, p);
       return;
     case PacketKind::kIcmpError:
-      out = HandleIcmpError<Inet4>(c, in, p, handed_off);
+      out = HandleIcmpError<Inet4>(c, i, in, p, handed_off);
       return;
     case PacketKind::kNeighbor:
       break;

@@ -55,4 +55,27 @@ Translated TranslateToIpv4(std::span<std::uint8_t> frame, const ParsedPacket6& p
 Translated TranslateToIpv6(std::span<std::uint8_t> buffer, std::size_t headroom,
                            const ParsedPacket& p, const Endpoint6& src, const Endpoint6& dst);
 
+// ICMP errors about a NAT64 connection (RFC 7915 sections 4.2 and 5.2): the error and the packet
+// it quotes are both translated, so that each side sees an error of its own family about its own
+// packet. Types without a counterpart are not translated (a length of 0). A Packet Too Big
+// becomes a "fragmentation needed" with an MTU 20 bytes smaller, and the other way 20 bytes
+// larger (the header sizes differ by that much). The message is built anew (these are rare):
+// headers from the parsed fields, the quoted L4 bytes copied with their ports rewritten and the
+// checksum they carry adjusted for the new pseudo-header, the ICMP checksum computed in full.
+
+// The ICMPv4 error of a frame (parsed as `p`, kind kIcmpError) as the ICMPv6 error
+// outer_src -> outer_dst quoting quote_src -> quote_dst. `buffer` holds `headroom` bytes (at
+// least kNat64IcmpGrowth) and then the frame. The Ethernet header is kept.
+inline constexpr std::size_t kNat64IcmpGrowth = 2 * kNat64Growth;
+Translated TranslateIcmpErrorToIpv6(std::span<std::uint8_t> buffer, std::size_t headroom,
+                                    const ParsedPacket& p, const Ip6& outer_src,
+                                    const Ip6& outer_dst, const Endpoint6& quote_src,
+                                    const Endpoint6& quote_dst);
+
+// The ICMPv6 error of `frame` (parsed as `p`, kind kIcmpError) as the ICMPv4 error
+// outer_src -> outer_dst quoting quote_src -> quote_dst. The frame starts later.
+Translated TranslateIcmpErrorToIpv4(std::span<std::uint8_t> frame, const ParsedPacket6& p,
+                                    std::uint32_t outer_src, std::uint32_t outer_dst,
+                                    Endpoint4 quote_src, Endpoint4 quote_dst);
+
 }  // namespace fulcrum::nat

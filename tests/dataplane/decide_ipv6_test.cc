@@ -388,6 +388,11 @@ Bytes TooBig(PacketBuilder& b, Bytes quoted) {
   return b.Icmpv6(nat::kIcmpv6PacketTooBig, 0, 1400).Payload(std::move(quoted)).Build();
 }
 
+// The same with MTU 1300.
+Bytes TooBig1300(PacketBuilder& b, Bytes quoted) {
+  return b.Icmpv6(nat::kIcmpv6PacketTooBig, 0, 1300).Payload(std::move(quoted)).Build();
+}
+
 // Path MTU discovery through the LB, both ways: a Packet Too Big about a tracked connection is
 // translated for the other side, quoting that side's own packet, checksums right.
 TEST(DecideIpv6Table, PacketTooBigIsTranslatedBothWays) {
@@ -537,6 +542,92 @@ TEST(DecideIpv6Table, Nat64TcpConversation) {
                          [&core](const nat::ConnEntry6& e) { ReleaseConn(core, e); });
   EXPECT_EQ(core.table6.size(), 0u);
   EXPECT_EQ(pool.available(), pool.capacity());  // and given back on expiry
+}
+
+// The IPv4 packet inside `frame`, as an ICMPv4 error quotes it.
+Bytes Quote4(Bytes frame) { return Bytes(frame.begin() + 14, frame.end()); }
+
+// ICMP errors across NAT64 (RFC 7915): a "fragmentation needed" about our IPv4 segment to the
+// backend reaches the client as a Packet Too Big 20 bytes larger, quoting its own IPv6 segment;
+// a Packet Too Big from the client about our IPv6 segment reaches the backend as a
+// "fragmentation needed" 20 bytes smaller, quoting its own IPv4 segment.
+TEST(DecideIpv6Table, Nat64IcmpErrorsAreTranslatedBothWays) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(DualModel(b));
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.Client6PortOwnedBy(0);
+  const std::uint16_t l = kFirstLocalPort0;
+  const Bytes data(100, 0x64);
+  const std::uint32_t router = testing::Ip4("198.18.1.254");
+  Action to_v4 = SendOn(kBackendPort, 14 + 20 + 20);
+  to_v4.offset = 20;
+  Action to_v6 = SendOn(kClientPort, 14 + 40 + 20);
+  to_v6.offset = -20;
+  Action too_big = SendOn(kClientPort, 14 + 40 + 8 + 40 + 20 + 100);
+  too_big.offset = -40;
+  const Action frag_needed = SendOn(kBackendPort, 14 + 20 + 8 + 20 + 20 + 100);
+  const std::vector<Step> steps = {
+      {"SYN", kClientPort, [=] { return ClientTcp6(c, 84, kSyn, 1000).Build(); }, to_v4,
+       [=] { return ToV4Backend(l, 8084).Tcp(l, 8084, kSyn).TcpSeq(1000, 0).Build(); }},
+      {"SYN-ACK", kBackendPort,
+       [=] { return FromV4Backend(8084, l).Tcp(8084, l, kSyn | kAck).TcpSeq(5000, 1001).Build(); },
+       to_v6, [=] { return ToClient6(84, c, kSyn | kAck, 5000, 1001).Build(); }},
+      {"fragmentation needed (MTU 1400) from a router behind the LB",
+       kBackendPort,
+       [=] {
+         PacketBuilder e;
+         e.Macs(kBackendPortMac, BackendMac(4)).Ipv4(router, testing::Ip4("198.18.1.2"));
+         const Bytes quoted = Quote4(ToV4Backend(l, 8084)
+                                         .Tcp(l, 8084, kAck | kPsh)
+                                         .TcpSeq(1001, 5001)
+                                         .Payload(data)
+                                         .Build());
+         return e.IcmpError(3, 4, quoted, 1400).Build();
+       },
+       too_big,
+       [=] {
+         PacketBuilder e;
+         e.Macs(kClientMac, kClientPortMac).Ipv6(VipIp6(), ClientIp6()).Ttl(63);
+         const Bytes quoted =
+             Quote(ClientTcp6(c, 84, kAck | kPsh, 1001, 5001).Ttl(63).Payload(data).Build());
+         return e.Icmpv6(nat::kIcmpv6PacketTooBig, 0, 1420).Payload(quoted).Build();
+       },
+       {.events = {{WorkerEvent::kIcmpErrorsTranslated, 1}}}},
+      {"Packet Too Big (MTU 1300) from the client's side",
+       kClientPort,
+       [=] {
+         PacketBuilder e;
+         e.Macs(kClientPortMac, kClientMac).Ipv6(ClientIp6(), VipIp6());
+         return TooBig1300(e,
+                           Quote(ToClient6(84, c, kAck | kPsh, 5001, 1001).Payload(data).Build()));
+       },
+       frag_needed,
+       [=] {
+         PacketBuilder e;
+         e.Macs(BackendMac(4), kBackendPortMac)
+             .Ipv4(testing::Ip4("198.18.1.2"), testing::BackendIp(4))
+             .Ttl(63)
+             .IpId(0);
+         PacketBuilder quoted = FromV4Backend(8084, l);
+         quoted.Ttl(63).DontFragment().IpId(0).Tcp(8084, l, kAck | kPsh).TcpSeq(5001, 1001);
+         return e.IcmpError(3, 4, Quote4(quoted.Payload(data).Build()), 1280).Build();
+       },
+       {.events = {{WorkerEvent::kIcmpErrorsTranslated, 1}}}},
+      {"a redirect has no IPv6 counterpart: unsupported_icmp",
+       kBackendPort,
+       [=] {
+         PacketBuilder e;
+         e.Macs(kBackendPortMac, BackendMac(4)).Ipv4(router, testing::Ip4("198.18.1.2"));
+         const Bytes quoted =
+             Quote4(ToV4Backend(l, 8084).Tcp(l, 8084, kAck).TcpSeq(1001, 5001).Build());
+         return e.IcmpError(3, 14, quoted).Build();
+       },
+       DropFor(DropReason::kUnsupportedIcmp),
+       nullptr,
+       {.drops = {{DropReason::kUnsupportedIcmp, 1}}}},
+  };
+  RunSteps(bed, 0, steps);
 }
 
 // NAT64 for UDP: an IPv4 reply without a checksum gets one computed over IPv6 (RFC 7915 4.5).

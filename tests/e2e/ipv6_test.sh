@@ -152,7 +152,7 @@ for ns in lbt-rt6 lbt-far6; do
   ip -n $ns link set lo up
   ip netns exec $ns sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0
 done
-ip netns exec lbt-rt6 sysctl -qw net.ipv6.conf.all.forwarding=1
+ip netns exec lbt-rt6 sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv4.ip_forward=1
 ip link add rt-sw netns lbt-sw type veth peer name rt0 netns lbt-rt6
 ip link add rt1 netns lbt-rt6 type veth peer name far0 netns lbt-far6
 ip -n lbt-sw link set rt-sw master br0 up
@@ -163,13 +163,18 @@ done
 ip -n lbt-rt6 addr add 2001:db8:1::30/64 dev rt0 nodad
 ip -n lbt-rt6 addr add 2001:db8:2::1/64 dev rt1 nodad
 ip -n lbt-far6 addr add 2001:db8:2::11/64 dev far0 nodad
+ip -n lbt-rt6 addr add 198.18.1.30/24 dev rt0
+ip -n lbt-rt6 addr add 198.18.2.1/24 dev rt1
+ip -n lbt-far6 addr add 198.18.2.11/24 dev far0
 ip -n lbt-rt6 link set rt0 up
 ip -n lbt-rt6 link set rt1 up
 ip -n lbt-far6 link set far0 up
 ip -n lbt-far6 route add default via 2001:db8:2::1
+ip -n lbt-far6 route add default via 198.18.2.1
 # A host route (longer than the connected /64); "lock": a forwarding Linux honours a route MTU
 # only when it is locked.
 ip -n lbt-rt6 -6 route add 2001:db8:2::11/128 dev rt1 mtu lock 1280
+ip -n lbt-rt6 route add 198.18.2.11/32 dev rt1 mtu lock 1280
 ip netns exec lbt-far6 python3 -c '
 import hashlib, socket
 s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -186,7 +191,7 @@ far_sink=$!
 E2E_EXTRA_CLEANUP="kill $far_sink; far_down; testbed_down"
 # lbd reaches 2001:db8:2::/64 through the router: a static route in its config, then a restart
 # (the state file keeps the model).
-jq '.routes = [{"prefix": "2001:db8:2::/64", "via": "2001:db8:1::30"}]' /run/fulcrum-testbed/lbd.json >"$E2E_TMP/lbd.json"
+jq '.routes = [{"prefix": "2001:db8:2::/64", "via": "2001:db8:1::30"}, {"prefix": "198.18.2.0/24", "via": "198.18.1.30"}]' /run/fulcrum-testbed/lbd.json >"$E2E_TMP/lbd.json"
 cp "$E2E_TMP/lbd.json" /run/fulcrum-testbed/lbd.json
 testbed_restart_lbd >/dev/null
 check "lbd answers after the restart with the route" wait_until 30 lbctl status
@@ -211,5 +216,33 @@ expect_eq "2 MiB uploaded to a backend behind a 1280-byte link, intact" "$(uploa
 translated_after=$(stat_of '.counters.icmp_errors_translated')
 check "lbd translated the Packet Too Big ($translated_before -> $translated_after)" test "$translated_after" -gt "$translated_before"
 expect_match "the client learnt the path MTU to the VIP" "$(in_client ip -6 route get $VIP)" 'mtu 1280'
+
+echo "path MTU discovery across NAT64: a 'fragmentation needed' from the IPv4 router"
+# The same router, the same far host over IPv4 (198.18.2.11, behind a locked 1280-byte route):
+# the IPv6 client's segments become 1480-byte IPv4 packets with DF set, the router answers
+# with an ICMPv4 "fragmentation needed" (MTU 1280) to the IPv4 local address, and lbd turns
+# it into a Packet Too Big of 1300 for the client, quoting the client's own segment.
+in_client ip -6 route flush cache >/dev/null 2>&1
+far4_group=$(lbctl group create "$lb" --name far4)
+lbctl group add-backend "$far4_group" "198.18.2.11:9000" >/dev/null
+lbctl listener create "$lb" --protocol tcp --port 9064 --group "$far4_group" --hc-type none >/dev/null
+translated_before=$(stat_of '.counters.icmp_errors_translated')
+upload64() {
+  in_client timeout 60 python3 -c '
+import hashlib, os, socket, sys
+data = os.urandom(2 << 20)
+s = socket.create_connection((sys.argv[1], 9064), timeout=20)
+s.sendall(data); s.shutdown(socket.SHUT_WR)
+reply = b""
+while True:
+    b = s.recv(4096)
+    if not b: break
+    reply += b
+print("ok" if reply.decode() == hashlib.sha256(data).hexdigest() else "corrupt")' "$VIP"
+}
+expect_eq "2 MiB uploaded through NAT64 to an IPv4 host behind a 1280-byte link, intact" "$(upload64 2>&1)" "ok"
+translated_after=$(stat_of '.counters.icmp_errors_translated')
+check "lbd translated the ICMPv4 error into ICMPv6 ($translated_before -> $translated_after)" test "$translated_after" -gt "$translated_before"
+expect_match "the client learnt a path MTU of 1300 to the VIP" "$(in_client ip -6 route get $VIP)" 'mtu 1300'
 
 e2e_finish

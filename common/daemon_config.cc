@@ -661,6 +661,11 @@ Status ParseConnTable(const json& value, ConnTableConfig* conn_table) {
   ObjectReader reader(value, "conn_table");
   FULCRUM_RETURN_IF_ERROR(
       reader.ReadUint("capacity_per_worker", 1024, 1u << 27, &conn_table->capacity_per_worker));
+  if (reader.Find("ipv6_capacity_per_worker") != nullptr) {
+    std::uint32_t ipv6 = 0;
+    FULCRUM_RETURN_IF_ERROR(reader.ReadUint("ipv6_capacity_per_worker", 1024, 1u << 26, &ipv6));
+    conn_table->ipv6_capacity_per_worker = ipv6;
+  }
   return reader.CheckNoUnknownKeys();
 }
 

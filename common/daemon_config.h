@@ -10,6 +10,7 @@
 // docs/config.md lists every key. This module is DPDK-free so it is unit-tested without EAL.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -77,7 +78,14 @@ struct RouteConfig {
 };
 
 struct ConnTableConfig {
-  std::uint32_t capacity_per_worker = 1048576;
+  std::uint32_t capacity_per_worker = 1048576;  // IPv4 connections
+  // IPv6 connections (their own table, 128-byte entries); unset: a quarter of
+  // capacity_per_worker, at least 1024 (Ipv6Capacity()).
+  std::optional<std::uint32_t> ipv6_capacity_per_worker;
+
+  std::uint32_t Ipv6Capacity(std::uint32_t ipv4_capacity) const {
+    return ipv6_capacity_per_worker.value_or(std::max<std::uint32_t>(1024, ipv4_capacity / 4));
+  }
 };
 
 // Seconds a TCP connection may stay in a transient state. Established connections use the

@@ -23,12 +23,6 @@
 namespace fulcrum::dataplane {
 namespace {
 
-// IPv6 connections per worker: a quarter of the IPv4 capacity, at least 1024 (an IPv6 entry is
-// two cache lines, and IPv6 is the smaller share of a VIP's traffic).
-std::uint32_t Ipv6Capacity(std::uint32_t capacity) {
-  return std::max<std::uint32_t>(1024, capacity / 4);
-}
-
 Logger logger("dataplane");
 
 using json = nlohmann::json;
@@ -155,7 +149,8 @@ Status Forwarder::CreateWorkers() {
     if (!table.ok()) {
       return Error(table.status().code(), "worker {}: {}", w, table.status().message());
     }
-    Result<nat::ConnTable6> table6 = nat::ConnTable6::Create(Ipv6Capacity(capacity));
+    Result<nat::ConnTable6> table6 =
+        nat::ConnTable6::Create(config.conn_table.Ipv6Capacity(capacity));
     if (!table6.ok()) {
       return Error(table6.status().code(), "worker {}: IPv6: {}", w, table6.status().message());
     }
@@ -914,6 +909,7 @@ json Forwarder::Describe() {
     described["workers"][w]["load"] = load_[w].ratio;
     described["workers"][w]["active_conns"] = pw.active_conns.Read();
     described["workers"][w]["conn_table_entries"] = pw.table.size();
+    described["workers"][w]["conn_table6_entries"] = pw.table6.size();
     described["workers"][w]["snapshot_generation"] =
         pw.adopted_generation.load(std::memory_order_relaxed);
   }
@@ -922,6 +918,10 @@ json Forwarder::Describe() {
       {"entry_bytes", sizeof(nat::ConnEntry)},
       {"bytes_per_connection", workers_.empty() ? 0.0 : workers_[0]->table.bytes_per_connection()},
       {"memory_bytes_per_worker", workers_.empty() ? 0 : workers_[0]->table.memory_bytes()}};
+  described["conn_table6"] = {
+      {"capacity_per_worker", workers_.empty() ? 0 : workers_[0]->table6.capacity()},
+      {"entry_bytes", sizeof(nat::ConnEntry6)},
+      {"memory_bytes_per_worker", workers_.empty() ? 0 : workers_[0]->table6.memory_bytes()}};
   json neighbors = json::array();
   for (const nat::NeighborEntry& e : neighbors_.Entries()) {
     if (neighbors.size() == kMaxNeighborsShown) {

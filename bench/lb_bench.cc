@@ -3,8 +3,9 @@
 //   lb-bench [--quick] [--json] [--only NAME[,NAME...]] [--reps N] [--packets N]
 //            [--local-addresses N]
 //
-// Runs io_floor, established_1k, established_1m, established_10m, tcp_lifecycle and udp_new
-// (bench/scenarios.h) on one worker driven on this thread over net_ring ports (bench/rig.h),
+// Runs io_floor, established_1k, established_1m, established_10m, tcp_lifecycle and udp_new,
+// then established_1m_v6, tcp_lifecycle_v6 and udp_new_v6, their IPv6 twins
+// (bench/scenarios.h), on one worker driven on this thread over net_ring ports (bench/rig.h),
 // then times a Maglev build of 65537 slots and a configuration change (Forwarder::Apply with a
 // running worker). Prints a table, or with --json exactly one JSON object on stdout. Progress
 // and DPDK's log go to stderr.
@@ -46,8 +47,9 @@ constexpr int kExitSkip = 77;
 constexpr std::uint32_t kMillion = 1'000'000;
 constexpr std::uint32_t kMaglevHeadline = 1000;  // backends of the maglev_build_ms figure
 
-const std::vector<std::string> kScenarios = {"io_floor",        "established_1k", "established_1m",
-                                             "established_10m", "tcp_lifecycle",  "udp_new"};
+const std::vector<std::string> kScenarios = {
+    "io_floor", "established_1k",    "established_1m",   "established_10m", "tcp_lifecycle",
+    "udp_new",  "established_1m_v6", "tcp_lifecycle_v6", "udp_new_v6"};
 const std::vector<std::string> kExtras = {"maglev", "publish", "health_flap"};
 
 struct Flags {
@@ -58,11 +60,18 @@ struct Flags {
 };
 
 void Usage() {
+  std::string names;
+  for (const std::vector<std::string>* list : {&kScenarios, &kExtras}) {
+    for (const std::string& name : *list) {
+      names += " " + name;
+    }
+  }
   std::fprintf(stderr,
                "usage: lb-bench [--quick] [--json] [--only NAME[,NAME...]] [--reps N] "
-               "[--packets N] [--local-addresses N]\n  names: io_floor established_1k "
-               "established_1m established_10m "
-               "tcp_lifecycle udp_new maglev publish health_flap\n");
+               "[--packets N] [--local-addresses N]\n  names:%s\n  --local-addresses: IPv4 "
+               "fnat local addresses, 1..%u (default %u; IPv6: %u)\n",
+               names.c_str(), Family4::kMaxLocalAddresses, RigOptions{}.local_addresses,
+               RigOptions{}.local_addresses6);
 }
 
 bool ParseCount(std::string_view text, std::uint64_t& out) {
@@ -104,7 +113,7 @@ std::optional<Flags> ParseFlags(int argc, char** argv) {
     } else if (arg == "--packets" && has_value && ParseCount(argv[++i], n)) {
       packets = n;
     } else if (arg == "--local-addresses" && has_value && ParseCount(argv[++i], n) &&
-               n <= kMaxLocalAddresses) {
+               n <= Family4::kMaxLocalAddresses) {
       flags.rig.local_addresses = static_cast<std::uint32_t>(n);
     } else {
       return std::nullopt;
@@ -178,15 +187,15 @@ json ToJson(const Report& report) {
 
 void PrintTable(const Report& report, const BenchOptions& options) {
   std::printf(
-      "lb-bench%s: one worker core, 64-byte frames, medians of %u repetitions; TSC %.3f "
-      "GHz (measured %.3f)\n\n",
+      "lb-bench%s: one worker core, 64-byte frames (84 in IPv6), medians of %u repetitions; "
+      "TSC %.3f GHz (measured %.3f)\n\n",
       options.quick ? " --quick" : "", options.reps, report.tsc_ghz, report.measured_tsc_ghz);
-  std::printf("%-16s %12s %8s %9s %7s %12s %10s\n", "scenario", "connections", "Mpps", "ns/pkt",
+  std::printf("%-18s %12s %8s %9s %7s %12s %10s\n", "scenario", "connections", "Mpps", "ns/pkt",
               "ratio", "conns/s", "min-max");
   for (const ScenarioResult& s : report.scenarios) {
     const auto [lo, hi] = std::minmax_element(s.mpps_reps.begin(), s.mpps_reps.end());
     const std::string spread = s.mpps_reps.empty() ? "-" : fmt::format("{:.2f}-{:.2f}", *lo, *hi);
-    std::printf("%-16s %12s %8.2f %9.1f %7.2f %12s %10s\n", s.name.c_str(),
+    std::printf("%-18s %12s %8.2f %9.1f %7.2f %12s %10s\n", s.name.c_str(),
                 s.connections != 0 ? std::to_string(s.connections).c_str() : "-", s.mpps,
                 s.ns_per_packet, s.ratio_to_io_floor,
                 s.conns_per_s ? fmt::format("{:.0f}", *s.conns_per_s).c_str() : "-",
@@ -273,23 +282,34 @@ double MeasureTscGhz() {
   return static_cast<double>(rte_rdtsc() - cycles) / elapsed / 1e9;
 }
 
+// The pipeline scenario `base` (its name without the family's suffix) in address family F.
+template <typename F>
+ScenarioResult RunPipelineScenario(Rig& rig, const BenchOptions& options, const std::string& base) {
+  const std::string name = base + F::kNameSuffix;
+  if (base == "established_1k") {
+    return RunEstablished<F>(rig, options, name, 1000);
+  }
+  if (base == "established_1m") {
+    return RunEstablished<F>(rig, options, name, kMillion);
+  }
+  if (base == "established_10m") {
+    return RunEstablished<F>(rig, options, name, 10 * kMillion);
+  }
+  if (base == "tcp_lifecycle") {
+    return RunTcpLifecycle<F>(rig, options);
+  }
+  return RunUdpNew<F>(rig, options);
+}
+
 ScenarioResult RunScenario(Rig& rig, const BenchOptions& options, const std::string& name) {
   if (name == "io_floor") {
     return RunIoFloor(rig, options);
   }
-  if (name == "established_1k") {
-    return RunEstablished(rig, options, name, 1000);
+  const std::string_view v6 = Family6::kNameSuffix;
+  if (name.ends_with(v6)) {
+    return RunPipelineScenario<Family6>(rig, options, name.substr(0, name.size() - v6.size()));
   }
-  if (name == "established_1m") {
-    return RunEstablished(rig, options, name, kMillion);
-  }
-  if (name == "established_10m") {
-    return RunEstablished(rig, options, name, 10 * kMillion);
-  }
-  if (name == "tcp_lifecycle") {
-    return RunTcpLifecycle(rig, options);
-  }
-  return RunUdpNew(rig, options);
+  return RunPipelineScenario<Family4>(rig, options, name);
 }
 
 int Main(int argc, char** argv) {

@@ -24,13 +24,13 @@ namespace {
 // rte_eth_from_rings names its device "net_ring_" + name.
 constexpr std::array<const char*, kPorts> kRingNames = {"lbbc", "lbbb"};
 
-std::string IpText(std::uint32_t ip) {
-  return fmt::format("{}.{}.{}.{}", ip >> 24, ip >> 16 & 0xff, ip >> 8 & 0xff, ip & 0xff);
-}
+// Both families' local addresses sit on the backend port.
+static_assert(Family4::kMaxLocalAddresses + Family6::kMaxLocalAddresses <=
+              kMaxLocalAddressesPerPort);
 
 // The machine lb-bench pretends to be: configs/bench-ring.json's shape (one worker, no
-// hugepages, a client port and a backend port), with a gateway towards the clients and enough
-// fnat local addresses for 10M connections on one worker.
+// hugepages, a client port and a backend port), with both address families, a gateway towards
+// the clients and enough fnat local addresses of each family for 10M connections on one worker.
 Result<DaemonConfig> BenchConfig(const RigOptions& options) {
   const std::string text = fmt::format(
       R"({{
@@ -41,23 +41,36 @@ Result<DaemonConfig> BenchConfig(const RigOptions& options) {
         "workers": {{"count": 1}},
         "tcp_timeouts": {{"syn": 10, "fin": 10, "time_wait": 1, "close": 1}},
         "ports": [
-          {{"name": "client", "vdev": "net_ring_{c}", "address": "198.18.0.1/24",
-            "gateway": "{gateway}"}},
-          {{"name": "backend", "vdev": "net_ring_{b}", "address": "198.18.1.1/24",
-            "local_addresses": ["{first}-{last}"]}}]}})",
+          {{"name": "client", "vdev": "net_ring_{c}", "address": "{c4}/{bits4}",
+            "address6": "{c6}/{bits6}", "gateway": "{gateway}", "gateway6": "{gateway6}"}},
+          {{"name": "backend", "vdev": "net_ring_{b}", "address": "{b4}/{bits4}",
+            "address6": "{b6}/{bits6}",
+            "local_addresses": ["{first}-{last}", "{first6}-{last6}"]}}]}})",
       fmt::arg("pid", getpid()), fmt::arg("c", kRingNames[kClientPort]),
-      fmt::arg("b", kRingNames[kBackendPort]), fmt::arg("gateway", IpText(kGateway)),
-      fmt::arg("first", IpText(kLocalBase)),
-      fmt::arg("last", IpText(kLocalBase + options.local_addresses - 1)));
+      fmt::arg("b", kRingNames[kBackendPort]), fmt::arg("bits4", Family4::kSubnetBits),
+      fmt::arg("bits6", Family6::kSubnetBits),
+      fmt::arg("c4", IpText(Family4::kPortAddresses[kClientPort])),
+      fmt::arg("c6", IpText(Family6::kPortAddresses[kClientPort])),
+      fmt::arg("b4", IpText(Family4::kPortAddresses[kBackendPort])),
+      fmt::arg("b6", IpText(Family6::kPortAddresses[kBackendPort])),
+      fmt::arg("gateway", IpText(Family4::kGateway)),
+      fmt::arg("gateway6", IpText(Family6::kGateway)),
+      fmt::arg("first", IpText(Family4::kLocalBase)),
+      fmt::arg("last", IpText(Nth(Family4::kLocalBase, options.local_addresses - 1))),
+      fmt::arg("first6", IpText(Family6::kLocalBase)),
+      fmt::arg("last6", IpText(Nth(Family6::kLocalBase, options.local_addresses6 - 1))));
   return DaemonConfig::Parse(text);
 }
 
 }  // namespace
 
 Result<std::unique_ptr<Rig>> Rig::Create(const RigOptions& options) {
-  if (options.local_addresses == 0 || options.local_addresses > kMaxLocalAddresses) {
-    return Error(ErrorCode::kInvalidParameter, "local addresses: {} is outside 1..{}",
-                 options.local_addresses, kMaxLocalAddresses);
+  if (options.local_addresses == 0 || options.local_addresses > Family4::kMaxLocalAddresses ||
+      options.local_addresses6 == 0 || options.local_addresses6 > Family6::kMaxLocalAddresses) {
+    return Error(ErrorCode::kInvalidParameter,
+                 "local addresses: {} and {} are not within 1..{} and 1..{}",
+                 options.local_addresses, options.local_addresses6, Family4::kMaxLocalAddresses,
+                 Family6::kMaxLocalAddresses);
   }
   Result<DaemonConfig> config = BenchConfig(options);
   FULCRUM_RETURN_IF_ERROR(config.status());

@@ -40,8 +40,11 @@ inline constexpr unsigned kRingSize = 8192;
 inline constexpr unsigned kMaxRoundPackets = 2048;
 
 struct RigOptions {
-  std::uint32_t local_addresses = 192;  // fnat local addresses on the backend port
-  std::uint32_t mbufs = 16383;          // the bench's own pool, for the frames it injects
+  // fnat local addresses on the backend port, by family (bench/traffic.h: at most
+  // Family4::kMaxLocalAddresses and Family6::kMaxLocalAddresses).
+  std::uint32_t local_addresses = 192;
+  std::uint32_t local_addresses6 = 64;
+  std::uint32_t mbufs = 16383;  // the bench's own pool, for the frames it injects
 };
 
 class Rig {

@@ -77,7 +77,7 @@ double Seconds(std::uint64_t cycles) {
 }
 
 bool SameSide(const BackendSide& a, const BackendSide& b) {
-  return a.local_ip == b.local_ip && a.local_port == b.local_port && a.backend == b.backend;
+  return a.local == b.local && a.local_port == b.local_port && a.backend == b.backend;
 }
 
 // What one scenario accumulates: injection, collection and checks, drops, errors.
@@ -104,10 +104,10 @@ class Run {
     }
   }
 
-  // Allocates `count` mbufs, has write(i, data) fill each frame and puts them on the rx ring of
-  // `port`, where the worker receives them.
+  // Allocates `count` mbufs of `frame_len` bytes, has write(i, data) fill each frame and puts
+  // them on the rx ring of `port`, where the worker receives them.
   template <typename Write>
-  bool Inject(std::size_t port, unsigned count, Write&& write) {
+  bool Inject(std::size_t port, unsigned count, std::uint16_t frame_len, Write&& write) {
     if (count == 0) {
       return true;
     }
@@ -118,8 +118,8 @@ class Run {
     }
     for (unsigned i = 0; i < count; ++i) {
       write(i, rte_pktmbuf_mtod(mbufs[i], std::uint8_t*));
-      mbufs[i]->data_len = kFrameLen;
-      mbufs[i]->pkt_len = kFrameLen;
+      mbufs[i]->data_len = frame_len;
+      mbufs[i]->pkt_len = frame_len;
     }
     if (rte_ring_enqueue_bulk(rig_.rx(port), reinterpret_cast<void* const*>(mbufs), count,
                               nullptr) != count) {
@@ -131,7 +131,8 @@ class Run {
   }
 
   // Takes every frame the worker sent on `port` and checks it with
-  // check(frame, len, verify_checksums) -> OutputCheck; returns how many came (ARP excluded).
+  // check(frame, len, verify_checksums) -> OutputCheck; returns how many came (neighbour
+  // discovery excluded).
   template <typename Check>
   std::uint64_t Collect(std::size_t port, Check&& check) {
     std::uint64_t forwarded = 0;
@@ -142,7 +143,7 @@ class Run {
         auto* m = static_cast<rte_mbuf*>(objects[i]);
         const auto* frame = rte_pktmbuf_mtod(m, const std::uint8_t*);
         const std::uint16_t len = rte_pktmbuf_data_len(m);
-        if (IsArp(frame, len)) {
+        if (IsNeighborDiscovery(frame, len)) {
           continue;
         }
         ++forwarded;
@@ -156,24 +157,6 @@ class Run {
       rte_pktmbuf_free_bulk(reinterpret_cast<rte_mbuf**>(objects), n);
     }
     return forwarded;
-  }
-
-  // Checks of frames towards a backend whose connection must use sides[id].
-  auto ToKnownBackend(const std::vector<BackendSide>& sides, std::uint64_t window = 0) {
-    return [this, &sides, window](const std::uint8_t* frame, std::uint16_t len, bool verify) {
-      OutputCheck check = CheckToBackend(frame, len, macs_, rig_.options().local_addresses, verify);
-      const std::uint64_t slot = window != 0 ? check.id % window : check.id;
-      if (check.ok && (slot >= sides.size() || !SameSide(check.side, sides[slot]))) {
-        check.ok = false;
-        check.error = fmt::format("connection {} is not where its SYN went", check.id);
-      }
-      return check;
-    };
-  }
-  auto ToClient() {
-    return [this](const std::uint8_t* frame, std::uint16_t len, bool verify) {
-      return CheckToClient(frame, len, macs_, verify);
-    };
   }
 
   ScenarioResult Finish() {
@@ -222,19 +205,30 @@ struct ModelOptions {
 
 std::string Id(const char* prefix, std::uint32_t n) { return fmt::format("{}{:08x}", prefix, n); }
 
-// Two LBs (kVips), each with a TCP listener on kTcpPort and a UDP listener on kUdpPort, each
-// over kBackends backends of equal weight (wrr), no health checks.
+// The rig's own addresses, both families: never a VIP.
+model::Model EmptyModel() {
+  std::vector<IpAddress> own;
+  for (const std::size_t port : {kClientPort, kBackendPort}) {
+    own.push_back(AddressOf(Family4::kPortAddresses[port]));
+    own.push_back(AddressOf(Family6::kPortAddresses[port]));
+  }
+  return model::Model(std::move(own));
+}
+
+// Two LBs (F::kVips), each with a TCP listener on kTcpPort and a UDP listener on kUdpPort,
+// each over kBackends backends of F of equal weight (wrr), no health checks.
+template <typename F>
 Result<model::Model> BenchModel(const ModelOptions& options) {
-  model::Model model({IpAddress::V4(Ip4(198, 18, 0, 1)), IpAddress::V4(Ip4(198, 18, 1, 1))});
+  model::Model model = EmptyModel();
   for (std::uint32_t v = 0; v < kVipCount; ++v) {
     const std::string lb = Id("lb-", v + 1);
-    FULCRUM_RETURN_IF_ERROR(model.CreateLb(lb, "bench", IpAddress::V4(kVips[v]), kModelNow));
+    FULCRUM_RETURN_IF_ERROR(model.CreateLb(lb, "bench", AddressOf(F::kVips[v]), kModelNow));
     for (const bool tcp : {true, false}) {
       const std::uint32_t n = 2 * v + (tcp ? 1 : 2);
       const std::string group = Id("sg-", n);
       FULCRUM_RETURN_IF_ERROR(model.CreateGroup(group, lb, tcp ? "tcp" : "udp"));
       for (std::uint32_t b = 0; b < kBackends; ++b) {
-        const Endpoint backend{IpAddress::V4(kBackendBase + b),
+        const Endpoint backend{AddressOf(Nth(F::kBackendBase, b)),
                                tcp ? kBackendTcpPort : kBackendUdpPort};
         FULCRUM_RETURN_IF_ERROR(model.AddBackend(group, backend, 10));
       }
@@ -254,19 +248,37 @@ Result<model::Model> BenchModel(const ModelOptions& options) {
   return model;
 }
 
+template <typename F>
 void LearnNeighbors(Forwarder& fw) {
-  fw.LearnNeighbor(kGateway, kGatewayMac, kClientPort);
+  fw.LearnNeighbor(F::kGateway, kGatewayMac, kClientPort);
   for (std::uint32_t b = 0; b < kBackends; ++b) {
-    fw.LearnNeighbor(kBackendBase + b, BackendMac(b), kBackendPort);
+    fw.LearnNeighbor(Nth(F::kBackendBase, b), BackendMac(b), kBackendPort);
   }
 }
 
-// A Forwarder with a table of `capacity` connections, the bench's model applied (workers
-// stopped: Apply adopts for them), neighbours learnt, the first Apply's announcements drained.
+// The worker's connection table of F.
+template <typename F>
+auto& TableOf(dataplane::PipelineWorker& pw) {
+  if constexpr (F::kIpv6) {
+    return pw.table6;
+  } else {
+    return pw.table;
+  }
+}
+
+// The smallest table a Forwarder takes: the size of the table of the family a scenario does
+// not use.
+constexpr std::uint32_t kUnusedTableCapacity = 1024;
+
+// A Forwarder whose table of F holds `capacity` connections, the bench's model of F applied
+// (workers stopped: Apply adopts for them), neighbours learnt, the first Apply's announcements
+// drained.
+template <typename F>
 std::unique_ptr<Forwarder> StartForwarder(Run& run, std::uint32_t capacity,
                                           const ModelOptions& options) {
   dataplane::ForwarderOptions fo;
-  fo.conn_capacity = capacity;
+  fo.conn_capacity = F::kIpv6 ? kUnusedTableCapacity : capacity;
+  fo.conn_capacity6 = F::kIpv6 ? capacity : kUnusedTableCapacity;
   fo.listener_slots = kListenerSlots;
   fo.backend_slots = kBackendSlots;
   Result<std::unique_ptr<Forwarder>> created = Forwarder::Create(run.rig().dataplane(), fo);
@@ -275,8 +287,13 @@ std::unique_ptr<Forwarder> StartForwarder(Run& run, std::uint32_t capacity,
     return nullptr;
   }
   std::unique_ptr<Forwarder> fw = std::move(*created);
-  LearnNeighbors(*fw);
-  Result<model::Model> model = BenchModel(options);
+  if (TableOf<F>(fw->pipeline(0)).capacity() < capacity) {
+    run.Fail(fmt::format("the connection table holds {} connections, not {}",
+                         TableOf<F>(fw->pipeline(0)).capacity(), capacity));
+    return nullptr;
+  }
+  LearnNeighbors<F>(*fw);
+  Result<model::Model> model = BenchModel<F>(options);
   if (!model.ok()) {
     run.Fail(fmt::format("model: {}", model.status().ToString()));
     return nullptr;
@@ -306,41 +323,80 @@ Range BatchOf(std::int64_t b, std::uint64_t size, std::uint64_t total) {
 
 // Puts `flags_list` segments of every connection of `range` from the clients on the client
 // ring (per connection, in that order).
+template <typename F>
 bool InjectFromClients(Run& run, Range range, std::initializer_list<std::uint8_t> flags_list,
                        std::uint64_t first_id = 0) {
   const auto per_conn = static_cast<unsigned>(flags_list.size());
-  return run.Inject(kClientPort, static_cast<unsigned>(range.count) * per_conn,
+  return run.Inject(kClientPort, static_cast<unsigned>(range.count) * per_conn, F::kFrameLen,
                     [&](unsigned i, std::uint8_t* data) {
                       const std::uint8_t flags = flags_list.begin()[i % per_conn];
                       const FrameSpec spec{.id = first_id + range.first + i / per_conn,
                                            .proto = nat::kIpProtoTcp,
                                            .tcp_flags = flags,
                                            .payload = (flags & nat::kTcpPsh) != 0};
-                      WriteFromClient(data, run.macs(), spec);
+                      WriteFromClient<F>(data, run.macs(), spec);
                     });
 }
 
+template <typename F>
 bool InjectFromBackends(Run& run, Range range, std::initializer_list<std::uint8_t> flags_list,
                         const std::vector<BackendSide>& sides, std::uint64_t window = 0,
                         std::uint64_t first_id = 0) {
   const auto per_conn = static_cast<unsigned>(flags_list.size());
-  return run.Inject(kBackendPort, static_cast<unsigned>(range.count) * per_conn,
+  return run.Inject(kBackendPort, static_cast<unsigned>(range.count) * per_conn, F::kFrameLen,
                     [&](unsigned i, std::uint8_t* data) {
                       const std::uint64_t id = first_id + range.first + i / per_conn;
                       const FrameSpec spec{.id = id,
                                            .proto = nat::kIpProtoTcp,
                                            .tcp_flags = flags_list.begin()[i % per_conn]};
-                      WriteFromBackend(data, run.macs(), spec, sides[window ? id % window : id]);
+                      WriteFromBackend<F>(data, run.macs(), spec, sides[window ? id % window : id]);
                     });
+}
+
+// The rig's fnat local addresses of F.
+template <typename F>
+std::uint32_t LocalAddresses(const Rig& rig) {
+  return F::kIpv6 ? rig.options().local_addresses6 : rig.options().local_addresses;
+}
+
+// Checks of frames towards a backend from the local addresses of the rig.
+template <typename F>
+auto ToBackend(Run& run) {
+  return [&run](const std::uint8_t* frame, std::uint16_t len, bool verify) {
+    return CheckToBackend<F>(frame, len, run.macs(), LocalAddresses<F>(run.rig()), verify);
+  };
+}
+
+// Checks of frames towards a backend whose connection must use sides[id] (sides[id % window]).
+template <typename F>
+auto ToKnownBackend(Run& run, const std::vector<BackendSide>& sides, std::uint64_t window = 0) {
+  return [&sides, window, to_backend = ToBackend<F>(run)](const std::uint8_t* frame,
+                                                          std::uint16_t len, bool verify) {
+    OutputCheck check = to_backend(frame, len, verify);
+    const std::uint64_t slot = window != 0 ? check.id % window : check.id;
+    if (check.ok && (slot >= sides.size() || !SameSide(check.side, sides[slot]))) {
+      check.ok = false;
+      check.error = fmt::format("connection {} is not where its SYN went", check.id);
+    }
+    return check;
+  };
+}
+
+template <typename F>
+auto ToClient(Run& run) {
+  return [&run](const std::uint8_t* frame, std::uint16_t len, bool verify) {
+    return CheckToClient<F>(frame, len, run.macs(), verify);
+  };
 }
 
 // Records where the LB sent each SYN (frames towards backends with only SYN set), checks the
 // rest against what was recorded.
+template <typename F>
 auto RecordingSyns(Run& run, std::vector<BackendSide>& sides, std::uint64_t window = 0) {
-  return [&run, &sides, window, known = run.ToKnownBackend(sides, window)](
-             const std::uint8_t* frame, std::uint16_t len, bool verify) {
-    OutputCheck check =
-        CheckToBackend(frame, len, run.macs(), run.rig().options().local_addresses, verify);
+  return [&sides, window, to_backend = ToBackend<F>(run),
+          known = ToKnownBackend<F>(run, sides, window)](const std::uint8_t* frame,
+                                                         std::uint16_t len, bool verify) {
+    OutputCheck check = to_backend(frame, len, verify);
     if (!check.ok || check.tcp_flags != nat::kTcpSyn) {
       return check.ok ? known(frame, len, verify) : check;
     }
@@ -357,6 +413,7 @@ auto RecordingSyns(Run& run, std::vector<BackendSide>& sides, std::uint64_t wind
 
 // Opens sides.size() connections through the pipeline, kSetupBatch at a time: round r carries
 // the SYNs of batch r, the SYN-ACKs of batch r-1 and the ACKs of batch r-2.
+template <typename F>
 bool OpenConnections(Run& run, std::vector<BackendSide>& sides) {
   const std::uint64_t total = sides.size();
   const auto batches = static_cast<std::int64_t>((total + kSetupBatch - 1) / kSetupBatch);
@@ -364,14 +421,14 @@ bool OpenConnections(Run& run, std::vector<BackendSide>& sides) {
     const Range syn = BatchOf(r, kSetupBatch, total);
     const Range syn_ack = BatchOf(r - 1, kSetupBatch, total);
     const Range ack = BatchOf(r - 2, kSetupBatch, total);
-    if (!InjectFromClients(run, syn, {nat::kTcpSyn}) ||
-        !InjectFromClients(run, ack, {nat::kTcpAck}) ||
-        !InjectFromBackends(run, syn_ack, {nat::kTcpSyn | nat::kTcpAck}, sides)) {
+    if (!InjectFromClients<F>(run, syn, {nat::kTcpSyn}) ||
+        !InjectFromClients<F>(run, ack, {nat::kTcpAck}) ||
+        !InjectFromBackends<F>(run, syn_ack, {nat::kTcpSyn | nat::kTcpAck}, sides)) {
       return false;
     }
     run.rig().RunUntilIdle();
-    const std::uint64_t out = run.Collect(kBackendPort, RecordingSyns(run, sides)) +
-                              run.Collect(kClientPort, run.ToClient());
+    const std::uint64_t out = run.Collect(kBackendPort, RecordingSyns<F>(run, sides)) +
+                              run.Collect(kClientPort, ToClient<F>(run));
     if (out != syn.count + syn_ack.count + ack.count) {
       run.Fail(fmt::format("setup round {}: {} frames in, {} out", r,
                            syn.count + syn_ack.count + ack.count, out));
@@ -398,7 +455,7 @@ void ForwardUntouched(dataplane::WorkerContext& worker, std::uint16_t rx_port, r
 
 OutputCheck CheckUntouched(const std::uint8_t* frame, std::uint16_t len, bool /*verify*/) {
   OutputCheck check;
-  check.ok = len == kFrameLen && frame[14 + 8] == 64;
+  check.ok = len == Family4::kFrameLen && frame[14 + Family4::kTtlAt] == 64;
   if (!check.ok) {
     check.error = "io_floor changed a frame";
   }
@@ -434,15 +491,17 @@ ScenarioResult RunIoFloor(Rig& rig, const BenchOptions& options) {
     run.Fail(set.ToString());
     return run.Finish();
   }
-  const BackendSide any{kLocalBase, 1024, 0, 1};
+  const BackendSide any{.local_port = 1024, .known = 1};
   const std::uint64_t rounds = RoundsPerRep(options, 2 * kRoundPerQueue);
   for (std::uint32_t rep = 0; rep <= options.reps && !run.failed(); ++rep) {
     std::uint64_t cycles = 0;
     for (std::uint64_t round = 0; round < rounds && !run.failed(); ++round) {
-      if (!InjectFromClients(run, {0, kRoundPerQueue}, {nat::kTcpAck}) ||
-          !run.Inject(kBackendPort, kRoundPerQueue, [&](unsigned i, std::uint8_t* data) {
-            WriteFromBackend(data, run.macs(), {.id = i, .tcp_flags = nat::kTcpAck}, any);
-          })) {
+      if (!InjectFromClients<Family4>(run, {0, kRoundPerQueue}, {nat::kTcpAck}) ||
+          !run.Inject(kBackendPort, kRoundPerQueue, Family4::kFrameLen,
+                      [&](unsigned i, std::uint8_t* data) {
+                        WriteFromBackend<Family4>(data, run.macs(),
+                                                  {.id = i, .tcp_flags = nat::kTcpAck}, any);
+                      })) {
         break;
       }
       cycles += rig.Measure();
@@ -461,29 +520,30 @@ ScenarioResult RunIoFloor(Rig& rig, const BenchOptions& options) {
   return run.Finish();
 }
 
+template <typename F>
 ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::string& name,
                               std::uint64_t connections) {
   Run run(rig, name);
   connections = std::max<std::uint64_t>(1000, connections / options.scale_down);
   run.result().connections = connections;
   const std::uint64_t ports = nat::PortPool::kMaxPort - nat::PortPool::kMinPort + 1;
-  if (connections > std::uint64_t{rig.options().local_addresses} * ports) {
+  if (connections > std::uint64_t{LocalAddresses<F>(rig)} * ports) {
     run.Fail(fmt::format("{} fnat connections need {} local addresses, the rig has {}", connections,
-                         (connections + ports - 1) / ports, rig.options().local_addresses));
+                         (connections + ports - 1) / ports, LocalAddresses<F>(rig)));
     return run.Finish();
   }
   const auto capacity = static_cast<std::uint32_t>(connections + connections / 8 + 4096);
-  std::unique_ptr<Forwarder> fw = StartForwarder(run, capacity, {});
+  std::unique_ptr<Forwarder> fw = StartForwarder<F>(run, capacity, {});
   if (fw == nullptr) {
     return run.Finish();
   }
+  const auto& table = TableOf<F>(fw->pipeline(0));
   std::vector<BackendSide> sides(connections);
-  if (!OpenConnections(run, sides)) {
+  if (!OpenConnections<F>(run, sides)) {
     return run.Finish();
   }
-  if (fw->pipeline(0).table.size() != connections) {
-    run.Fail(fmt::format("{} connections opened, the table holds {}", connections,
-                         fw->pipeline(0).table.size()));
+  if (table.size() != connections) {
+    run.Fail(fmt::format("{} connections opened, the table holds {}", connections, table.size()));
     return run.Finish();
   }
   Rng rng(kSeed);
@@ -492,21 +552,22 @@ ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::
     std::uint64_t cycles = 0;
     for (std::uint64_t round = 0; round < rounds && !run.failed(); ++round) {
       const bool injected =
-          run.Inject(kClientPort, kRoundPerQueue,
+          run.Inject(kClientPort, kRoundPerQueue, F::kFrameLen,
                      [&](unsigned, std::uint8_t* data) {
-                       WriteFromClient(data, run.macs(),
-                                       {.id = rng.Below(connections), .tcp_flags = nat::kTcpAck});
+                       WriteFromClient<F>(
+                           data, run.macs(),
+                           {.id = rng.Below(connections), .tcp_flags = nat::kTcpAck});
                      }) &&
-          run.Inject(kBackendPort, kRoundPerQueue, [&](unsigned, std::uint8_t* data) {
+          run.Inject(kBackendPort, kRoundPerQueue, F::kFrameLen, [&](unsigned, std::uint8_t* data) {
             const std::uint64_t id = rng.Below(connections);
-            WriteFromBackend(data, run.macs(), {.id = id, .tcp_flags = nat::kTcpAck}, sides[id]);
+            WriteFromBackend<F>(data, run.macs(), {.id = id, .tcp_flags = nat::kTcpAck}, sides[id]);
           });
       if (!injected) {
         break;
       }
       cycles += rig.Measure();
-      const std::uint64_t out = run.Collect(kBackendPort, run.ToKnownBackend(sides)) +
-                                run.Collect(kClientPort, run.ToClient());
+      const std::uint64_t out = run.Collect(kBackendPort, ToKnownBackend<F>(run, sides)) +
+                                run.Collect(kClientPort, ToClient<F>(run));
       if (out != 2 * kRoundPerQueue) {
         run.Fail(fmt::format("{} frames in, {} out", 2 * kRoundPerQueue, out));
       }
@@ -519,16 +580,17 @@ ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::
       run.result().mpps_reps.push_back(2.0 * kRoundPerQueue * rounds / Seconds(cycles) / 1e6);
     }
   }
-  if (fw->pipeline(0).table.size() != connections) {
-    run.Fail(fmt::format("the table holds {} connections after the run, not {}",
-                         fw->pipeline(0).table.size(), connections));
+  if (table.size() != connections) {
+    run.Fail(fmt::format("the table holds {} connections after the run, not {}", table.size(),
+                         connections));
   }
   return run.Finish();
 }
 
+template <typename F>
 ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options) {
-  Run run(rig, "tcp_lifecycle");
-  std::unique_ptr<Forwarder> fw = StartForwarder(run, options.steady_capacity, {});
+  Run run(rig, std::string("tcp_lifecycle") + F::kNameSuffix);
+  std::unique_ptr<Forwarder> fw = StartForwarder<F>(run, options.steady_capacity, {});
   if (fw == nullptr) {
     return run.Finish();
   }
@@ -543,12 +605,12 @@ ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options) {
     const Range syn = batch(r), syn_ack = batch(r - 1), close = batch(r - 2),
                 backend_close = batch(r - 3), last_ack = batch(r - 4);
     const bool injected =
-        InjectFromClients(run, syn, {nat::kTcpSyn}) &&
-        InjectFromClients(run, close, {kAck, kAck | nat::kTcpPsh, kAck | nat::kTcpFin}) &&
-        InjectFromClients(run, last_ack, {kAck}) &&
-        InjectFromBackends(run, syn_ack, {nat::kTcpSyn | kAck}, sides, kLifecycleWindow) &&
-        InjectFromBackends(run, backend_close, {kAck, kAck | nat::kTcpFin}, sides,
-                           kLifecycleWindow);
+        InjectFromClients<F>(run, syn, {nat::kTcpSyn}) &&
+        InjectFromClients<F>(run, close, {kAck, kAck | nat::kTcpPsh, kAck | nat::kTcpFin}) &&
+        InjectFromClients<F>(run, last_ack, {kAck}) &&
+        InjectFromBackends<F>(run, syn_ack, {nat::kTcpSyn | kAck}, sides, kLifecycleWindow) &&
+        InjectFromBackends<F>(run, backend_close, {kAck, kAck | nat::kTcpFin}, sides,
+                              kLifecycleWindow);
     ++r;
     if (!injected) {
       return 0;
@@ -557,8 +619,8 @@ ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options) {
         syn.count + syn_ack.count + 3 * close.count + 2 * backend_close.count + last_ack.count;
     const std::uint64_t cycles = rig.Measure();
     const std::uint64_t out =
-        run.Collect(kBackendPort, RecordingSyns(run, sides, kLifecycleWindow)) +
-        run.Collect(kClientPort, run.ToClient());
+        run.Collect(kBackendPort, RecordingSyns<F>(run, sides, kLifecycleWindow)) +
+        run.Collect(kClientPort, ToClient<F>(run));
     if (out != in) {
       run.Fail(fmt::format("round {}: {} frames in, {} out", r - 1, in, out));
     }
@@ -583,15 +645,16 @@ ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options) {
     conns_per_s.push_back(static_cast<double>(rounds * kLifecycleBatch) / seconds);
   }
   run.result().conns_per_s = Median(conns_per_s);
-  run.result().connections = fw->pipeline(0).table.size();
+  run.result().connections = TableOf<F>(fw->pipeline(0)).size();
   run.result().opened = fw->pipeline(0).new_conns.Read();
   return run.Finish();
 }
 
+template <typename F>
 ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options) {
-  Run run(rig, "udp_new");
+  Run run(rig, std::string("udp_new") + F::kNameSuffix);
   std::unique_ptr<Forwarder> fw =
-      StartForwarder(run, options.steady_capacity, {.udp_idle_timeout = 1});
+      StartForwarder<F>(run, options.steady_capacity, {.udp_idle_timeout = 1});
   if (fw == nullptr) {
     return run.Finish();
   }
@@ -599,16 +662,17 @@ ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options) {
   auto round = [&](bool measured) -> std::uint64_t {
     const std::uint64_t first = next_id;
     next_id += kMaxRoundPackets;
-    if (!run.Inject(kClientPort, kMaxRoundPackets, [&](unsigned i, std::uint8_t* data) {
-          WriteFromClient(data, run.macs(), {.id = first + i, .proto = nat::kIpProtoUdp});
-        })) {
+    if (!run.Inject(
+            kClientPort, kMaxRoundPackets, F::kFrameLen, [&](unsigned i, std::uint8_t* data) {
+              WriteFromClient<F>(data, run.macs(), {.id = first + i, .proto = nat::kIpProtoUdp});
+            })) {
       return 0;
     }
     const std::uint64_t cycles = rig.Measure();
     const std::uint64_t out =
-        run.Collect(kBackendPort, [&](const std::uint8_t* frame, std::uint16_t len, bool verify) {
-          OutputCheck check =
-              CheckToBackend(frame, len, run.macs(), rig.options().local_addresses, verify);
+        run.Collect(kBackendPort, [&, to_backend = ToBackend<F>(run)](
+                                      const std::uint8_t* frame, std::uint16_t len, bool verify) {
+          OutputCheck check = to_backend(frame, len, verify);
           if (check.ok && (check.id < first || check.id >= next_id)) {
             check.ok = false;
             check.error = fmt::format("datagram {} out of round {}..{}", check.id, first, next_id);
@@ -643,7 +707,7 @@ ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options) {
     conns_per_s.push_back(rate);
   }
   run.result().conns_per_s = Median(conns_per_s);
-  run.result().connections = fw->pipeline(0).table.size();
+  run.result().connections = TableOf<F>(fw->pipeline(0)).size();
   run.result().opened = fw->pipeline(0).new_conns.Read();
   return run.Finish();
 }
@@ -673,8 +737,8 @@ MaglevFigures RunMaglev(const BenchOptions& options) {
 PublishFigures RunPublish(Rig& rig, const BenchOptions& options) {
   PublishFigures figures;
   Run run(rig, "publish");
-  std::unique_ptr<Forwarder> fw = StartForwarder(run, 65536, {});
-  Result<model::Model> model = BenchModel({});
+  std::unique_ptr<Forwarder> fw = StartForwarder<Family4>(run, 65536, {});
+  Result<model::Model> model = BenchModel<Family4>({});
   if (fw == nullptr || !model.ok()) {
     figures.errors = run.result().errors;
     return figures;
@@ -697,7 +761,7 @@ PublishFigures RunPublish(Rig& rig, const BenchOptions& options) {
     figures.errors.push_back(started.ToString());
     return figures;
   }
-  const Endpoint first_backend{IpAddress::V4(kBackendBase), kBackendTcpPort};
+  const Endpoint first_backend{AddressOf(Family4::kBackendBase), kBackendTcpPort};
   std::vector<double> apply_us;
   for (std::uint32_t i = 0; i < applies; ++i) {
     // A weight change: the listener's BackendSet and scheduler state are rebuilt.
@@ -734,7 +798,7 @@ PublishFigures RunPublish(Rig& rig, const BenchOptions& options) {
 Result<model::Model> FlapModel(std::uint32_t listeners) {
   constexpr std::uint32_t kPerLb = model::kMaxListenersPerLb;
   constexpr std::uint32_t kFlapBackends = 10;
-  model::Model model({IpAddress::V4(Ip4(198, 18, 0, 1)), IpAddress::V4(Ip4(198, 18, 1, 1))});
+  model::Model model = EmptyModel();
   for (std::uint32_t l = 0; l < listeners; ++l) {
     const std::uint32_t lb_index = l / kPerLb;
     const std::string lb = Id("lb-", lb_index + 1);
@@ -744,8 +808,8 @@ Result<model::Model> FlapModel(std::uint32_t listeners) {
       FULCRUM_RETURN_IF_ERROR(model.CreateLb(lb, "flap", vip, kModelNow));
       FULCRUM_RETURN_IF_ERROR(model.CreateGroup(group, lb, "flap"));
       for (std::uint32_t b = 0; b < kFlapBackends; ++b) {
-        FULCRUM_RETURN_IF_ERROR(
-            model.AddBackend(group, {IpAddress::V4(kBackendBase + b), kBackendTcpPort}, 10));
+        FULCRUM_RETURN_IF_ERROR(model.AddBackend(
+            group, {AddressOf(Nth(Family4::kBackendBase, b)), kBackendTcpPort}, 10));
       }
     }
     model::ListenerOptions options;
@@ -764,7 +828,7 @@ HealthFlapFigures RunHealthFlap(Rig& rig, const BenchOptions& options) {
                                                 ? std::vector<std::uint32_t>{1, 100, 1000}
                                                 : std::vector<std::uint32_t>{1, 1000, 10000};
   const std::uint32_t flaps = options.quick ? 2 : 4;
-  const Endpoint flapped{IpAddress::V4(kBackendBase), kBackendTcpPort};
+  const Endpoint flapped{AddressOf(Family4::kBackendBase), kBackendTcpPort};
   for (const std::uint32_t listeners : counts) {
     Result<model::Model> model = FlapModel(listeners);
     if (!model.ok()) {
@@ -833,6 +897,15 @@ HealthFlapFigures RunHealthFlap(Rig& rig, const BenchOptions& options) {
   }
   return figures;
 }
+
+template ScenarioResult RunEstablished<Family4>(Rig&, const BenchOptions&, const std::string&,
+                                                std::uint64_t);
+template ScenarioResult RunEstablished<Family6>(Rig&, const BenchOptions&, const std::string&,
+                                                std::uint64_t);
+template ScenarioResult RunTcpLifecycle<Family4>(Rig&, const BenchOptions&);
+template ScenarioResult RunTcpLifecycle<Family6>(Rig&, const BenchOptions&);
+template ScenarioResult RunUdpNew<Family4>(Rig&, const BenchOptions&);
+template ScenarioResult RunUdpNew<Family6>(Rig&, const BenchOptions&);
 
 double TableBytesPerConnection(std::uint32_t capacity) {
   return static_cast<double>(nat::ConnTable::MemoryBytes(capacity)) / capacity;

@@ -19,6 +19,9 @@
 //                    ways (8 packets), no RST; time_wait lasts 1 s, after which expiry frees
 //                    the entry and its port, so connections are created and destroyed.
 //   udp_new          every datagram opens a new fnat flow (1 s idle timeout).
+//   established_1m_v6, tcp_lifecycle_v6, udp_new_v6
+//                    the same traffic in IPv6: IPv6 clients, VIPs, backends and fnat local
+//                    addresses (bench/traffic.h, Family6).
 #pragma once
 
 #include <cstdint>
@@ -82,9 +85,14 @@ struct HealthFlapFigures {
 };
 
 ScenarioResult RunIoFloor(Rig& rig, const BenchOptions& options);
+// The pipeline scenarios in address family F (bench/traffic.h: Family4 or Family6); Family6's
+// are named with the suffix _v6.
+template <typename F>
 ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::string& name,
                               std::uint64_t connections);
+template <typename F>
 ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options);
+template <typename F>
 ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options);
 MaglevFigures RunMaglev(const BenchOptions& options);
 PublishFigures RunPublish(Rig& rig, const BenchOptions& options);

@@ -149,8 +149,9 @@ Status Forwarder::CreateWorkers() {
     if (!table.ok()) {
       return Error(table.status().code(), "worker {}: {}", w, table.status().message());
     }
-    Result<nat::ConnTable6> table6 =
-        nat::ConnTable6::Create(config.conn_table.Ipv6Capacity(capacity));
+    Result<nat::ConnTable6> table6 = nat::ConnTable6::Create(
+        options_.conn_capacity6 != 0 ? options_.conn_capacity6
+                                     : config.conn_table.Ipv6Capacity(capacity));
     if (!table6.ok()) {
       return Error(table6.status().code(), "worker {}: IPv6: {}", w, table6.status().message());
     }

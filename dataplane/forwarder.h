@@ -54,6 +54,8 @@ namespace fulcrum::dataplane {
 struct ForwarderOptions {
   // Connection entries per worker; 0 = the config's conn_table.capacity_per_worker.
   std::uint32_t conn_capacity = 0;
+  // IPv6 connection entries per worker; 0 = the config's (ConnTableConfig::Ipv6Capacity).
+  std::uint32_t conn_capacity6 = 0;
   std::uint32_t listener_slots = SlotState::kDefaultListenerSlots;
   std::uint32_t backend_slots = SlotState::kDefaultBackendSlots;
   std::chrono::milliseconds apply_timeout{5000};

@@ -4,11 +4,11 @@
 //            [--local-addresses N]
 //
 // Runs io_floor, established_1k, established_1m, established_10m, tcp_lifecycle and udp_new,
-// then established_1m_v6, tcp_lifecycle_v6 and udp_new_v6, their IPv6 twins
-// (bench/scenarios.h), on one worker driven on this thread over net_ring ports (bench/rig.h),
-// then times a Maglev build of 65537 slots and a configuration change (Forwarder::Apply with a
-// running worker). Prints a table, or with --json exactly one JSON object on stdout. Progress
-// and DPDK's log go to stderr.
+// then established_1m_v6, tcp_lifecycle_v6 and udp_new_v6, their IPv6 twins, and
+// nat64_established_1m (bench/scenarios.h), on one worker driven on this thread over net_ring ports
+// (bench/rig.h), then times a Maglev build of 65537 slots and a configuration change
+// (Forwarder::Apply with a running worker). Prints a table, or with --json exactly one JSON object
+// on stdout. Progress and DPDK's log go to stderr.
 //
 // Every forwarded frame is checked against its connection (bench/traffic.h); the run fails
 // (exit 1) when a scenario forwarded nothing, dropped anything, or sent a wrong frame, so
@@ -49,7 +49,7 @@ constexpr std::uint32_t kMaglevHeadline = 1000;  // backends of the maglev_build
 
 const std::vector<std::string> kScenarios = {
     "io_floor", "established_1k",    "established_1m",   "established_10m", "tcp_lifecycle",
-    "udp_new",  "established_1m_v6", "tcp_lifecycle_v6", "udp_new_v6"};
+    "udp_new",  "established_1m_v6", "tcp_lifecycle_v6", "udp_new_v6",      "nat64_established_1m"};
 const std::vector<std::string> kExtras = {"maglev", "publish", "health_flap"};
 
 struct Flags {
@@ -304,6 +304,9 @@ ScenarioResult RunPipelineScenario(Rig& rig, const BenchOptions& options, const 
 ScenarioResult RunScenario(Rig& rig, const BenchOptions& options, const std::string& name) {
   if (name == "io_floor") {
     return RunIoFloor(rig, options);
+  }
+  if (name == "nat64_established_1m") {
+    return RunEstablished<Family6, Family4>(rig, options, name, kMillion);
   }
   const std::string_view v6 = Family6::kNameSuffix;
   if (name.ends_with(v6)) {

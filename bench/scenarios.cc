@@ -216,8 +216,9 @@ model::Model EmptyModel() {
 }
 
 // Two LBs (F::kVips), each with a TCP listener on kTcpPort and a UDP listener on kUdpPort,
-// each over kBackends backends of F of equal weight (wrr), no health checks.
-template <typename F>
+// each over kBackends backends of B (F's family, or IPv4 behind IPv6 VIPs: NAT64) of equal
+// weight (wrr), no health checks.
+template <typename F, typename B = F>
 Result<model::Model> BenchModel(const ModelOptions& options) {
   model::Model model = EmptyModel();
   for (std::uint32_t v = 0; v < kVipCount; ++v) {
@@ -228,7 +229,7 @@ Result<model::Model> BenchModel(const ModelOptions& options) {
       const std::string group = Id("sg-", n);
       FULCRUM_RETURN_IF_ERROR(model.CreateGroup(group, lb, tcp ? "tcp" : "udp"));
       for (std::uint32_t b = 0; b < kBackends; ++b) {
-        const Endpoint backend{AddressOf(Nth(F::kBackendBase, b)),
+        const Endpoint backend{AddressOf(Nth(B::kBackendBase, b)),
                                tcp ? kBackendTcpPort : kBackendUdpPort};
         FULCRUM_RETURN_IF_ERROR(model.AddBackend(group, backend, 10));
       }
@@ -248,11 +249,11 @@ Result<model::Model> BenchModel(const ModelOptions& options) {
   return model;
 }
 
-template <typename F>
+template <typename F, typename B = F>
 void LearnNeighbors(Forwarder& fw) {
   fw.LearnNeighbor(F::kGateway, kGatewayMac, kClientPort);
   for (std::uint32_t b = 0; b < kBackends; ++b) {
-    fw.LearnNeighbor(Nth(F::kBackendBase, b), BackendMac(b), kBackendPort);
+    fw.LearnNeighbor(Nth(B::kBackendBase, b), BackendMac(b), kBackendPort);
   }
 }
 
@@ -270,10 +271,10 @@ auto& TableOf(dataplane::PipelineWorker& pw) {
 // not use.
 constexpr std::uint32_t kUnusedTableCapacity = 1024;
 
-// A Forwarder whose table of F holds `capacity` connections, the bench's model of F applied
-// (workers stopped: Apply adopts for them), neighbours learnt, the first Apply's announcements
-// drained.
-template <typename F>
+// A Forwarder whose table of F holds `capacity` connections, the bench's model of F (with
+// backends of B) applied (workers stopped: Apply adopts for them), neighbours learnt, the first
+// Apply's announcements drained.
+template <typename F, typename B = F>
 std::unique_ptr<Forwarder> StartForwarder(Run& run, std::uint32_t capacity,
                                           const ModelOptions& options) {
   dataplane::ForwarderOptions fo;
@@ -292,8 +293,8 @@ std::unique_ptr<Forwarder> StartForwarder(Run& run, std::uint32_t capacity,
                          TableOf<F>(fw->pipeline(0)).capacity(), capacity));
     return nullptr;
   }
-  LearnNeighbors<F>(*fw);
-  Result<model::Model> model = BenchModel<F>(options);
+  LearnNeighbors<F, B>(*fw);
+  Result<model::Model> model = BenchModel<F, B>(options);
   if (!model.ok()) {
     run.Fail(fmt::format("model: {}", model.status().ToString()));
     return nullptr;
@@ -412,8 +413,9 @@ auto RecordingSyns(Run& run, std::vector<BackendSide>& sides, std::uint64_t wind
 }
 
 // Opens sides.size() connections through the pipeline, kSetupBatch at a time: round r carries
-// the SYNs of batch r, the SYN-ACKs of batch r-1 and the ACKs of batch r-2.
-template <typename F>
+// the SYNs of batch r, the SYN-ACKs of batch r-1 and the ACKs of batch r-2. Clients are of F,
+// backends of B.
+template <typename F, typename B = F>
 bool OpenConnections(Run& run, std::vector<BackendSide>& sides) {
   const std::uint64_t total = sides.size();
   const auto batches = static_cast<std::int64_t>((total + kSetupBatch - 1) / kSetupBatch);
@@ -423,11 +425,11 @@ bool OpenConnections(Run& run, std::vector<BackendSide>& sides) {
     const Range ack = BatchOf(r - 2, kSetupBatch, total);
     if (!InjectFromClients<F>(run, syn, {nat::kTcpSyn}) ||
         !InjectFromClients<F>(run, ack, {nat::kTcpAck}) ||
-        !InjectFromBackends<F>(run, syn_ack, {nat::kTcpSyn | nat::kTcpAck}, sides)) {
+        !InjectFromBackends<B>(run, syn_ack, {nat::kTcpSyn | nat::kTcpAck}, sides)) {
       return false;
     }
     run.rig().RunUntilIdle();
-    const std::uint64_t out = run.Collect(kBackendPort, RecordingSyns<F>(run, sides)) +
+    const std::uint64_t out = run.Collect(kBackendPort, RecordingSyns<B>(run, sides)) +
                               run.Collect(kClientPort, ToClient<F>(run));
     if (out != syn.count + syn_ack.count + ack.count) {
       run.Fail(fmt::format("setup round {}: {} frames in, {} out", r,
@@ -520,26 +522,28 @@ ScenarioResult RunIoFloor(Rig& rig, const BenchOptions& options) {
   return run.Finish();
 }
 
-template <typename F>
+// Established connections of clients of F with backends of B (B = F, or NAT64: IPv6 clients
+// and IPv4 backends).
+template <typename F, typename B>
 ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::string& name,
                               std::uint64_t connections) {
   Run run(rig, name);
   connections = std::max<std::uint64_t>(1000, connections / options.scale_down);
   run.result().connections = connections;
   const std::uint64_t ports = nat::PortPool::kMaxPort - nat::PortPool::kMinPort + 1;
-  if (connections > std::uint64_t{LocalAddresses<F>(rig)} * ports) {
+  if (connections > std::uint64_t{LocalAddresses<B>(rig)} * ports) {
     run.Fail(fmt::format("{} fnat connections need {} local addresses, the rig has {}", connections,
-                         (connections + ports - 1) / ports, LocalAddresses<F>(rig)));
+                         (connections + ports - 1) / ports, LocalAddresses<B>(rig)));
     return run.Finish();
   }
   const auto capacity = static_cast<std::uint32_t>(connections + connections / 8 + 4096);
-  std::unique_ptr<Forwarder> fw = StartForwarder<F>(run, capacity, {});
+  std::unique_ptr<Forwarder> fw = StartForwarder<F, B>(run, capacity, {});
   if (fw == nullptr) {
     return run.Finish();
   }
   const auto& table = TableOf<F>(fw->pipeline(0));
   std::vector<BackendSide> sides(connections);
-  if (!OpenConnections<F>(run, sides)) {
+  if (!OpenConnections<F, B>(run, sides)) {
     return run.Finish();
   }
   if (table.size() != connections) {
@@ -558,15 +562,15 @@ ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::
                            data, run.macs(),
                            {.id = rng.Below(connections), .tcp_flags = nat::kTcpAck});
                      }) &&
-          run.Inject(kBackendPort, kRoundPerQueue, F::kFrameLen, [&](unsigned, std::uint8_t* data) {
+          run.Inject(kBackendPort, kRoundPerQueue, B::kFrameLen, [&](unsigned, std::uint8_t* data) {
             const std::uint64_t id = rng.Below(connections);
-            WriteFromBackend<F>(data, run.macs(), {.id = id, .tcp_flags = nat::kTcpAck}, sides[id]);
+            WriteFromBackend<B>(data, run.macs(), {.id = id, .tcp_flags = nat::kTcpAck}, sides[id]);
           });
       if (!injected) {
         break;
       }
       cycles += rig.Measure();
-      const std::uint64_t out = run.Collect(kBackendPort, ToKnownBackend<F>(run, sides)) +
+      const std::uint64_t out = run.Collect(kBackendPort, ToKnownBackend<B>(run, sides)) +
                                 run.Collect(kClientPort, ToClient<F>(run));
       if (out != 2 * kRoundPerQueue) {
         run.Fail(fmt::format("{} frames in, {} out", 2 * kRoundPerQueue, out));
@@ -902,6 +906,8 @@ template ScenarioResult RunEstablished<Family4>(Rig&, const BenchOptions&, const
                                                 std::uint64_t);
 template ScenarioResult RunEstablished<Family6>(Rig&, const BenchOptions&, const std::string&,
                                                 std::uint64_t);
+template ScenarioResult RunEstablished<Family6, Family4>(Rig&, const BenchOptions&,
+                                                         const std::string&, std::uint64_t);
 template ScenarioResult RunTcpLifecycle<Family4>(Rig&, const BenchOptions&);
 template ScenarioResult RunTcpLifecycle<Family6>(Rig&, const BenchOptions&);
 template ScenarioResult RunUdpNew<Family4>(Rig&, const BenchOptions&);

@@ -22,6 +22,10 @@
 //   established_1m_v6, tcp_lifecycle_v6, udp_new_v6
 //                    the same traffic in IPv6: IPv6 clients, VIPs, backends and fnat local
 //                    addresses (bench/traffic.h, Family6).
+//   nat64_established_1m
+//                    established_1m with IPv6 clients and VIPs and the IPv4 backends and
+//                    local addresses: every packet is translated (RFC 7915) one way or the
+//                    other.
 #pragma once
 
 #include <cstdint>
@@ -86,8 +90,9 @@ struct HealthFlapFigures {
 
 ScenarioResult RunIoFloor(Rig& rig, const BenchOptions& options);
 // The pipeline scenarios in address family F (bench/traffic.h: Family4 or Family6); Family6's
-// are named with the suffix _v6.
-template <typename F>
+// are named with the suffix _v6. RunEstablished<Family6, Family4> is NAT64: IPv6 clients and
+// VIPs, IPv4 backends (nat64_established_1m).
+template <typename F, typename B = F>
 ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::string& name,
                               std::uint64_t connections);
 template <typename F>

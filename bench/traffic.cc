@@ -135,10 +135,18 @@ void WriteFrame(std::uint8_t* out, const nat::MacAddress& dst_mac, const nat::Ma
 
 // The header fields every forwarded frame must have; fills `check` and returns false on a
 // mismatch.
+// The shortest frame a check reads: the headers and a TCP header without data. Frames the
+// generator writes are F::kFrameLen long, but a NAT64 translation to IPv4 leaves a segment
+// without data at 54 bytes (a NIC pads it to the Ethernet minimum on the wire).
+template <typename F>
+constexpr std::uint16_t MinCheckedLen() {
+  return static_cast<std::uint16_t>(kEthLen + F::kIpLen + sizeof(rte_tcp_hdr));
+}
+
 template <typename F>
 bool CheckCommon(const std::uint8_t* frame, std::uint16_t len, const nat::MacAddress& dst_mac,
                  const nat::MacAddress& src_mac, bool verify_checksums, OutputCheck& check) {
-  if (len < F::kFrameLen) {
+  if (len < MinCheckedLen<F>()) {
     check.error = fmt::format("a {}-byte frame", len);
     return false;
   }
@@ -215,7 +223,7 @@ template <typename F>
 OutputCheck CheckToBackend(const std::uint8_t* frame, std::uint16_t len, const LinkMacs& macs,
                            std::uint32_t local_addresses, bool verify_checksums) {
   OutputCheck check;
-  const Addresses<F> a = len >= F::kFrameLen ? AddressesOf<F>(frame) : Addresses<F>{};
+  const Addresses<F> a = len >= MinCheckedLen<F>() ? AddressesOf<F>(frame) : Addresses<F>{};
   const std::uint64_t backend = IndexFrom(F::kBackendBase, a.dst_ip);
   if (backend >= kBackends) {
     check.error = fmt::format("destination {} is no backend", IpText(a.dst_ip));

@@ -5,14 +5,14 @@
 #
 # usage: scripts/instructions.sh [--build DIR] [SCENARIO...]
 #   default scenarios: io_floor established_1k established_1m tcp_lifecycle udp_new
-#                      established_1m_v6 tcp_lifecycle_v6 udp_new_v6
+#                      established_1m_v6 tcp_lifecycle_v6 udp_new_v6 nat64_established_1m
 #
 # Method: lb-bench --quick runs each scenario under callgrind, collecting only inside
 # Rig::Measure (the timed passes: PassBegin, rx burst, the pipeline, tx flush), and prints the
 # packets the worker received there ("timed packets with warm-up"). Instructions per packet are
 # the two divided. Setup (opening the established connections) runs outside Rig::Measure and
 # is in neither figure. tcp_lifecycle also shows the count per connection (8 packets). Each IPv6
-# scenario (NAME_v6) whose IPv4 twin (NAME) ran too is then compared with it: v6/v4.
+# scenario (NAME_v6, and nat64_NAME) whose IPv4 twin (NAME) ran too is then compared with it.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +39,7 @@ while (($#)); do
   esac
 done
 ((${#scenarios[@]})) || scenarios=(io_floor established_1k established_1m tcp_lifecycle udp_new
-  established_1m_v6 tcp_lifecycle_v6 udp_new_v6)
+  established_1m_v6 tcp_lifecycle_v6 udp_new_v6 nat64_established_1m)
 
 bench=$build/bench/lb-bench
 [[ -x $bench ]] || {
@@ -55,7 +55,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 declare -A per_packet_of
-printf '%-18s %14s %10s %12s\n' scenario instructions packets per_packet
+printf '%-20s %14s %10s %12s\n' scenario instructions packets per_packet
 for scenario in "${scenarios[@]}"; do
   log=$work/$scenario.log
   if ! valgrind --tool=callgrind --collect-atstart=no \
@@ -77,11 +77,12 @@ for scenario in "${scenarios[@]}"; do
   per_packet_of[$scenario]=$(awk -v i="$instructions" -v p="$packets" 'BEGIN { print i / p }')
   extra=""
   [[ $scenario == tcp_lifecycle* ]] && extra="  ($((instructions * 8 / packets)) per connection)"
-  printf '%-18s %14s %10s %12s%s\n' "$scenario" "$instructions" "$packets" "$per_packet" "$extra"
+  printf '%-20s %14s %10s %12s%s\n' "$scenario" "$instructions" "$packets" "$per_packet" "$extra"
 done
 
 for scenario in "${scenarios[@]}"; do
   twin=${scenario%_v6}
+  twin=${twin#nat64_}
   [[ $twin != "$scenario" && -n ${per_packet_of[$twin]:-} ]] || continue
   awk -v s="$scenario" -v t="$twin" -v a="${per_packet_of[$scenario]}" -v b="${per_packet_of[$twin]}" \
     'BEGIN { printf "%s / %s: %.3f\n", s, t, a / b }'

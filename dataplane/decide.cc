@@ -257,7 +257,11 @@ void LearnFromClient(CoreState& c, const PacketIn& in, const typename F::Parsed&
 
 template <typename F>
 void EraseConn(CoreState& c, std::uint32_t index) {
-  ReleaseConn(c, TableOf<F>(c).entry(index));
+  const typename F::Entry& e = TableOf<F>(c).entry(index);
+  if (!e.in_use()) {
+    return;  // an earlier packet of the burst found it dead and erased it
+  }
+  ReleaseConn(c, e);
   TableOf<F>(c).Erase(index);
 }
 

@@ -561,6 +561,36 @@ TEST(DecideTable, ADeadBackendsConnectionsAreResetOrRescheduled) {
               "UDP");
 }
 
+// Two segments of a dead backend's connection in one burst: both reset, the connection
+// released once (the second finds it erased by the first), its local port given back once.
+TEST(DecideTable, ADeadConnectionTwiceInABurstIsReleasedOnce) {
+  CoreBed bed;
+  ModelBuilder b;
+  b.Group("sg-00000001", {"198.18.1.11:8080", "198.18.1.12:8080"})
+      .Listener("lsn-00000001", Protocol::kTcp, 80, "sg-00000001");
+  bed.Apply(b.model());
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.ClientPortOwnedBy(0);
+  const Outcome syn = bed.FeedOne(0, kClientPort, ClientTcp(c, 80, kSyn).Build());
+  ASSERT_EQ(syn.action, SendOn(kBackendPort));
+  const nat::PortPool& pool = *bed.core(0).pools[kBackendPort];
+  ASSERT_EQ(pool.available(), pool.capacity() - 1);
+  b.Health("lsn-00000001",
+           nat::Parse(syn.frame).dst_ip == BackendIp(1) ? "198.18.1.11:8080" : "198.18.1.12:8080",
+           model::HealthState::kDown);
+  bed.Apply(b.model());
+  bed.TakeDelta();
+  const std::vector<Outcome> out =
+      bed.Feed(0, kClientPort,
+               {ClientTcp(c, 80, kAck, 1001, 1).Build(), ClientTcp(c, 80, kAck, 1001, 1).Build()});
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].action, SendOn(kClientPort, 54));
+  EXPECT_EQ(out[1].action, SendOn(kClientPort, 54));
+  EXPECT_EQ(bed.core(0).table.size(), 0u);
+  EXPECT_EQ(bed.core(0).active_conns.Read(), 0u);
+  EXPECT_EQ(pool.available(), pool.capacity());
+}
+
 // A full table: fnat drops what it cannot track (nothing could translate the reply back), dnat
 // sends new flows on statelessly through the listener's Maglev table, and, for a while after,
 // also segments that arrive without state.

@@ -25,10 +25,6 @@ check "an IPv6 VIP configured through lbctl" test -n "$lb" -a -n "$tcp" -a -n "$
 run lbctl --json lb show "$lb"
 expect_eq "lb show gives the IPv6 VIP" "$(jqr '.vip')" "$VIP"
 
-curl_loop() {  # curl_loop COUNT URL OUT: one new connection per request
-  in_client bash -c 'for ((i = 0; i < $1; i++)); do curl -g -s --max-time 2 "$2" || echo "error"; done' _ "$1" "$2" >"$3"
-}
-
 echo "ping -6 of the VIP"
 check "the VIP answers ICMPv6 echo" in_client ping -6 -c 3 -i 0.2 -W 2 -q $VIP
 
@@ -79,20 +75,7 @@ run lbctl --json conn list --listener "$nat64" --limit 100000
 expect_match "conn list shows NAT64 flows with IPv4 backends" "$(jqr '[.connections[] | .mode + " " + .backend] | unique | join(",")')" 'nat64 198\.18\.1\.1[1-3]:80'
 
 echo "UDP over IPv6, weights 1:2:3 over 600 flows"
-in_client python3 - "$VIP" >"$E2E_TMP/udp" <<'PY'
-import socket, sys
-vip = sys.argv[1]
-for i in range(600):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    s.settimeout(1.0)
-    try:
-        s.sendto(b"ping %d" % i, (vip, 53))
-        print(s.recv(2048).decode().split()[0])
-    except OSError:
-        print("error")
-    finally:
-        s.close()
-PY
+udp_flows "$VIP" 53 600 "$E2E_TMP/udp"
 echo "  spread: $(spread "$E2E_TMP/udp")"
 check "at most 1% of datagrams lost" test "$(count_of "$E2E_TMP/udp" error)" -le 6
 for n in 1 2 3; do
@@ -199,20 +182,7 @@ far_group=$(lbctl group create "$lb" --name far6)
 lbctl group add-backend "$far_group" "[2001:db8:2::11]:9000" >/dev/null
 lbctl listener create "$lb" --protocol tcp --port 9000 --group "$far_group" --hc-type none >/dev/null
 translated_before=$(stat_of '.counters.icmp_errors_translated')
-upload() {
-  in_client timeout 60 python3 -c '
-import hashlib, os, socket, sys
-data = os.urandom(2 << 20)
-s = socket.create_connection((sys.argv[1], 9000), timeout=20)
-s.sendall(data); s.shutdown(socket.SHUT_WR)
-reply = b""
-while True:
-    b = s.recv(4096)
-    if not b: break
-    reply += b
-print("ok" if reply.decode() == hashlib.sha256(data).hexdigest() else "corrupt")' "$VIP"
-}
-expect_eq "2 MiB uploaded to a backend behind a 1280-byte link, intact" "$(upload 2>&1)" "ok"
+expect_eq "2 MiB uploaded to a backend behind a 1280-byte link, intact" "$(upload "$VIP" 9000 2>&1)" "ok"
 translated_after=$(stat_of '.counters.icmp_errors_translated')
 check "lbd translated the Packet Too Big ($translated_before -> $translated_after)" test "$translated_after" -gt "$translated_before"
 expect_match "the client learnt the path MTU to the VIP" "$(in_client ip -6 route get $VIP)" 'mtu 1280'
@@ -227,20 +197,7 @@ far4_group=$(lbctl group create "$lb" --name far4)
 lbctl group add-backend "$far4_group" "198.18.2.11:9000" >/dev/null
 lbctl listener create "$lb" --protocol tcp --port 9064 --group "$far4_group" --hc-type none >/dev/null
 translated_before=$(stat_of '.counters.icmp_errors_translated')
-upload64() {
-  in_client timeout 60 python3 -c '
-import hashlib, os, socket, sys
-data = os.urandom(2 << 20)
-s = socket.create_connection((sys.argv[1], 9064), timeout=20)
-s.sendall(data); s.shutdown(socket.SHUT_WR)
-reply = b""
-while True:
-    b = s.recv(4096)
-    if not b: break
-    reply += b
-print("ok" if reply.decode() == hashlib.sha256(data).hexdigest() else "corrupt")' "$VIP"
-}
-expect_eq "2 MiB uploaded through NAT64 to an IPv4 host behind a 1280-byte link, intact" "$(upload64 2>&1)" "ok"
+expect_eq "2 MiB uploaded through NAT64 to an IPv4 host behind a 1280-byte link, intact" "$(upload "$VIP" 9064 2>&1)" "ok"
 translated_after=$(stat_of '.counters.icmp_errors_translated')
 check "lbd translated the ICMPv4 error into ICMPv6 ($translated_before -> $translated_after)" test "$translated_after" -gt "$translated_before"
 expect_match "the client learnt a path MTU of 1300 to the VIP" "$(in_client ip -6 route get $VIP)" 'mtu 1300'

@@ -21,10 +21,6 @@ udp=$(lbctl listener create "$lb" --protocol udp --port 53 --group "$udp_group" 
 dnat=$(lbctl listener create "$lb" --protocol tcp --port 8080 --group "$dnat_group" --mode dnat --hc-type none)
 check "configured through lbctl" test -n "$lb" -a -n "$tcp" -a -n "$udp" -a -n "$dnat"
 
-curl_loop() {  # curl_loop COUNT URL OUT: one new connection per request
-  in_client bash -c 'for ((i = 0; i < $1; i++)); do curl -s --max-time 2 "$2" || echo "error"; done' _ "$1" "$2" >"$3"
-}
-
 echo "TCP, fnat, weights 1:2:3 over 600 new connections"
 curl_loop 600 "http://$VIP/whoami" "$E2E_TMP/tcp"
 echo "  spread: $(spread "$E2E_TMP/tcp")"
@@ -43,20 +39,7 @@ expect_eq "every dnat request answered" "$(count_of "$E2E_TMP/dnat" error)" "0"
 expect_eq "backends see the client's own address" "$(awk '{print $2}' "$E2E_TMP/dnat" | sort -u)" "198.18.0.2"
 
 echo "UDP, weights 1:2:3 over 600 flows"
-in_client python3 - "$VIP" >"$E2E_TMP/udp" <<'PY'
-import socket, sys
-vip = sys.argv[1]
-for i in range(600):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(1.0)
-    try:
-        s.sendto(b"ping %d" % i, (vip, 53))
-        print(s.recv(2048).decode().split()[0])
-    except OSError:
-        print("error")
-    finally:
-        s.close()
-PY
+udp_flows "$VIP" 53 600 "$E2E_TMP/udp"
 echo "  spread: $(spread "$E2E_TMP/udp")"
 check "at most 1% of datagrams lost" test "$(count_of "$E2E_TMP/udp" error)" -le 6
 for n in 1 2 3; do

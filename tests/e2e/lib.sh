@@ -170,6 +170,48 @@ in_backend() {  # in_backend N COMMAND...
   ip netns exec "lbt-be$n" "$@"
 }
 
+# curl_loop COUNT URL OUT: COUNT requests from lbt-client, a new connection each, their answers
+# (or "error") in OUT. -g: URLs with IPv6 literals ([2001:db8::1]) are taken as they are.
+curl_loop() {
+  in_client bash -c 'for ((i = 0; i < $1; i++)); do curl -g -s --max-time 2 "$2" || echo "error"; done' _ "$1" "$2" >"$3"
+}
+
+# udp_flows VIP PORT COUNT OUT: COUNT datagrams from lbt-client, a new socket (a new flow) each;
+# the first word of each answer (the backend's name), or "error", in OUT. VIP of either family.
+udp_flows() {
+  in_client python3 - "$1" "$2" "$3" >"$4" <<'PY'
+import socket, sys
+vip, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+family = socket.AF_INET6 if ":" in vip else socket.AF_INET
+for i in range(count):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.settimeout(1.0)
+    try:
+        s.sendto(b"ping %d" % i, (vip, port))
+        print(s.recv(2048).decode().split()[0])
+    except OSError:
+        print("error")
+    finally:
+        s.close()
+PY
+}
+
+# upload VIP PORT: sends 2 MiB from lbt-client to VIP:PORT over TCP and prints "ok" when the
+# far end answers with their sha256 (the sink tests/e2e/ipv6_test.sh runs), else "corrupt".
+upload() {
+  in_client timeout 60 python3 -c '
+import hashlib, os, socket, sys
+data = os.urandom(2 << 20)
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+s.sendall(data); s.shutdown(socket.SHUT_WR)
+reply = b""
+while True:
+    b = s.recv(4096)
+    if not b: break
+    reply += b
+print("ok" if reply.decode() == hashlib.sha256(data).hexdigest() else "corrupt")' "$1" "$2"
+}
+
 # spread FILE: counts lines per first word ("be1 ...") as "be1=N be2=M ...", sorted.
 spread() { awk '{print $1}' "$1" | sort | uniq -c | awk '{printf "%s=%s ", $2, $1}'; }
 

@@ -358,14 +358,21 @@ bool OpensEarlierInBurst(const BurstState<F>& burst, std::uint16_t i, std::uint6
 // The IPv4 address and port an IPv4-mapped endpoint stands for.
 nat::Endpoint4 V4Of(const nat::Endpoint6& e) { return nat::AnyEndpoint(e).v4(); }
 
+// A local address and port from the pool of the port `hop` leaves by, or nothing when there is
+// no such pool or it is exhausted.
+template <typename Pools, typename Hop>
+auto AllocateLocal(Pools& pools, const Hop& hop) -> decltype(pools[0]->Allocate()) {
+  if (!hop.ok() || !pools[hop.port].has_value()) {
+    return std::nullopt;
+  }
+  return pools[hop.port]->Allocate();
+}
+
 // The entry of a NAT64 connection from `p`'s client to the IPv4 backend `b`: a local IPv4
 // address and port of ours on the backend's port, held IPv4-mapped.
 std::optional<nat::ConnEntry6> Nat64Entry(CoreState& c, const nat::ParsedPacket6& p,
                                           const ListenerConfig& l, const BackendConfig& b) {
-  if (!b.next_hop.ok() || !c.pools[b.next_hop.port].has_value()) {
-    return std::nullopt;
-  }
-  const std::optional<nat::Endpoint4> local = c.pools[b.next_hop.port]->Allocate();
+  const std::optional<nat::Endpoint4> local = AllocateLocal(c.pools, b.next_hop);
   if (!local) {
     return std::nullopt;
   }
@@ -385,12 +392,7 @@ std::optional<typename F::Entry> FnatEntry(CoreState& c, const typename F::Parse
       return Nat64Entry(c, p, l, b);
     }
   }
-  const typename F::Hop& hop = HopOf<F>(b);
-  auto& pools = PoolsOf<F>(c);
-  if (!hop.ok() || !pools[hop.port].has_value()) {
-    return std::nullopt;
-  }
-  const std::optional<typename F::Endpoint> local = pools[hop.port]->Allocate();
+  const std::optional<typename F::Endpoint> local = AllocateLocal(PoolsOf<F>(c), HopOf<F>(b));
   if (!local) {
     return std::nullopt;
   }
@@ -447,6 +449,49 @@ template <typename Entry>
   return counters;
 }
 
+// Sends what a NAT64 translation left at [t.offset, t.offset + t.length) of `buffer`, which
+// starts `head` bytes before the received frame, towards `hop`: the action tells the adapter
+// how far the frame's start moved and its new length.
+template <typename F>
+[[gnu::always_inline]] inline Action SendTranslated(CoreState& c, const PacketIn& in,
+                                                    std::span<std::uint8_t> buffer,
+                                                    std::size_t head, const nat::Translated& t,
+                                                    const typename F::Hop& hop,
+                                                    ListenerCounters* counters) {
+  PacketIn out = in;
+  out.frame = buffer.subspan(t.offset, t.length);
+  Action action = SendVia<F>(c, out, hop, counters);
+  if (action.verb == Verb::kSend) {
+    action.offset = static_cast<std::int16_t>(static_cast<std::ptrdiff_t>(t.offset) -
+                                              static_cast<std::ptrdiff_t>(head));
+    action.length = static_cast<std::uint16_t>(t.length);
+  }
+  return action;
+}
+
+// The buffer of packet `i` of the burst from its headroom on: what a translation to IPv6 may
+// grow the frame into.
+struct Headroom {
+  std::span<std::uint8_t> buffer;
+  std::size_t head = 0;  // bytes before the frame
+};
+Headroom HeadroomOf(const CoreState& c, std::uint16_t i, const PacketIn& in) {
+  const std::size_t head = c.room_of != nullptr ? c.room_of(c.buffers[i]).head : 0;
+  return {{in.frame.data() - head, head + in.frame.size()}, head};
+}
+
+// The NAT64 connection whose IPv4 backend side `key` is (an IPv4 packet from the backend, or
+// the reply key of one an ICMPv4 error quotes), found under its IPv4-mapped tuple; a miss
+// when there is none.
+[[gnu::always_inline]] inline Inet6::Hit FindNat64(CoreState& c, const FlowKey& key) {
+  const Inet6::Hit hit = c.table6.Lookup({nat::MappedIp6(key.src_ip), nat::MappedIp6(key.dst_ip),
+                                          key.src_port, key.dst_port, key.proto},
+                                         c.now_ms);
+  return hit.hit() && hit.entry->mode == nat::NatMode::kNat64 && hit.dir == FlowDir::kFromBackend
+             ? hit
+             : Inet6::Hit{};
+}
+
 // The client's IPv6 packet `p` of NAT64 connection `e`, translated into the IPv4 packet from
 // our local address to the backend (RFC 7915) and sent towards the backend. The frame starts
 // later: the action's offset says by how much.
@@ -456,14 +501,8 @@ template <typename Entry>
   const BackendConfig* b = c.snapshot->backend(e.backend);
   const nat::Translated t =
       nat::TranslateToIpv4(in.frame, p, V4Of(e.local()), V4Of(e.backend_endpoint()));
-  PacketIn out = in;
-  out.frame = in.frame.subspan(t.offset, t.length);
-  Action action = SendVia<Inet4>(c, out, b != nullptr ? b->next_hop : nat::NextHop{}, counters);
-  if (action.verb == Verb::kSend) {
-    action.offset = static_cast<std::int16_t>(t.offset);
-    action.length = static_cast<std::uint16_t>(t.length);
-  }
-  return action;
+  return SendTranslated<Inet4>(c, in, in.frame, 0, t, b != nullptr ? b->next_hop : nat::NextHop{},
+                               counters);
 }
 
 // Picks the backend (and for fnat the local port) of a new connection, builds its entry and
@@ -651,10 +690,8 @@ Action BackendMiss(CoreState& c, const PacketIn& in, const typename F::Parsed& p
 // headroom. Out of line, so that the IPv4 verdict it hangs off stays as small as it was.
 [[gnu::noinline]] std::optional<Action> Nat64Reply(CoreState& c, const PendingPacket& pending,
                                                    const PacketIn& in, const ParsedPacket& p) {
-  const nat::FlowKey6 key{nat::MappedIp6(p.src_ip), nat::MappedIp6(p.dst_ip), p.src_port,
-                          p.dst_port, p.proto};
-  const Inet6::Hit hit = c.table6.Lookup(key, c.now_ms);
-  if (!hit.hit() || hit.entry->mode != nat::NatMode::kNat64 || hit.dir != FlowDir::kFromBackend) {
+  const Inet6::Hit hit = FindNat64(c, nat::FlowKeyOf(p));
+  if (!hit.hit()) {
     return std::nullopt;
   }
   nat::ConnEntry6& e = *hit.entry;
@@ -665,25 +702,17 @@ Action BackendMiss(CoreState& c, const PacketIn& in, const typename F::Parsed& p
     EraseConn<Inet6>(c, hit.index);
     return std::nullopt;
   }
-  const BufferRoom room = c.room_of != nullptr ? c.room_of(c.buffers[pending.index]) : BufferRoom{};
+  const Headroom room = HeadroomOf(c, pending.index, in);
   if (room.head < nat::kNat64Growth) {
     return Drop(c, DropReason::kTruncated);  // a buffer without headroom: not from a port
   }
   ListenerCounters& counters = Track(c, in, e, hit.dir, p.tcp_flags, *l);
-  const std::span<std::uint8_t> buffer(in.frame.data() - room.head, room.head + in.frame.size());
-  const nat::Translated t = nat::TranslateToIpv6(buffer, room.head, p, e.vip(), e.client());
+  const nat::Translated t = nat::TranslateToIpv6(room.buffer, room.head, p, e.vip(), e.client());
   if (t.length == 0) {
     return Drop(c, DropReason::kTruncated);
   }
-  PacketIn out = in;
-  out.frame = buffer.subspan(t.offset, t.length);
-  Action action =
-      SendVia<Inet6>(c, out, c.snapshot->v6.routes.Lookup(e.from_client.src_ip), &counters);
-  if (action.verb == Verb::kSend) {
-    action.offset = static_cast<std::int16_t>(static_cast<std::ptrdiff_t>(t.offset) - room.head);
-    action.length = static_cast<std::uint16_t>(t.length);
-  }
-  return action;
+  return SendTranslated<Inet6>(c, in, room.buffer, room.head, t,
+                               c.snapshot->v6.routes.Lookup(e.from_client.src_ip), &counters);
 }
 
 template <typename F>
@@ -917,33 +946,22 @@ std::optional<std::uint32_t> IcmpOwner(const CoreState& c, const PacketIn& in,
 // ICMPv6 error the client must see, quoting its own packet (RFC 7915 section 4.2).
 [[gnu::noinline]] Action Nat64IcmpToClient(CoreState& c, std::uint16_t i, const PacketIn& in,
                                            const ParsedPacket& p) {
-  const nat::IcmpQuote& q = p.quote;
-  const nat::FlowKey6 key{nat::MappedIp6(q.dst_ip), nat::MappedIp6(q.src_ip), q.dst_port,
-                          q.src_port, q.proto};
-  const Inet6::Hit hit = c.table6.Lookup(key, c.now_ms);
-  if (!hit.hit() || hit.entry->mode != nat::NatMode::kNat64 || hit.dir != FlowDir::kFromBackend ||
-      c.snapshot->ConnDead(hit.entry->listener, hit.entry->backend)) {
+  const Inet6::Hit hit = FindNat64(c, nat::IcmpQuoteReplyKey(p));
+  if (!hit.hit() || c.snapshot->ConnDead(hit.entry->listener, hit.entry->backend)) {
     return Drop(c, DropReason::kIcmpNoConn);
   }
   const nat::ConnEntry6& e = *hit.entry;
-  const BufferRoom room = c.room_of != nullptr ? c.room_of(c.buffers[i]) : BufferRoom{};
-  const std::span<std::uint8_t> buffer(in.frame.data() - room.head, room.head + in.frame.size());
+  const Headroom room = HeadroomOf(c, i, in);
   const nat::Translated t = nat::TranslateIcmpErrorToIpv6(
-      buffer, room.head, p, e.from_client.dst_ip, e.from_client.src_ip, SrcOf(e.from_client),
+      room.buffer, room.head, p, e.from_client.dst_ip, e.from_client.src_ip, SrcOf(e.from_client),
       DstOf(e.from_client));
   if (t.length == 0) {
     return Drop(c, DropReason::kUnsupportedIcmp);
   }
   Count(c, WorkerEvent::kIcmpErrorsTranslated);
-  PacketIn out = in;
-  out.frame = buffer.subspan(t.offset, t.length);
-  Action action = SendVia<Inet6>(c, out, c.snapshot->v6.routes.Lookup(e.from_client.src_ip),
-                                 &c.listener(e.listener));
-  if (action.verb == Verb::kSend) {
-    action.offset = static_cast<std::int16_t>(static_cast<std::ptrdiff_t>(t.offset) - room.head);
-    action.length = static_cast<std::uint16_t>(t.length);
-  }
-  return action;
+  return SendTranslated<Inet6>(c, in, room.buffer, room.head, t,
+                               c.snapshot->v6.routes.Lookup(e.from_client.src_ip),
+                               &c.listener(e.listener));
 }
 
 // An ICMPv6 error from the client about a NAT64 connection, as the ICMPv4 error its IPv4
@@ -963,15 +981,8 @@ std::optional<std::uint32_t> IcmpOwner(const CoreState& c, const PacketIn& in,
   }
   Count(c, WorkerEvent::kIcmpErrorsTranslated);
   const BackendConfig* b = c.snapshot->backend(e.backend);
-  PacketIn out = in;
-  out.frame = in.frame.subspan(t.offset, t.length);
-  Action action =
-      SendVia<Inet4>(c, out, b != nullptr ? b->next_hop : nat::NextHop{}, &c.listener(e.listener));
-  if (action.verb == Verb::kSend) {
-    action.offset = static_cast<std::int16_t>(t.offset);
-    action.length = static_cast<std::uint16_t>(t.length);
-  }
-  return action;
+  return SendTranslated<Inet4>(c, in, in.frame, 0, t, b != nullptr ? b->next_hop : nat::NextHop{},
+                               &c.listener(e.listener));
 }
 
 // An ICMP error about a tracked connection (a "fragmentation needed" or Packet Too Big among

@@ -924,24 +924,19 @@ json Forwarder::Describe() {
       {"entry_bytes", sizeof(nat::ConnEntry6)},
       {"memory_bytes_per_worker", workers_.empty() ? 0 : workers_[0]->table6.memory_bytes()}};
   json neighbors = json::array();
-  for (const nat::NeighborEntry& e : neighbors_.Entries()) {
-    if (neighbors.size() == kMaxNeighborsShown) {
-      break;
+  const auto show = [&](const auto& cache, const auto& text) {
+    for (const auto& e : cache.Entries()) {
+      if (neighbors.size() == kMaxNeighborsShown) {
+        return;
+      }
+      neighbors.push_back({{"ip", text(e.ip)},
+                           {"mac", MacText(e.mac)},
+                           {"port", dataplane_.port(e.port).name},
+                           {"state", nat::NeighborStateName(e.state)}});
     }
-    neighbors.push_back({{"ip", Ipv4Text(e.ip)},
-                         {"mac", MacText(e.mac)},
-                         {"port", dataplane_.port(e.port).name},
-                         {"state", nat::NeighborStateName(e.state)}});
-  }
-  for (const nat::NeighborEntry6& e : neighbors6_.Entries()) {
-    if (neighbors.size() == kMaxNeighborsShown) {
-      break;
-    }
-    neighbors.push_back({{"ip", IpAddressOf(e.ip).ToString()},
-                         {"mac", MacText(e.mac)},
-                         {"port", dataplane_.port(e.port).name},
-                         {"state", nat::NeighborStateName(e.state)}});
-  }
+  };
+  show(neighbors_, Ipv4Text);
+  show(neighbors6_, [](const nat::Ip6& ip) { return IpAddressOf(ip).ToString(); });
   described["neighbors"] = neighbors;
   described["config_generation"] = generation_;
   described["slots"] = {{"listeners", slots_.listeners.live()},

@@ -181,11 +181,17 @@ check "lbd answers after the restart with the route" wait_until 30 lbctl status
 far_group=$(lbctl group create "$lb" --name far6)
 lbctl group add-backend "$far_group" "[2001:db8:2::11]:9000" >/dev/null
 lbctl listener create "$lb" --protocol tcp --port 9000 --group "$far_group" --hc-type none >/dev/null
-translated_before=$(stat_of '.counters.icmp_errors_translated')
-expect_eq "2 MiB uploaded to a backend behind a 1280-byte link, intact" "$(upload "$VIP" 9000 2>&1)" "ok"
-translated_after=$(stat_of '.counters.icmp_errors_translated')
-check "lbd translated the Packet Too Big ($translated_before -> $translated_after)" test "$translated_after" -gt "$translated_before"
-expect_match "the client learnt the path MTU to the VIP" "$(in_client ip -6 route get $VIP)" 'mtu 1280'
+# upload_through_router PORT WHAT MTU: the 2 MiB upload to VIP:PORT completes, lbd translated
+# the router's ICMP error on the way, and the client learnt MTU as its path MTU to the VIP.
+upload_through_router() {
+  local before after
+  before=$(stat_of '.counters.icmp_errors_translated')
+  expect_eq "2 MiB uploaded $2, intact" "$(upload "$VIP" "$1" 2>&1)" "ok"
+  after=$(stat_of '.counters.icmp_errors_translated')
+  check "lbd translated the router's ICMP error ($before -> $after)" test "$after" -gt "$before"
+  expect_match "the client learnt a path MTU of $3 to the VIP" "$(in_client ip -6 route get $VIP)" "mtu $3"
+}
+upload_through_router 9000 "to a backend behind a 1280-byte link" 1280
 
 echo "path MTU discovery across NAT64: a 'fragmentation needed' from the IPv4 router"
 # The same router, the same far host over IPv4 (198.18.2.11, behind a locked 1280-byte route):
@@ -196,10 +202,6 @@ in_client ip -6 route flush cache >/dev/null 2>&1
 far4_group=$(lbctl group create "$lb" --name far4)
 lbctl group add-backend "$far4_group" "198.18.2.11:9000" >/dev/null
 lbctl listener create "$lb" --protocol tcp --port 9064 --group "$far4_group" --hc-type none >/dev/null
-translated_before=$(stat_of '.counters.icmp_errors_translated')
-expect_eq "2 MiB uploaded through NAT64 to an IPv4 host behind a 1280-byte link, intact" "$(upload "$VIP" 9064 2>&1)" "ok"
-translated_after=$(stat_of '.counters.icmp_errors_translated')
-check "lbd translated the ICMPv4 error into ICMPv6 ($translated_before -> $translated_after)" test "$translated_after" -gt "$translated_before"
-expect_match "the client learnt a path MTU of 1300 to the VIP" "$(in_client ip -6 route get $VIP)" 'mtu 1300'
+upload_through_router 9064 "through NAT64 to an IPv4 host behind a 1280-byte link" 1300
 
 e2e_finish

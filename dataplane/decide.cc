@@ -512,7 +512,7 @@ void PrepareConn(CoreState& c, const typename F::Parsed& p, const ListenerConfig
                  std::uint32_t ahead, PreparedConn<F>& out) {
   out.ready = true;
   out.drop = DropReason::kNone;
-  nat::SchedulerState& scheduler = l.schedulers[c.index];
+  nat::SchedulerState& scheduler = c.scheduler(l.slot);
   out.set_index = scheduler.Pick(nat::FlowKeyOf(p));
   if (out.set_index == nat::kNoBackend) {
     out.drop = DropReason::kNoBackend;
@@ -569,7 +569,7 @@ std::optional<nat::InsertResult> InsertPrepared(CoreState& c, const typename F::
   const nat::InsertResult inserted = TableOf<F>(c).InsertHashed(
       prepared.entry, prepared.client_hash, prepared.backend_hash, c.now_ms, FreeFn(c));
   if (inserted.status != nat::InsertStatus::kInserted) {
-    l.schedulers[c.index].OnConnectionClosed(prepared.set_index);
+    c.scheduler(l.slot).OnConnectionClosed(prepared.set_index);
   }
   return inserted;
 }
@@ -1163,6 +1163,7 @@ Status InitCore(CoreState& core, std::uint32_t index, const PipelineShared& shar
   core.backend_capacity = backend_slots;
   core.listener_counters = std::make_unique<ListenerCounters[]>(listener_slots);
   core.backend_active = std::make_unique<Counter[]>(backend_slots);
+  core.scheduling = std::make_unique<CoreState::Scheduling[]>(listener_slots);
   return Status::Ok();
 }
 
@@ -1212,7 +1213,7 @@ void Release(CoreState& c, const typename F::Entry& e) {
   const ListenerConfig* l = c.snapshot->listener(e.listener);
   const BackendConfig* b = c.snapshot->backend(e.backend);
   if (l != nullptr && b != nullptr && b->listener_slot == e.listener) {
-    l->schedulers[c.index].OnConnectionClosed(b->set_index);
+    c.scheduler(l->slot).OnConnectionClosed(b->set_index);
   }
 }
 
@@ -1221,15 +1222,38 @@ void Release(CoreState& c, const typename F::Entry& e) {
 void ReleaseConn(CoreState& c, const nat::ConnEntry& e) { Release<Inet4>(c, e); }
 void ReleaseConn(CoreState& c, const nat::ConnEntry6& e) { Release<Inet6>(c, e); }
 
+namespace {
+
+void Rebind(CoreState& c, std::uint32_t slot, const ListenerConfig* l) {
+  if (slot >= c.listener_capacity) {
+    return;
+  }
+  CoreState::Scheduling& s = c.scheduling[slot];
+  if (s.config == l) {
+    return;  // shared with the snapshot before: its state stays as it is
+  }
+  if (l == nullptr) {
+    s.state.Unbind();
+  } else {
+    c.spare_scheduler.Reset(l->set, c.index);
+    if (s.config != nullptr) {
+      c.spare_scheduler.InheritConnections(s.state);
+    }
+    std::swap(s.state, c.spare_scheduler);
+  }
+  s.config = l;
+}
+
+}  // namespace
+
 void AdoptSnapshot(CoreState& c, const ConfigSnapshot* next) {
-  const ConfigSnapshot* previous = c.snapshot;
-  if (previous != nullptr) {
-    for (const auto& l : next->listeners) {
-      // A listener the new snapshot shares with the old one keeps its states as they are.
-      if (const ListenerConfig* before = previous->listener(l->slot);
-          before != nullptr && before != l.get()) {
-        l->schedulers[c.index].InheritConnections(before->schedulers[c.index]);
-      }
+  if (c.snapshot != nullptr && next->base_generation == c.snapshot->generation) {
+    for (const std::uint32_t slot : next->changed_listener_slots) {
+      Rebind(c, slot, next->listener(slot));
+    }
+  } else {
+    for (std::uint32_t slot = 0; slot < c.listener_capacity; ++slot) {
+      Rebind(c, slot, next->listener(slot));
     }
   }
   c.snapshot = next;

@@ -274,7 +274,18 @@ struct alignas(64) CoreState {
   std::unique_ptr<ListenerCounters[]> listener_counters;
   std::unique_ptr<Counter[]> backend_active;
 
+  // This core's scheduler state per listener slot (mutable per-core state, so the worker's and
+  // not the snapshot's), bound to the ListenerConfig whose BackendSet it was sized for.
+  // AdoptSnapshot rebinds the slots whose config changed, carrying active counts over.
+  struct Scheduling {
+    const ListenerConfig* config = nullptr;
+    nat::SchedulerState state;
+  };
+  std::unique_ptr<Scheduling[]> scheduling;  // by listener slot, listener_capacity of them
+  nat::SchedulerState spare_scheduler;       // the storage a rebind swaps in and out
+
   ListenerCounters& listener(std::uint32_t slot) { return listener_counters[slot]; }
+  nat::SchedulerState& scheduler(std::uint32_t slot) { return scheduling[slot].state; }
 };
 
 // Gives core `index` of `shared` its fnat port pools (one per port of `ports` with local
@@ -293,7 +304,10 @@ std::span<const Action> DecideBurst(CoreState& core, std::span<PacketIn> packets
 void ReleaseConn(CoreState& core, const nat::ConnEntry& entry);
 void ReleaseConn(CoreState& core, const nat::ConnEntry6& entry);
 
-// Adopts `next` (carrying the scheduler state over: SchedulerState::InheritConnections).
+// Adopts `next`: rebinds the scheduler state of each listener slot whose config changed
+// (carrying active counts over: SchedulerState::InheritConnections). Only the slots `next`
+// lists as changed since the snapshot the core runs, or every slot when the core skipped a
+// generation. Reuses the states' storage: a health or weight change allocates nothing.
 void AdoptSnapshot(CoreState& core, const ConfigSnapshot* next);
 
 }  // namespace fulcrum::dataplane

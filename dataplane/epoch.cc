@@ -1,5 +1,6 @@
 #include "dataplane/epoch.h"
 
+#include <atomic>
 #include <thread>
 
 #include <fmt/format.h>
@@ -13,6 +14,10 @@ GracePeriods::~GracePeriods() {
 }
 
 GracePeriods::Ticket GracePeriods::Start() const {
+  // The publish (a store) must be visible before the epochs are read (loads): without a full
+  // barrier the CPU may read an epoch first, and a pass that began before the store lands
+  // would then count as having seen it.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   Ticket ticket;
   ticket.epochs.reserve(dataplane_.worker_count());
   for (std::size_t i = 0; i < dataplane_.worker_count(); ++i) {

@@ -5,12 +5,14 @@
 // quiescent_epoch at the end of each pass (dataplane/worker.h). The control thread publishes
 // an object by storing a pointer that workers load at the start of a pass, then takes a Ticket
 // (every worker's epoch). When a worker's epoch has advanced by two past the ticket, the
-// worker has completed a whole pass that began after the publish, so
+// worker has completed a whole pass that began after the publish (both sides order their
+// store before their load with a full barrier, as Dekker's pattern needs: the ticket after the
+// publish, the worker's epoch store before the next pass's load), so
 //   - it runs the new object (a change is acknowledged only then), and
 //   - it no longer holds the old one: a worker keeps its adopted configuration snapshot from
-//     one pass to the next (it needs the previous one once more, to carry its scheduler state
-//     over), and the pass that drops it is at the latest the first one that begins after the
-//     publish, which the second epoch step proves complete.
+//     one pass to the next (its scheduler states point into that snapshot's listeners until it
+//     rebinds them to the next one's), and the pass that drops it is at the latest the first one
+//     that begins after the publish, which the second epoch step proves complete.
 // One rule therefore serves the configuration snapshots and the neighbour maps alike. While
 // the workers are stopped (Dataplane::running() is false) nothing runs, so every ticket has
 // passed; whoever publishes while stopped adopts on the workers' behalf (dataplane/forwarder.h).

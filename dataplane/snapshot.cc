@@ -249,8 +249,7 @@ std::shared_ptr<const ListenerConfig> Unchanged(const ConfigSnapshot* previous, 
   return before->shared_from_this();
 }
 
-// A listener compiled from `inputs` into `slot`: its BackendSet (and Maglev table) built, its
-// per-worker scheduler states created.
+// A listener compiled from `inputs` into `slot`: its BackendSet (and Maglev table) built.
 Result<std::shared_ptr<ListenerConfig>> CompileListener(const model::Listener& listener,
                                                         const std::string& group_id,
                                                         std::uint32_t slot, ListenerInputs inputs) {
@@ -272,10 +271,6 @@ Result<std::shared_ptr<ListenerConfig>> CompileListener(const model::Listener& l
                  set.status().message());
   }
   lc->set = std::move(*set);
-  // The states point into lc->set, which stays in place (lc is heap-allocated).
-  for (std::uint32_t w = 0; w < inputs.workers; ++w) {
-    lc->schedulers.push_back(nat::SchedulerState::Create(lc->set, w));
-  }
   lc->inputs = std::move(inputs);
   return lc;
 }
@@ -349,6 +344,18 @@ bool BackendsDied(const ConfigSnapshot& now, const ConfigSnapshot* previous) {
     }
   }
   return false;
+}
+
+// The slots whose listener config differs between `previous` and `now`.
+void NoteChangedListeners(ConfigSnapshot& now, const ConfigSnapshot* previous) {
+  now.base_generation = previous != nullptr ? previous->generation : 0;
+  const std::size_t before = previous != nullptr ? previous->listener_by_slot.size() : 0;
+  for (std::size_t slot = 0; slot < std::max(before, now.listener_by_slot.size()); ++slot) {
+    const auto s = static_cast<std::uint32_t>(slot);
+    if (now.listener(s) != (previous != nullptr ? previous->listener(s) : nullptr)) {
+      now.changed_listener_slots.push_back(s);
+    }
+  }
 }
 
 bool KeyLess(std::uint64_t a, std::uint64_t b) { return a < b; }
@@ -472,6 +479,7 @@ Result<CompileResult> CompileSnapshot(const model::Model& model, const DaemonCon
                         generation)
           .size();
   result.needs_sweep = result.retired_slots > 0 || BackendsDied(snap, previous);
+  NoteChangedListeners(snap, previous);
   FULCRUM_RETURN_IF_ERROR(BuildTables(snap.v4, b.v4));
   FULCRUM_RETURN_IF_ERROR(BuildTables(snap.v6, b.v6));
   return result;

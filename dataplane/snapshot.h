@@ -3,15 +3,14 @@
 // Theory of operation: the control thread compiles the object model (common/model.h) and the
 // machine's configuration (ports, routes, TCP timeouts) into one immutable ConfigSnapshot and
 // publishes it to the workers (dataplane/forwarder.h). A worker loads it at the start of a pass
-// and never sees it change; nobody mutates a published snapshot, except the per-core scheduler
-// states, of which worker w alone touches entry w (they live with their listener because they
-// are sized for, and point into, its backend set).
+// and never sees it change; nobody mutates a published snapshot. The per-core scheduler states
+// are the workers' own (CoreState::scheduling), bound to the listener config they were sized for.
 //
 // A listener whose inputs did not change (ListenerInputs: its options, its VIP, its backends'
 // endpoints, weights and health under it, the timeouts, the worker count) is not compiled
-// again: the new snapshot shares the previous one's ListenerConfig, scheduler states included,
-// so a health change or a weight change rebuilds only the listeners it touches (a BackendSet
-// and its Maglev table cost up to ~1.7 ms each).
+// again: the new snapshot shares the previous one's ListenerConfig (and the workers keep their
+// scheduler states for it), so a health change or a weight change rebuilds only the listeners it
+// touches (a BackendSet and its Maglev table cost up to ~1.7 ms each).
 //
 // What the compile decides, once, so the packet path does not:
 //   - per address family (FamilyTables: v4 and v6), the services: (VIP, port, protocol) ->
@@ -109,8 +108,6 @@ struct ListenerConfig : std::enable_shared_from_this<ListenerConfig> {
   DownPolicy down_policy = DownPolicy::kReset;
   nat::BackendSet set;
   std::vector<std::uint32_t> backend_slots;  // by index in set.backends()
-  // One per worker; worker w alone uses schedulers[w] (see the header comment).
-  mutable std::vector<nat::SchedulerState> schedulers;
 
   std::uint32_t TimeoutMs(nat::TcpState state) const {
     return tcp_timeout_ms[static_cast<std::size_t>(state)];
@@ -155,6 +152,11 @@ struct FamilyTables {
 
 struct ConfigSnapshot {
   std::uint64_t generation = 0;
+  // The generation of the snapshot this one was compiled against (0: none), and the listener
+  // slots whose config differs from that one's (added, recompiled or gone): a worker running
+  // base_generation rebinds only these (AdoptSnapshot).
+  std::uint64_t base_generation = 0;
+  std::vector<std::uint32_t> changed_listener_slots;
   std::uint32_t workers = 0;
   FamilyTables<std::uint32_t> v4;
   FamilyTables<nat::Ip6> v6;

@@ -106,9 +106,10 @@ std::uint32_t RunPass(WorkerContext& worker) {
   std::uint32_t work = worker.pass_hook != nullptr ? worker.pass_hook(worker) : 0;
   work += PollRxQueues(worker);
   FlushTx(worker);
-  // Single writer: a plain increment, published with release.
+  // Single writer: a plain increment. Sequentially consistent (a full barrier) so that the
+  // next pass's load of the published snapshot cannot be ordered before it (dataplane/epoch.h).
   worker.quiescent_epoch.store(worker.quiescent_epoch.load(std::memory_order_relaxed) + 1,
-                               std::memory_order_release);
+                               std::memory_order_seq_cst);
   worker.counters.passes.Add(1);
   return work;
 }

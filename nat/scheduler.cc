@@ -209,34 +209,53 @@ std::optional<std::uint16_t> BackendSet::Find(AnyEndpoint endpoint) const {
 
 SchedulerState SchedulerState::Create(const BackendSet& set, std::uint32_t worker) {
   SchedulerState state;
-  state.set_ = &set;
-  state.active_.assign(set.backends_.size(), 0);
+  state.Reset(set, worker);
+  return state;
+}
+
+void SchedulerState::Reset(const BackendSet& set, std::uint32_t worker) {
+  set_ = &set;
+  active_.assign(set.backends_.size(), 0);
+  wrr_current_.clear();
+  wlc_entry_.clear();
+  wlc_heap_.clear();
+  wlc_slot_.clear();
+  wlc_picks_ = 0;
+  cursor_ = 0;
   const std::size_t eligible = set.eligible_.size();
   if (eligible == 0) {
-    return state;
+    return;
   }
   const std::size_t start = worker % eligible;
   if (set.scheduler_ == SchedulerKind::kWrr && set.wrr_sequence_.empty()) {
-    state.wrr_current_.assign(eligible, 0);
+    wrr_current_.assign(eligible, 0);
   } else if (set.scheduler_ == SchedulerKind::kWrr) {
-    state.cursor_ =
-        static_cast<std::uint32_t>((worker * kStaggerMultiplier) % set.wrr_sequence_.size());
+    cursor_ = static_cast<std::uint32_t>((worker * kStaggerMultiplier) % set.wrr_sequence_.size());
   } else if (set.scheduler_ == SchedulerKind::kWlc) {
     // As if the eligible backends had been picked once each, in order from `start`.
-    state.wlc_heap_.resize(eligible);
-    state.wlc_slot_.resize(eligible);
-    state.wlc_entry_.resize(eligible);
+    wlc_heap_.resize(eligible);
+    wlc_slot_.resize(eligible);
+    wlc_entry_.resize(eligible);
     for (std::size_t pos = 0; pos < eligible; ++pos) {
-      state.wlc_heap_[pos] = static_cast<std::uint16_t>(pos);
-      state.wlc_entry_[pos].last_pick = (pos + eligible - start) % eligible;
-      state.wlc_entry_[pos].weight = set.eligible_weight_[pos];
+      wlc_heap_[pos] = static_cast<std::uint16_t>(pos);
+      wlc_entry_[pos] = {.last_pick = (pos + eligible - start) % eligible,
+                         .active = 0,
+                         .weight = set.eligible_weight_[pos]};
     }
-    state.wlc_picks_ = eligible;
-    state.Heapify();
+    wlc_picks_ = eligible;
+    Heapify();
   } else {
-    state.cursor_ = static_cast<std::uint32_t>(start);
+    cursor_ = static_cast<std::uint32_t>(start);
   }
-  return state;
+}
+
+void SchedulerState::Unbind() {
+  set_ = nullptr;
+  active_.clear();
+  wrr_current_.clear();
+  wlc_entry_.clear();
+  wlc_heap_.clear();
+  wlc_slot_.clear();
 }
 
 template <class Key>

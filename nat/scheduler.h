@@ -157,10 +157,14 @@ class SchedulerState {
   // Unbound: every pick kNoBackend.
   SchedulerState() = default;
 
-  // Control thread: sizes the state for `set`, which must outlive it and stay in place (both
-  // live in the same snapshot). `worker` staggers the cursors so that cores do not all start on one
-  // backend.
+  // Sizes the state for `set`, which must outlive it and stay in place. `worker` staggers the
+  // cursors so that cores do not all start on one backend.
   static SchedulerState Create(const BackendSet& set, std::uint32_t worker = 0);
+  // Create in place: the state is sized for `set` anew, reusing the storage it has, so that a
+  // worker rebinding to a set no larger than the last allocates nothing.
+  void Reset(const BackendSet& set, std::uint32_t worker);
+  // Unbound again (every pick kNoBackend); keeps its storage for the next Reset.
+  void Unbind();
 
   // Worker: chooses a backend for a new connection and counts it active on this core. Returns
   // an index into set().backends(), or kNoBackend. Every pick that does not end in a connection

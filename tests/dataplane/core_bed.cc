@@ -108,16 +108,23 @@ CoreBed::CoreBed(std::uint32_t workers, std::uint32_t conn_capacity)
   TakeDelta();
 }
 
-void CoreBed::Apply(const model::Model& model) {
+void CoreBed::Apply(const model::Model& model, bool adopt) {
   Result<CompileResult> compiled =
       CompileSnapshot(model, config_, CompileOptions{.workers = shared_.workers}, slots_,
                       ++generation_, snapshot_.get());
   ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
   slots_ = std::move(compiled->slots);
   for (auto& core : cores_) {
-    AdoptSnapshot(*core, compiled->snapshot.get());
+    if (adopt) {
+      AdoptSnapshot(*core, compiled->snapshot.get());
+    }
   }
-  retired_ = std::move(snapshot_);
+  if (adopt) {
+    retired_.clear();
+  }
+  if (snapshot_ != nullptr) {
+    retired_.push_back(std::move(snapshot_));
+  }
   snapshot_ = std::move(compiled->snapshot);
 }
 

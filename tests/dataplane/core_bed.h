@@ -87,8 +87,9 @@ class CoreBed {
   // `conn_capacity`: connections each core's table holds.
   explicit CoreBed(std::uint32_t workers = 2, std::uint32_t conn_capacity = 4096);
 
-  // Compiles `model` and has every core adopt it (as a worker's pass does).
-  void Apply(const model::Model& model);
+  // Compiles `model` and has every core adopt it (as a worker's pass does), or none: then the
+  // next Apply's snapshot finds the cores a generation behind, as a worker that skipped one.
+  void Apply(const model::Model& model, bool adopt = true);
   // Gives every core the neighbours of both families: the client and the four backends, unless
   // `with_backends` is false.
   void LearnNeighbors(bool with_backends = true);
@@ -125,7 +126,7 @@ class CoreBed {
   SlotState slots_;
   std::uint64_t generation_ = 0;
   std::unique_ptr<ConfigSnapshot> snapshot_;
-  std::unique_ptr<ConfigSnapshot> retired_;
+  std::vector<std::unique_ptr<ConfigSnapshot>> retired_;  // what a core may still run
   std::unique_ptr<nat::NeighborMap> neighbors_;
   std::unique_ptr<nat::NeighborMap6> neighbors6_;
   std::vector<std::uint64_t> seen_;  // counter values at the last TakeDelta, flattened

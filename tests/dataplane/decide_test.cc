@@ -777,13 +777,17 @@ TEST(DecideTable, SchedulerCountsSurviveANewSnapshot) {
   };
   const ListenerConfig* before = tcp_listener();
   ASSERT_NE(before, nullptr);
-  EXPECT_EQ(before->schedulers[0].active_connections(0), 1u);
+  auto active = [&bed](const ListenerConfig* l, std::uint16_t index) {
+    return bed.core(0).scheduler(l->slot).active_connections(index);
+  };
+  EXPECT_EQ(bed.core(0).scheduling[before->slot].config, before);
+  EXPECT_EQ(active(before, 0), 1u);
 
   // Another listener's backend goes down: this one is shared, its count untouched.
   b.Health("lsn-00000002", "198.18.1.12:5353", model::HealthState::kDown);
   bed.Apply(b.model());
   EXPECT_EQ(tcp_listener(), before);
-  EXPECT_EQ(tcp_listener()->schedulers[0].active_connections(0), 1u);
+  EXPECT_EQ(active(tcp_listener(), 0), 1u);
 
   // Its own group changes: compiled anew, the count carried over.
   ASSERT_TRUE(b.model().AddBackend("sg-00000001", testing::Ep("198.18.1.14:8080"), 10).ok());
@@ -792,7 +796,42 @@ TEST(DecideTable, SchedulerCountsSurviveANewSnapshot) {
   ASSERT_NE(after, before);
   const std::optional<std::uint16_t> index = after->set.Find(nat::Endpoint4{BackendIp(1), 8080});
   ASSERT_TRUE(index.has_value());
-  EXPECT_EQ(after->schedulers[0].active_connections(*index), 1u);
+  EXPECT_EQ(bed.core(0).scheduling[after->slot].config, after);
+  EXPECT_EQ(active(after, *index), 1u);
+}
+
+// A core rebinds only the listeners the snapshot lists as changed since the one it runs; a
+// core that skipped a generation (it never ran the snapshot the next was compiled against)
+// compares every slot, so nothing the skipped snapshot changed is missed.
+TEST(DecideTable, ACoreThatSkippedAGenerationRebindsEveryChangedListener) {
+  CoreBed bed;
+  ModelBuilder b;
+  bed.Apply(StandardModel(b));
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.ClientPortOwnedBy(0);
+  ASSERT_EQ(bed.FeedOne(0, kClientPort, ClientTcp(c, 80, kSyn).Build()).action,
+            SendOn(kBackendPort));
+  const std::uint32_t tcp = bed.snapshot().v4.services.Find(kVipIp, 80, nat::kIpProtoTcp);
+  const std::uint32_t udp = bed.snapshot().v4.services.Find(kVipIp, 53, nat::kIpProtoUdp);
+  const std::uint32_t dnat = bed.snapshot().v4.services.Find(kVipIp, 81, nat::kIpProtoTcp);
+  const ListenerConfig* dnat_config = bed.snapshot().listener(dnat);
+
+  ASSERT_TRUE(b.model().AddBackend("sg-00000001", testing::Ep("198.18.1.14:8080"), 10).ok());
+  bed.Apply(b.model(), /*adopt=*/false);
+  EXPECT_EQ(bed.snapshot().changed_listener_slots, std::vector<std::uint32_t>{tcp});
+  ASSERT_TRUE(b.model().DeleteListener("lsn-00000002").ok());
+  bed.Apply(b.model());
+  // Against the skipped snapshot only the UDP listener changed; the core rebinds both.
+  EXPECT_EQ(bed.snapshot().changed_listener_slots, std::vector<std::uint32_t>{udp});
+  const ListenerConfig* now = bed.snapshot().listener(tcp);
+  ASSERT_NE(now, nullptr);
+  EXPECT_EQ(bed.core(0).scheduling[tcp].config, now);
+  const std::optional<std::uint16_t> index = now->set.Find(nat::Endpoint4{BackendIp(1), 8080});
+  ASSERT_TRUE(index.has_value());
+  EXPECT_EQ(bed.core(0).scheduler(tcp).active_connections(*index), 1u);
+  EXPECT_EQ(bed.core(0).scheduling[udp].config, nullptr);
+  EXPECT_EQ(bed.core(0).scheduler(udp).set(), nullptr);
+  EXPECT_EQ(bed.core(0).scheduling[dnat].config, dnat_config);  // shared all along
 }
 
 }  // namespace

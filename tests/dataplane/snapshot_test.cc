@@ -154,7 +154,6 @@ TEST(SnapshotTest, BackendsGetSlotsNextHopsAndWeights) {
   const ListenerConfig& l = *snap.listener(*c.result.slots.listeners.Find("lsn-00000001/fnat"));
   ASSERT_EQ(l.set.backends().size(), 2u);
   ASSERT_EQ(l.backend_slots.size(), 2u);
-  ASSERT_EQ(l.schedulers.size(), 2u);  // one per worker
   for (std::size_t i = 0; i < 2; ++i) {
     const BackendConfig* backend = snap.backend(l.backend_slots[i]);
     ASSERT_NE(backend, nullptr);

@@ -572,5 +572,27 @@ TEST(SchedulerTest, NewSnapshotInheritsActiveCountsByEndpoint) {
   EXPECT_EQ(counts.at(IndexOf(new_set, 4)), 9U);
 }
 
+// A worker rebinds its states in place (Reset), each kind picking exactly as a state created
+// afresh, whatever it was bound to before; Unbind leaves a state that picks nothing and takes
+// a late close without harm.
+TEST(SchedulerTest, ResetPicksAsCreateAndUnbindForgets) {
+  const BackendSet wide =
+      MakeSet({Spec(1, 10), Spec(2, 20), Spec(3, 30), Spec(4, 5)}, SchedulerKind::kWlc);
+  for (SchedulerKind kind : kAllKinds) {
+    const BackendSet set = MakeSet({Spec(1, 1), Spec(2, 2), Spec(3, 3)}, kind);
+    SchedulerState fresh = SchedulerState::Create(set, 1);
+    SchedulerState reused = SchedulerState::Create(wide, 0);
+    PickCounts(reused, 17);
+    reused.Reset(set, 1);
+    for (std::uint32_t i = 0; i < 60; ++i) {
+      ASSERT_EQ(reused.Pick(Flow(i)), fresh.Pick(Flow(i))) << SchedulerKindName(kind) << " " << i;
+    }
+    reused.Unbind();
+    EXPECT_EQ(reused.set(), nullptr);
+    EXPECT_EQ(reused.Pick(Flow(1)), kNoBackend);
+    reused.OnConnectionClosed(0);
+  }
+}
+
 }  // namespace
 }  // namespace fulcrum::nat

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <utility>
 
 #include "common/ids.h"
@@ -544,8 +545,48 @@ ListenerOptions ReadListenerOptions(JsonFields& fields) {
 
 // ---- Model: queries.
 
+namespace {
+std::atomic<std::uint64_t> next_lineage{1};
+}  // namespace
+
 Model::Model(std::vector<IpAddress> reserved_addresses)
-    : reserved_addresses_(reserved_addresses.begin(), reserved_addresses.end()) {}
+    : reserved_addresses_(reserved_addresses.begin(), reserved_addresses.end()),
+      lineage_(next_lineage.fetch_add(1, std::memory_order_relaxed)) {}
+
+void Model::set_version(std::uint64_t version) {
+  version_ = version;
+  layout_version_ = version;
+  touched_.clear();
+  touch_order_.clear();
+}
+
+void Model::Touch(const std::vector<std::string>& listeners) {
+  ++version_;
+  for (const std::string& id : listeners) {
+    auto [it, fresh] = touched_.try_emplace(id, version_);
+    if (!fresh) {
+      touch_order_.erase({it->second, id});
+      it->second = version_;
+    }
+    touch_order_.insert({version_, id});
+  }
+}
+
+void Model::ForgetTouches(const std::string& listener) {
+  if (auto touched = touched_.find(listener); touched != touched_.end()) {
+    touch_order_.erase({touched->second, listener});
+    touched_.erase(touched);
+  }
+}
+
+std::vector<std::string> Model::ListenersTouchedSince(std::uint64_t version) const {
+  std::vector<std::string> ids;
+  for (auto it = touch_order_.lower_bound({version + 1, std::string()}); it != touch_order_.end();
+       ++it) {
+    ids.push_back(it->second);
+  }
+  return ids;
+}
 
 std::size_t Model::backend_count() const {
   std::size_t count = 0;
@@ -690,6 +731,7 @@ Result<DeletedLb> Model::DeleteLb(const std::string& id) {
   DeletedLb deleted{ListenersOfLb(id), GroupsOfLb(id)};
   for (const std::string& listener : deleted.listeners) {
     listeners_.erase(listener);
+    ForgetTouches(listener);
     DropHealth([&](const HealthKey& key) { return key.listener == listener; });
     Retire(listener);
   }
@@ -799,7 +841,7 @@ Status Model::SetWeight(const std::string& group_id, const Endpoint& addr, std::
   for (Backend& backend : (*group)->backends) {
     if (backend.addr == addr) {
       backend.weight = static_cast<std::uint32_t>(weight);
-      Bump();
+      Touch(ListenersOfGroup(group_id));
       return Status::Ok();
     }
   }
@@ -935,6 +977,7 @@ Status Model::ModifyListener(const std::string& id, const ListenerOptions& optio
 Status Model::DeleteListener(const std::string& id) {
   FULCRUM_RETURN_IF_ERROR(GetListener(id).status());
   listeners_.erase(id);
+  ForgetTouches(id);
   DropHealth([&](const HealthKey& key) { return key.listener == id; });
   Retire(id);
   Bump();
@@ -973,7 +1016,7 @@ Result<bool> Model::SetHealth(const std::string& listener_id, const Endpoint& ba
   health.reason = reason;
   health.last_probe = now;
   if (changed || reason_changed) {
-    Bump();
+    Touch({listener_id});
   }
   return changed;
 }

@@ -243,7 +243,18 @@ class Model {
 
   // Bumped by every successful mutation, health included.
   std::uint64_t version() const { return version_; }
-  void set_version(std::uint64_t version) { version_ = version; }
+  // Also starts the change record afresh: everything counts as changed at `version`.
+  void set_version(std::uint64_t version);
+
+  // What changed, for compiles that rebuild only what a change touches (dataplane/snapshot.h).
+  // layout_version() is the version of the last mutation that was neither a health report nor
+  // a weight change (objects created or removed, listener options, backends added or removed);
+  // ListenersTouchedSince(v) names the listeners whose backends' health or weights changed
+  // after version v. lineage() names the history these versions count in: every model built
+  // or loaded starts its own, and a copy shares its original's (ControlPlane commits a copy).
+  std::uint64_t lineage() const { return lineage_; }
+  std::uint64_t layout_version() const { return layout_version_; }
+  std::vector<std::string> ListenersTouchedSince(std::uint64_t version) const;
 
   // nullptr when absent.
   const LoadBalancer* FindLb(const std::string& id) const;
@@ -306,7 +317,11 @@ class Model {
   Result<ServerGroup*> MutableGroup(const std::string& id);
   void DropHealth(const std::function<bool(const HealthKey&)>& doomed);
   void Retire(const std::string& id);
-  void Bump() { ++version_; }
+  // A mutation that may change the layout; Touch: one that changes only the health or
+  // weights of the backends of `listeners`.
+  void Bump() { layout_version_ = ++version_; }
+  void Touch(const std::vector<std::string>& listeners);
+  void ForgetTouches(const std::string& listener);
 
   std::set<IpAddress> reserved_addresses_;
   std::map<std::string, LoadBalancer> lbs_;
@@ -315,6 +330,11 @@ class Model {
   std::map<HealthKey, BackendHealth> health_;
   std::set<std::string> retired_ids_;
   std::uint64_t version_ = 1;
+  std::uint64_t lineage_;
+  std::uint64_t layout_version_ = 1;
+  // The version at which each listener was last touched, and the same ordered by version.
+  std::map<std::string, std::uint64_t> touched_;
+  std::set<std::pair<std::uint64_t, std::string>> touch_order_;
 };
 
 nlohmann::json HealthCheckJson(const HealthCheck& check);

@@ -519,7 +519,7 @@ void PrepareConn(CoreState& c, const typename F::Parsed& p, const ListenerConfig
     return;
   }
   const std::uint32_t backend_slot = l.backend_slots[out.set_index];
-  const BackendConfig& b = c.snapshot->backend_by_slot[backend_slot];
+  const BackendConfig& b = c.snapshot->backend_at(backend_slot);
   switch (l.open) {
     case OpenKind::kFnat:
       if (std::optional<typename F::Entry> entry = FnatEntry<F>(c, p, l, b)) {
@@ -593,7 +593,7 @@ Action Opened(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
     }
   }
   nat::RewriteToBackend(in.frame, p, entry);
-  return SendVia<F>(c, in, HopOf<F>(c.snapshot->backend_by_slot[entry.backend]), &counters);
+  return SendVia<F>(c, in, HopOf<F>(c.snapshot->backend_at(entry.backend)), &counters);
 }
 
 // fnat opens from a local address and port of ours. Without its entry nothing could translate
@@ -612,7 +612,7 @@ Action OpenFnat(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
   if (inserted->status == nat::InsertStatus::kInserted) {
     return Opened<F>(c, in, p, l, inserted->index);
   }
-  ReleaseLocal<F>(c, prepared.entry, &c.snapshot->backend_by_slot[prepared.entry.backend]);
+  ReleaseLocal<F>(c, prepared.entry, &c.snapshot->backend_at(prepared.entry.backend));
   return Drop(c, inserted->status == nat::InsertStatus::kFull ? DropReason::kTableFull
                                                               : DropReason::kTupleConflict);
 }

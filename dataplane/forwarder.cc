@@ -276,13 +276,17 @@ Status Forwarder::Apply(const model::Model& model) {
     logger.Warn("{}", warning);
   }
   generation_ = generation;
-  slots_ = std::move(compiled->slots);
+  // Without new slots the listeners and backends are those of the snapshot before: only their
+  // health and weights changed.
+  const bool layout_changed = compiled->slots.has_value();
+  if (layout_changed) {
+    slots_ = std::move(*compiled->slots);
+    listener_slots_.clear();
+    compiled->snapshot->ForEachListener(
+        [this](const ListenerConfig& l) { listener_slots_[l.id] = l.slot; });
+  }
   for (std::uint32_t slot : compiled->new_listener_slots) {
     baselines_[slot] = RawListenerTotals(slot);
-  }
-  listener_slots_.clear();
-  for (const auto& l : compiled->snapshot->listeners) {
-    listener_slots_[l->id] = l->slot;
   }
   const std::vector<std::uint32_t> old_vips =
       current_ != nullptr ? current_->v4.vips : std::vector<std::uint32_t>{};
@@ -293,7 +297,7 @@ Status Forwarder::Apply(const model::Model& model) {
   if (needs_sweep) {
     RequestSweeps(generation);
   }
-  AfterApply(old_vips, old_vips6);
+  AfterApply(old_vips, old_vips6, layout_changed);
   ReclaimRetired();
   if (!published.ok()) {
     return Error(published.code(), "configuration generation {} not acknowledged: {}", generation,
@@ -367,17 +371,20 @@ void Forwarder::ReclaimSlots() {
 }
 
 void Forwarder::AfterApply(const std::vector<std::uint32_t>& old_vips,
-                           const std::vector<nat::Ip6>& old_vips6) {
+                           const std::vector<nat::Ip6>& old_vips6, bool layout_changed) {
   const std::uint64_t now = NowMs();
   const DaemonConfig& config = dataplane_.config();
-  // Resolve every next hop the snapshot may send to, before the first packet needs it.
-  for (const BackendConfig& b : current_->backend_by_slot) {
-    if (b.alive && b.next_hop.ok()) {
-      neighbors_.Want(b.next_hop.ip, b.next_hop.port, now);
-    }
-    if (b.alive && b.next_hop6.ok()) {
-      neighbors6_.Want(b.next_hop6.ip, b.next_hop6.port, now);
-    }
+  // Resolve every next hop the snapshot may send to, before the first packet needs it (the
+  // same as before when only health or weights changed).
+  if (layout_changed) {
+    current_->backends.ForEach([&](std::uint32_t, const BackendConfig& b) {
+      if (b.alive && b.next_hop.ok()) {
+        neighbors_.Want(b.next_hop.ip, b.next_hop.port, now);
+      }
+      if (b.alive && b.next_hop6.ok()) {
+        neighbors6_.Want(b.next_hop6.ip, b.next_hop6.port, now);
+      }
+    });
   }
   if (const nat::NextHop& gateway = current_->v4.routes.default_gateway(); gateway.ok()) {
     neighbors_.Want(gateway.ip, gateway.port, now);
@@ -724,8 +731,13 @@ json Forwarder::Stats(const std::vector<std::string>& listener_ids) {
     totals = {};
     rates = {};
   }
-  static const std::vector<std::shared_ptr<const ListenerConfig>> kNoListeners;
-  for (const auto& l : current_ != nullptr ? current_->listeners : kNoListeners) {
+  std::vector<const ListenerConfig*> configs;
+  if (current_ != nullptr) {
+    current_->ForEachListener([&configs](const ListenerConfig& l) { configs.push_back(&l); });
+  }
+  std::sort(configs.begin(), configs.end(),
+            [](const ListenerConfig* a, const ListenerConfig* b) { return a->id < b->id; });
+  for (const ListenerConfig* l : configs) {
     if (filtered &&
         std::find(listener_ids.begin(), listener_ids.end(), l->id) == listener_ids.end()) {
       continue;

@@ -158,7 +158,7 @@ class Forwarder {
   void ReclaimSlots();
   void ReclaimRetired();
   void AfterApply(const std::vector<std::uint32_t>& old_vips,
-                  const std::vector<nat::Ip6>& old_vips6);
+                  const std::vector<nat::Ip6>& old_vips6, bool layout_changed);
   void ProcessReports();
   void TickNeighbors();
   void PublishNeighbors();

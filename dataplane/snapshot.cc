@@ -175,6 +175,13 @@ std::vector<nat::BackendSpec> BackendSpecs(const model::Model& model,
   return specs;
 }
 
+// Whether the connections of backend `index` of `lc` must go: it is down, not fail-open, and
+// the policy is not keep.
+bool BackendDead(const ListenerConfig& lc, std::size_t index) {
+  return lc.set.backends()[index].health == nat::Health::kDown && !lc.set.fail_open() &&
+         lc.down_policy != DownPolicy::kKeep;
+}
+
 // Slots, backend configs and dnat reverse entries for every backend of `lc`; returns the slots,
 // by index in lc.set.backends().
 Result<std::vector<std::uint32_t>> AddBackends(const ListenerConfig& lc, ConfigSnapshot& snap,
@@ -186,24 +193,19 @@ Result<std::vector<std::uint32_t>> AddBackends(const ListenerConfig& lc, ConfigS
     const nat::Backend& backend = backends[i];
     const nat::AnyEndpoint& endpoint = backend.endpoint;
     const BackendKey key{lc.slot, endpoint};
-    Result<std::uint32_t> slot = result.slots.backends.Acquire(key);
+    Result<std::uint32_t> slot = result.slots->backends.Acquire(key);
     if (!slot.ok()) {
       return Error(slot.status().code(), "listener {}: backend slots: {}", lc.id,
                    slot.status().message());
     }
     b.live_backends.insert(key);
     slots.push_back(*slot);
-    if (snap.backend_by_slot.size() <= *slot) {
-      snap.backend_by_slot.resize(*slot + 1);
-    }
-    snap.backend_by_slot[*slot] =
-        BackendConfig{.alive = true,
-                      .dead = backend.health == nat::Health::kDown && !lc.set.fail_open() &&
-                              lc.down_policy != DownPolicy::kKeep,
-                      .set_index = static_cast<std::uint16_t>(i),
-                      .listener_slot = lc.slot,
-                      .endpoint = endpoint};
-    BackendConfig& config = snap.backend_by_slot[*slot];
+    BackendConfig& config = snap.backends.Mutable(*slot);
+    config = BackendConfig{.alive = true,
+                           .dead = BackendDead(lc, i),
+                           .set_index = static_cast<std::uint16_t>(i),
+                           .listener_slot = lc.slot,
+                           .endpoint = endpoint};
     if (endpoint.is_v4()) {
       config.next_hop = snap.v4.routes.Lookup(endpoint.v4().ip);
     } else {
@@ -242,11 +244,13 @@ ListenerInputs InputsOf(const model::Model& model, const model::Listener& listen
 std::shared_ptr<const ListenerConfig> Unchanged(const ConfigSnapshot* previous, std::uint32_t slot,
                                                 const std::string& id,
                                                 const ListenerInputs& inputs) {
-  const ListenerConfig* before = previous != nullptr ? previous->listener(slot) : nullptr;
-  if (before == nullptr || before->id != id || !(before->inputs == inputs)) {
+  const std::shared_ptr<const ListenerConfig>* before =
+      previous != nullptr ? previous->listeners.Find(slot) : nullptr;
+  if (before == nullptr || *before == nullptr || (*before)->id != id ||
+      !((*before)->inputs == inputs)) {
     return nullptr;
   }
-  return before->shared_from_this();
+  return *before;
 }
 
 // A listener compiled from `inputs` into `slot`: its BackendSet (and Maglev table) built.
@@ -286,7 +290,7 @@ Status AddListener(const model::Model& model, const model::Listener& listener,
                  listener.id);
   }
   const std::string key = fmt::format("{}/{}", listener.id, model::ForwardModeName(listener.mode));
-  Result<std::uint32_t> slot = result.slots.listeners.Acquire(key);
+  Result<std::uint32_t> slot = result.slots->listeners.Acquire(key);
   if (!slot.ok()) {
     return Error(slot.status().code(), "listener {}: listener slots: {}", listener.id,
                  slot.status().message());
@@ -323,37 +327,29 @@ Status AddListener(const model::Model& model, const model::Listener& listener,
   const bool dnat = lc->mode == nat::NatMode::kDnat;
   snap.v4.has_dnat = snap.v4.has_dnat || (dnat && lc->vip.is_v4());
   snap.v6.has_dnat = snap.v6.has_dnat || (dnat && !lc->vip.is_v4());
-  if (snap.listener_by_slot.size() <= lc->slot) {
-    snap.listener_by_slot.resize(lc->slot + 1, nullptr);
-  }
-  snap.listener_by_slot[lc->slot] = lc.get();
-  snap.listeners.push_back(std::move(lc));
+  snap.listeners.Mutable(lc->slot) = std::move(lc);
   return Status::Ok();
 }
 
 // Whether `now` kills connections that `previous` did not.
 bool BackendsDied(const ConfigSnapshot& now, const ConfigSnapshot* previous) {
-  for (std::size_t slot = 0; slot < now.backend_by_slot.size(); ++slot) {
-    if (!now.backend_by_slot[slot].dead) {
-      continue;
+  bool died = false;
+  now.backends.ForEach([&](std::uint32_t slot, const BackendConfig& b) {
+    if (b.alive && b.dead) {
+      const BackendConfig* before = previous != nullptr ? previous->backend(slot) : nullptr;
+      died = died || before == nullptr || !before->dead;
     }
-    const BackendConfig* before =
-        previous != nullptr ? previous->backend(static_cast<std::uint32_t>(slot)) : nullptr;
-    if (before == nullptr || !before->dead) {
-      return true;
-    }
-  }
-  return false;
+  });
+  return died;
 }
 
 // The slots whose listener config differs between `previous` and `now`.
 void NoteChangedListeners(ConfigSnapshot& now, const ConfigSnapshot* previous) {
   now.base_generation = previous != nullptr ? previous->generation : 0;
-  const std::size_t before = previous != nullptr ? previous->listener_by_slot.size() : 0;
-  for (std::size_t slot = 0; slot < std::max(before, now.listener_by_slot.size()); ++slot) {
-    const auto s = static_cast<std::uint32_t>(slot);
-    if (now.listener(s) != (previous != nullptr ? previous->listener(s) : nullptr)) {
-      now.changed_listener_slots.push_back(s);
+  const std::uint32_t before = previous != nullptr ? previous->listeners.end() : 0;
+  for (std::uint32_t slot = 0; slot < std::max(before, now.listeners.end()); ++slot) {
+    if (now.listener(slot) != (previous != nullptr ? previous->listener(slot) : nullptr)) {
+      now.changed_listener_slots.push_back(slot);
     }
   }
 }
@@ -437,13 +433,86 @@ std::uint32_t MaglevSizeFor(model::Scheduler scheduler, std::size_t backends) {
                                                   : NextPrime(static_cast<std::uint32_t>(wanted));
 }
 
-Result<CompileResult> CompileSnapshot(const model::Model& model, const DaemonConfig& config,
-                                      const CompileOptions& options, const SlotState& slots,
-                                      std::uint64_t generation, const ConfigSnapshot* previous) {
+namespace {
+
+// Whether every change since `previous` was a health report or a weight change.
+bool OnlyTouchedSince(const model::Model& model, const CompileOptions& options,
+                      const ConfigSnapshot* previous) {
+  return previous != nullptr && previous->model_lineage == model.lineage() &&
+         previous->model_version <= model.version() &&
+         model.layout_version() <= previous->model_version && previous->workers == options.workers;
+}
+
+bool SameEndpoints(const std::vector<nat::BackendSpec>& a, const std::vector<nat::BackendSpec>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const nat::BackendSpec& x, const nat::BackendSpec& y) {
+                      return x.endpoint == y.endpoint;
+                    });
+}
+
+// `previous` with the listeners that health reports and weight changes touched since compiled
+// anew (model::Model::ListenersTouchedSince); everything else is shared with it: the tables,
+// the other listeners, the pages of backend slots that did not change. Slots stay as they
+// are: the touched listeners keep their backends. nullopt when a touched listener is not as
+// such changes would leave it (then the whole model is compiled).
+Result<std::optional<CompileResult>> CompileTouched(
+    const model::Model& model, const DaemonConfig& config, const CompileOptions& options,
+    const SlotState& slots, std::uint64_t generation, const ConfigSnapshot& previous) {
+  CompileResult result{.snapshot = std::make_unique<ConfigSnapshot>(previous)};
+  ConfigSnapshot& snap = *result.snapshot;
+  snap.generation = generation;
+  snap.base_generation = previous.generation;
+  snap.changed_listener_slots.clear();
+  snap.model_version = model.version();
+  for (const std::string& id : model.ListenersTouchedSince(previous.model_version)) {
+    const model::Listener* listener = model.FindListener(id);
+    const model::LoadBalancer* lb = listener != nullptr ? model.FindLb(listener->lb) : nullptr;
+    const model::ServerGroup* group =
+        listener != nullptr ? model.FindGroup(listener->group) : nullptr;
+    if (lb == nullptr || group == nullptr) {
+      return std::optional<CompileResult>();
+    }
+    const std::optional<std::uint32_t> slot = slots.listeners.Find(
+        fmt::format("{}/{}", listener->id, model::ForwardModeName(listener->mode)));
+    const ListenerConfig* before = slot.has_value() ? previous.listener(*slot) : nullptr;
+    if (before == nullptr || before->id != id) {
+      return std::optional<CompileResult>();
+    }
+    ListenerInputs inputs = InputsOf(model, *listener, *lb, *group, config, options);
+    if (inputs == before->inputs) {
+      continue;
+    }
+    if (!SameEndpoints(inputs.backends, before->inputs.backends)) {
+      return std::optional<CompileResult>();
+    }
+    Result<std::shared_ptr<ListenerConfig>> compiled =
+        CompileListener(*listener, group->id, *slot, std::move(inputs));
+    FULCRUM_RETURN_IF_ERROR(compiled.status());
+    ListenerConfig& lc = **compiled;
+    lc.backend_slots = before->backend_slots;  // the same endpoints, sorted the same way
+    for (std::size_t i = 0; i < lc.backend_slots.size(); ++i) {
+      BackendConfig& backend = snap.backends.Mutable(lc.backend_slots[i]);
+      const bool dead = BackendDead(lc, i);
+      result.needs_sweep = result.needs_sweep || (dead && !backend.dead);
+      backend.dead = dead;
+    }
+    snap.listeners.Mutable(*slot) = std::move(*compiled);
+    snap.changed_listener_slots.push_back(*slot);
+    ++result.compiled_listeners;
+  }
+  std::sort(snap.changed_listener_slots.begin(), snap.changed_listener_slots.end());
+  return std::optional<CompileResult>(std::move(result));
+}
+
+Result<CompileResult> CompileAll(const model::Model& model, const DaemonConfig& config,
+                                 const CompileOptions& options, const SlotState& slots,
+                                 std::uint64_t generation, const ConfigSnapshot* previous) {
   CompileResult result{.snapshot = std::make_unique<ConfigSnapshot>(), .slots = slots};
   ConfigSnapshot& snap = *result.snapshot;
   snap.generation = generation;
   snap.workers = options.workers;
+  snap.model_lineage = model.lineage();
+  snap.model_version = model.version();
   Result<nat::RouteTable> routes = BuildRoutes4(config);
   FULCRUM_RETURN_IF_ERROR(routes.status());
   snap.v4.routes = std::move(*routes);
@@ -469,12 +538,12 @@ Result<CompileResult> CompileSnapshot(const model::Model& model, const DaemonCon
         AddListener(model, listener, config, options, slots, previous, snap, result, b));
   }
   result.retired_slots +=
-      result.slots.listeners
+      result.slots->listeners
           .RetireUnless([&](const std::string& key) { return b.live_listeners.contains(key); },
                         generation)
           .size();
   result.retired_slots +=
-      result.slots.backends
+      result.slots->backends
           .RetireUnless([&](const BackendKey& key) { return b.live_backends.contains(key); },
                         generation)
           .size();
@@ -483,6 +552,22 @@ Result<CompileResult> CompileSnapshot(const model::Model& model, const DaemonCon
   FULCRUM_RETURN_IF_ERROR(BuildTables(snap.v4, b.v4));
   FULCRUM_RETURN_IF_ERROR(BuildTables(snap.v6, b.v6));
   return result;
+}
+
+}  // namespace
+
+Result<CompileResult> CompileSnapshot(const model::Model& model, const DaemonConfig& config,
+                                      const CompileOptions& options, const SlotState& slots,
+                                      std::uint64_t generation, const ConfigSnapshot* previous) {
+  if (OnlyTouchedSince(model, options, previous)) {
+    Result<std::optional<CompileResult>> touched =
+        CompileTouched(model, config, options, slots, generation, *previous);
+    FULCRUM_RETURN_IF_ERROR(touched.status());
+    if (touched->has_value()) {
+      return std::move(**touched);
+    }
+  }
+  return CompileAll(model, config, options, slots, generation, previous);
 }
 
 nat::Ip6 Ip6Of(const IpAddress& addr) {

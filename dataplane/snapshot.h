@@ -33,6 +33,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -43,6 +44,7 @@
 #include "common/model.h"
 #include "common/net_addr.h"
 #include "common/status.h"
+#include "dataplane/paged_slots.h"
 #include "dataplane/slots.h"
 #include "nat/conn_table.h"
 #include "nat/flat_map.h"
@@ -88,9 +90,8 @@ struct ListenerInputs {
   friend bool operator==(const ListenerInputs&, const ListenerInputs&) = default;
 };
 
-// Shared between snapshots while its inputs stay the same (enable_shared_from_this: a compile
-// finds the previous snapshot's through its listener_by_slot).
-struct ListenerConfig : std::enable_shared_from_this<ListenerConfig> {
+// Shared between snapshots while its inputs stay the same.
+struct ListenerConfig {
   ListenerInputs inputs;
   std::uint32_t slot = kNoSlot;
   std::string id;  // "lsn-…", for the control thread
@@ -158,11 +159,15 @@ struct ConfigSnapshot {
   std::uint64_t base_generation = 0;
   std::vector<std::uint32_t> changed_listener_slots;
   std::uint32_t workers = 0;
+  // The model compiled (model::Model::lineage and ::version): a compile against this snapshot
+  // rebuilds only what changed since, when the model can say what that is.
+  std::uint64_t model_lineage = 0;
+  std::uint64_t model_version = 0;
+  // Their maps share storage with the snapshot before when they did not change.
   FamilyTables<std::uint32_t> v4;
   FamilyTables<nat::Ip6> v6;
-  std::vector<std::shared_ptr<const ListenerConfig>> listeners;
-  std::vector<const ListenerConfig*> listener_by_slot;  // nullptr: no such listener now
-  std::vector<BackendConfig> backend_by_slot;
+  PagedSlots<std::shared_ptr<const ListenerConfig>> listeners;  // by slot; null: no listener
+  PagedSlots<BackendConfig> backends;                           // by slot; !alive: none
 
   // The tables of a family by its address type.
   template <typename Ip>
@@ -175,12 +180,24 @@ struct ConfigSnapshot {
   }
 
   const ListenerConfig* listener(std::uint32_t slot) const {
-    return slot < listener_by_slot.size() ? listener_by_slot[slot] : nullptr;
+    const std::shared_ptr<const ListenerConfig>* l = listeners.Find(slot);
+    return l != nullptr ? l->get() : nullptr;
   }
   // nullptr when the slot names no backend in this snapshot.
   const BackendConfig* backend(std::uint32_t slot) const {
-    return slot < backend_by_slot.size() && backend_by_slot[slot].alive ? &backend_by_slot[slot]
-                                                                        : nullptr;
+    const BackendConfig* b = backends.Find(slot);
+    return b != nullptr && b->alive ? b : nullptr;
+  }
+  // The backend in `slot`, which must be one of a listener of this snapshot's backend_slots.
+  const BackendConfig& backend_at(std::uint32_t slot) const { return backends.at(slot); }
+  // fn(config) for every listener, in slot order.
+  template <typename Fn>
+  void ForEachListener(Fn&& fn) const {
+    listeners.ForEach([&fn](std::uint32_t, const std::shared_ptr<const ListenerConfig>& l) {
+      if (l != nullptr) {
+        fn(*l);
+      }
+    });
   }
   // Whether a connection of (listener, backend) slots has lost its listener or backend, or
   // its backend is dead: the sweep's predicate.
@@ -219,7 +236,8 @@ struct CompileOptions {
 
 struct CompileResult {
   std::unique_ptr<ConfigSnapshot> snapshot;
-  SlotState slots;
+  // The next slot state; nullopt when the compile took and retired no slot (the input's holds).
+  std::optional<SlotState> slots;
   std::vector<std::uint32_t> new_listener_slots;  // given to a listener by this compile
   std::size_t retired_slots = 0;                  // listener and backend slots retired
   // Connections must be swept: slots were retired, or backends died since `previous`.
@@ -238,8 +256,12 @@ std::uint32_t MaglevSizeFor(model::Scheduler scheduler, std::size_t backends);
 std::uint32_t NextPrime(std::uint32_t n);
 
 // Compiles `model` for `config`'s ports and routes. `previous` (may be null) is the snapshot
-// being replaced, for needs_sweep. Fails, naming the object, when a listener's backends cannot
-// form a set or the slots run out.
+// being replaced, compiled from the same config and options with `slots`: its unchanged
+// listeners are shared, and when the model changed since only by health reports and weight
+// changes (model::Model::layout_version), only the listeners those touched are compiled and
+// everything else is taken from `previous`, so the compile's cost does not grow with the
+// listeners it leaves alone. Fails, naming the object, when a listener's backends cannot form
+// a set or the slots run out.
 Result<CompileResult> CompileSnapshot(const model::Model& model, const DaemonConfig& config,
                                       const CompileOptions& options, const SlotState& slots,
                                       std::uint64_t generation, const ConfigSnapshot* previous);

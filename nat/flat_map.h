@@ -2,7 +2,8 @@
 // WideKey (three words) for what does not fit one, such as an IPv6 address and a port.
 //
 // Theory of operation: the control thread builds one (Create) inside a snapshot and workers
-// only read it, so it needs no deletion, no resizing and no synchronisation. Keys are packed
+// only read it, so it needs no deletion, no resizing and no synchronisation; copies share the
+// slots. Keys are packed
 // fields (an IPv4 address, or address + port + protocol) made non-zero by construction; 0 marks
 // an empty slot. The table has a power-of-two number of slots, at least twice the number of
 // keys, and probes linearly from the Mix64 hash of the key (nat/flow_hash.h): at <= 50% load a
@@ -15,6 +16,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -49,21 +51,22 @@ class FlatMap {
   };
 
   // An empty map: every Find misses.
-  FlatMap() : slots_(1), mask_(0) {}
+  FlatMap() : storage_(std::make_shared<Item[]>(1)), slots_(storage_.get()), mask_(0) {}
 
   // Fails on a zero key or a key given twice (the message names the key in hex).
   static Result<FlatMap> Create(std::span<const Item> items) {
     FlatMap map;
     const std::size_t size = std::bit_ceil(std::max<std::size_t>(2 * items.size(), 2));
-    map.slots_.assign(size, Item{});
+    std::shared_ptr<Item[]> slots = std::make_shared<Item[]>(size);
+    map.slots_ = slots.get();
     map.mask_ = size - 1;
     for (const Item& item : items) {
       if (IsEmptyKey(item.key)) {
         return Error(ErrorCode::kInternal, "flat map: key 0 is reserved for empty slots");
       }
       std::size_t i = map.Home(item.key);
-      while (!IsEmptyKey(map.slots_[i].key)) {
-        if (map.slots_[i].key == item.key) {
+      while (!IsEmptyKey(slots[i].key)) {
+        if (slots[i].key == item.key) {
           if constexpr (std::is_integral_v<K>) {
             return Error(ErrorCode::kInvalidParameter, "flat map: key {:#x} given twice", item.key);
           } else {
@@ -72,8 +75,9 @@ class FlatMap {
         }
         i = (i + 1) & map.mask_;
       }
-      map.slots_[i] = item;
+      slots[i] = item;
     }
+    map.storage_ = std::move(slots);
     map.size_ = items.size();
     return map;
   }
@@ -97,7 +101,7 @@ class FlatMap {
   // Every item, in slot order (for dumps and tests).
   template <typename Fn>
   void ForEach(Fn&& fn) const {
-    for (const Item& slot : slots_) {
+    for (const Item& slot : std::span<const Item>(slots_, mask_ + 1)) {
       if (!IsEmptyKey(slot.key)) {
         fn(slot.key, slot.value);
       }
@@ -107,8 +111,11 @@ class FlatMap {
  private:
   std::size_t Home(const K& key) const { return static_cast<std::size_t>(HashKey(key)) & mask_; }
 
-  // With an empty map, slots_ holds one empty slot so Find needs no size check.
-  std::vector<Item> slots_;
+  // Immutable once built, so copies share it (a snapshot compiled from the one before takes
+  // its tables for the price of a reference count). With an empty map it holds one empty
+  // slot, so Find needs no size check.
+  std::shared_ptr<const Item[]> storage_;
+  const Item* slots_ = nullptr;  // storage_.get(), kept apart so Find reads one pointer
   std::size_t mask_ = 0;
   std::size_t size_ = 0;
 };

@@ -775,6 +775,45 @@ TEST_F(ModelTest, EveryMutationBumpsTheVersion) {
   EXPECT_TRUE(bumped());
 }
 
+// Health reports and weight changes name the listeners they touch and leave the layout
+// version alone; every other mutation moves the layout version. Copies share the lineage.
+TEST_F(ModelTest, RecordsWhatHealthAndWeightChangesTouch) {
+  ASSERT_OK(AddTcpListener(1, 80));
+  ASSERT_OK(AddTcpListener(2, 81));
+  const std::uint64_t start = model_.version();
+  EXPECT_EQ(model_.layout_version(), start);
+  EXPECT_TRUE(model_.ListenersTouchedSince(start).empty());
+
+  ASSERT_TRUE(
+      model_.SetHealth(ListenerId(2), Ep("198.18.1.11:80"), HealthState::kDown, "", kNow).ok());
+  EXPECT_EQ(model_.ListenersTouchedSince(start), std::vector<std::string>{ListenerId(2)});
+  const std::uint64_t after_health = model_.version();
+  ASSERT_OK(model_.SetWeight(GroupId(1), Ep("198.18.1.12:80"), 5));  // both use group 1
+  EXPECT_EQ(model_.ListenersTouchedSince(after_health),
+            (std::vector<std::string>{ListenerId(1), ListenerId(2)}));
+  EXPECT_EQ(model_.ListenersTouchedSince(start),
+            (std::vector<std::string>{ListenerId(1), ListenerId(2)}));
+  EXPECT_TRUE(model_.ListenersTouchedSince(model_.version()).empty());
+  EXPECT_EQ(model_.layout_version(), start);
+  // A report that changes nothing touches nothing.
+  const std::uint64_t quiet = model_.version();
+  ASSERT_TRUE(
+      model_.SetHealth(ListenerId(2), Ep("198.18.1.11:80"), HealthState::kDown, "", kNow).ok());
+  EXPECT_TRUE(model_.ListenersTouchedSince(quiet).empty());
+
+  const Model copy = model_;
+  EXPECT_EQ(copy.lineage(), model_.lineage());
+  EXPECT_NE(Model().lineage(), model_.lineage());
+
+  ASSERT_OK(model_.AddBackend(GroupId(1), Ep("198.18.1.13:80"), 1));
+  EXPECT_EQ(model_.layout_version(), model_.version());
+  ASSERT_OK(model_.DeleteListener(ListenerId(2)));
+  EXPECT_EQ(model_.ListenersTouchedSince(start), std::vector<std::string>{ListenerId(1)});
+  model_.set_version(1'000'000);
+  EXPECT_EQ(model_.layout_version(), 1'000'000u);
+  EXPECT_TRUE(model_.ListenersTouchedSince(0).empty());
+}
+
 TEST_F(ModelTest, ViewsHaveTheProtocolShapes) {
   ASSERT_OK(AddTcpListener(1, 80));
   ASSERT_TRUE(

@@ -113,7 +113,9 @@ void CoreBed::Apply(const model::Model& model, bool adopt) {
       CompileSnapshot(model, config_, CompileOptions{.workers = shared_.workers}, slots_,
                       ++generation_, snapshot_.get());
   ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
-  slots_ = std::move(compiled->slots);
+  if (compiled->slots.has_value()) {
+    slots_ = std::move(*compiled->slots);
+  }
   for (auto& core : cores_) {
     if (adopt) {
       AdoptSnapshot(*core, compiled->snapshot.get());

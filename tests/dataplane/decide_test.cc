@@ -445,7 +445,8 @@ TEST(DecideTable, FnatTcpConversation) {
        1001},
   };
   RunSteps(bed, 0, steps);
-  const ListenerCounters& counters = bed.core(0).listener(bed.snapshot().listeners[0]->slot);
+  const ListenerCounters& counters =
+      bed.core(0).listener(bed.snapshot().v4.services.Find(kVipIp, 80, nat::kIpProtoTcp));
   EXPECT_EQ(counters.new_conns.Read(), 1u);
   EXPECT_EQ(counters.rx_packets.Read(), 8u);  // both ways, the late ACK included
   EXPECT_EQ(counters.tx_packets.Read(), 7u);

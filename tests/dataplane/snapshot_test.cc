@@ -1,6 +1,8 @@
 // Compiling object models into configuration snapshots (pure: no EAL).
 #include "dataplane/snapshot.h"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "nat/packet.h"
@@ -19,6 +21,7 @@ using testing::TestConfig;
 
 struct Compiled {
   CompileResult result;
+  SlotState slots;  // after the compile
   const ConfigSnapshot& snap() const { return *result.snapshot; }
 };
 
@@ -27,7 +30,8 @@ Compiled Compile(const model::Model& model, const SlotState& slots = {},
   Result<CompileResult> result =
       CompileSnapshot(model, TestConfig(), {.workers = 2}, slots, generation, previous);
   EXPECT_TRUE(result.ok()) << result.status().ToString();
-  return Compiled{std::move(*result)};
+  SlotState after = result->slots.value_or(slots);
+  return Compiled{std::move(*result), std::move(after)};
 }
 
 ModelBuilder WebModel() {
@@ -68,7 +72,7 @@ TEST(SnapshotTest, ServicesMapVipPortProtocolToListeners) {
 TEST(SnapshotTest, TcpTimeoutsComeFromTheConfigAndTheListener) {
   ModelBuilder b = WebModel();
   Compiled c = Compile(b.model());
-  const ListenerConfig& l = *c.snap().listener(*c.result.slots.listeners.Find("lsn-00000001/fnat"));
+  const ListenerConfig& l = *c.snap().listener(*c.slots.listeners.Find("lsn-00000001/fnat"));
   EXPECT_EQ(l.TimeoutMs(nat::TcpState::kSynSent), 3000u);
   EXPECT_EQ(l.TimeoutMs(nat::TcpState::kEstablished), 900'000u);
   EXPECT_EQ(l.TimeoutMs(nat::TcpState::kFinWait), 3000u);
@@ -151,7 +155,7 @@ TEST(SnapshotTest, BackendsGetSlotsNextHopsAndWeights) {
   ModelBuilder b = WebModel();
   Compiled c = Compile(b.model());
   const ConfigSnapshot& snap = c.snap();
-  const ListenerConfig& l = *snap.listener(*c.result.slots.listeners.Find("lsn-00000001/fnat"));
+  const ListenerConfig& l = *snap.listener(*c.slots.listeners.Find("lsn-00000001/fnat"));
   ASSERT_EQ(l.set.backends().size(), 2u);
   ASSERT_EQ(l.backend_slots.size(), 2u);
   for (std::size_t i = 0; i < 2; ++i) {
@@ -165,42 +169,42 @@ TEST(SnapshotTest, BackendsGetSlotsNextHopsAndWeights) {
   }
   EXPECT_EQ(l.set.backends()[1].weight, 30u);
   // The dnat listener shares the group but has slots of its own.
-  const ListenerConfig& dnat = *snap.listener(*c.result.slots.listeners.Find("lsn-00000003/dnat"));
+  const ListenerConfig& dnat = *snap.listener(*c.slots.listeners.Find("lsn-00000003/dnat"));
   EXPECT_NE(dnat.backend_slots[0], l.backend_slots[0]);
-  EXPECT_EQ(c.result.slots.backends.live(), 5u);
+  EXPECT_EQ(c.slots.backends.live(), 5u);
 }
 
 TEST(SnapshotTest, SlotsSurviveRecompilesAndRetireWhenObjectsGo) {
   ModelBuilder b = WebModel();
   Compiled first = Compile(b.model());
-  const std::uint32_t tcp_slot = *first.result.slots.listeners.Find("lsn-00000001/fnat");
-  const std::uint32_t udp_slot = *first.result.slots.listeners.Find("lsn-00000002/fnat");
+  const std::uint32_t tcp_slot = *first.slots.listeners.Find("lsn-00000001/fnat");
+  const std::uint32_t udp_slot = *first.slots.listeners.Find("lsn-00000002/fnat");
   EXPECT_EQ(first.result.new_listener_slots.size(), 3u);
   EXPECT_TRUE(b.model().SetWeight("sg-00000001", testing::Ep("198.18.1.11:80"), 50).ok());
-  Compiled second = Compile(b.model(), first.result.slots, 2, &first.snap());
-  EXPECT_EQ(*second.result.slots.listeners.Find("lsn-00000001/fnat"), tcp_slot);
+  Compiled second = Compile(b.model(), first.slots, 2, &first.snap());
+  EXPECT_EQ(*second.slots.listeners.Find("lsn-00000001/fnat"), tcp_slot);
   EXPECT_TRUE(second.result.new_listener_slots.empty());
   EXPECT_EQ(second.result.retired_slots, 0u);
   EXPECT_FALSE(second.result.needs_sweep);
 
   ASSERT_TRUE(b.model().DeleteListener("lsn-00000002").ok());
-  Compiled third = Compile(b.model(), second.result.slots, 3, &second.snap());
+  Compiled third = Compile(b.model(), second.slots, 3, &second.snap());
   EXPECT_EQ(third.snap().listener(udp_slot), nullptr);
   EXPECT_EQ(third.result.retired_slots, 2u);  // the listener and its backend
   EXPECT_TRUE(third.result.needs_sweep);
   EXPECT_TRUE(third.snap().ConnDead(udp_slot, 0));
   // A new listener does not get the retired slot before the workers swept.
   b.Listener("lsn-00000004", Protocol::kUdp, 54, "sg-00000002", ForwardMode::kFnat, 30);
-  Compiled fourth = Compile(b.model(), third.result.slots, 4, &third.snap());
-  const std::uint32_t new_slot = *fourth.result.slots.listeners.Find("lsn-00000004/fnat");
+  Compiled fourth = Compile(b.model(), third.slots, 4, &third.snap());
+  const std::uint32_t new_slot = *fourth.slots.listeners.Find("lsn-00000004/fnat");
   EXPECT_NE(new_slot, udp_slot);
   // Once every worker swept generation 3, the slot is free again.
-  SlotState swept = fourth.result.slots;
+  SlotState swept = fourth.slots;
   EXPECT_EQ(swept.listeners.Reclaim(3), 1u);
   ASSERT_TRUE(b.model().DeleteListener("lsn-00000004").ok());
   b.Listener("lsn-00000005", Protocol::kUdp, 55, "sg-00000002", ForwardMode::kFnat, 30);
   Compiled fifth = Compile(b.model(), swept, 5, &fourth.snap());
-  EXPECT_EQ(*fifth.result.slots.listeners.Find("lsn-00000005/fnat"), udp_slot);
+  EXPECT_EQ(*fifth.slots.listeners.Find("lsn-00000005/fnat"), udp_slot);
 }
 
 TEST(SnapshotTest, ModeChangeIsANewListenerSlot) {
@@ -209,9 +213,9 @@ TEST(SnapshotTest, ModeChangeIsANewListenerSlot) {
   model::ListenerOptions to_dnat;
   to_dnat.mode = ForwardMode::kDnat;
   ASSERT_TRUE(b.model().ModifyListener("lsn-00000001", to_dnat).ok());
-  Compiled second = Compile(b.model(), first.result.slots, 2, &first.snap());
-  EXPECT_FALSE(second.result.slots.listeners.Find("lsn-00000001/fnat").has_value());
-  EXPECT_TRUE(second.result.slots.listeners.Find("lsn-00000001/dnat").has_value());
+  Compiled second = Compile(b.model(), first.slots, 2, &first.snap());
+  EXPECT_FALSE(second.slots.listeners.Find("lsn-00000001/fnat").has_value());
+  EXPECT_TRUE(second.slots.listeners.Find("lsn-00000001/dnat").has_value());
   EXPECT_TRUE(second.result.needs_sweep);
 }
 
@@ -219,20 +223,20 @@ TEST(SnapshotTest, DownBackendsAreExcludedAndTheirConnectionsDead) {
   ModelBuilder b = WebModel();
   Compiled first = Compile(b.model());
   b.Health("lsn-00000001", "198.18.1.11:80", HealthState::kDown);
-  Compiled second = Compile(b.model(), first.result.slots, 2, &first.snap());
+  Compiled second = Compile(b.model(), first.slots, 2, &first.snap());
   const ListenerConfig& l =
-      *second.snap().listener(*second.result.slots.listeners.Find("lsn-00000001/fnat"));
+      *second.snap().listener(*second.slots.listeners.Find("lsn-00000001/fnat"));
   EXPECT_FALSE(l.set.backends()[0].eligible);
   EXPECT_TRUE(l.set.backends()[1].eligible);
   EXPECT_TRUE(second.snap().backend(l.backend_slots[0])->dead);
   EXPECT_FALSE(second.snap().backend(l.backend_slots[1])->dead);
   EXPECT_TRUE(second.result.needs_sweep);
   // The same health again: nothing new dies, no sweep.
-  Compiled third = Compile(b.model(), second.result.slots, 3, &second.snap());
+  Compiled third = Compile(b.model(), second.slots, 3, &second.snap());
   EXPECT_FALSE(third.result.needs_sweep);
   // Every backend down: fail-open, nobody's connections are killed.
   b.Health("lsn-00000001", "198.18.1.12:80", HealthState::kDown);
-  Compiled fourth = Compile(b.model(), third.result.slots, 4, &third.snap());
+  Compiled fourth = Compile(b.model(), third.slots, 4, &third.snap());
   const ListenerConfig& all_down = *fourth.snap().listener(l.slot);
   EXPECT_TRUE(all_down.set.fail_open());
   EXPECT_FALSE(fourth.snap().backend(all_down.backend_slots[0])->dead);
@@ -248,9 +252,9 @@ TEST(SnapshotTest, KeepPolicyLeavesDownBackendsConnectionsAlone) {
   Result<CompileResult> c =
       CompileSnapshot(b.model(), TestConfig(), {.workers = 1}, SlotState{}, 1, nullptr);
   ASSERT_TRUE(c.ok());
-  EXPECT_EQ(c->snapshot->listener(*c->slots.listeners.Find("lsn-00000001/fnat"))->down_policy,
+  EXPECT_EQ(c->snapshot->listener(*c->slots->listeners.Find("lsn-00000001/fnat"))->down_policy,
             DownPolicy::kKeep);
-  const ListenerConfig& l = *c->snapshot->listener(*c->slots.listeners.Find("lsn-00000001/fnat"));
+  const ListenerConfig& l = *c->snapshot->listener(*c->slots->listeners.Find("lsn-00000001/fnat"));
   EXPECT_FALSE(l.set.backends()[0].eligible);
   EXPECT_FALSE(c->snapshot->backend(l.backend_slots[0])->dead);
 }
@@ -284,7 +288,7 @@ TEST(SnapshotTest, RoutesGatewaysAndBackendsOffLink) {
   Result<CompileResult> c =
       CompileSnapshot(b.model(), config, {.workers = 1}, SlotState{}, 1, nullptr);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  const ListenerConfig& l = *c->snapshot->listener(*c->slots.listeners.Find("lsn-00000001/fnat"));
+  const ListenerConfig& l = *c->snapshot->listener(*c->slots->listeners.Find("lsn-00000001/fnat"));
   EXPECT_EQ(c->snapshot->backend(l.backend_slots[0])->next_hop,
             (nat::NextHop{Ip4("198.18.1.250"), 1}));
   EXPECT_EQ(c->snapshot->backend(l.backend_slots[1])->next_hop,
@@ -308,16 +312,17 @@ TEST(SnapshotTest, UnchangedListenersAreSharedWithThePreviousSnapshot) {
   Compiled first = Compile(b.model());
   EXPECT_EQ(first.result.compiled_listeners, 3u);
   auto config_of = [](const Compiled& c, const std::string& id) -> const ListenerConfig* {
-    for (const auto& l : c.snap().listeners) {
-      if (l->id == id) {
-        return l.get();
+    const ListenerConfig* found = nullptr;
+    c.snap().ForEachListener([&](const ListenerConfig& l) {
+      if (l.id == id) {
+        found = &l;
       }
-    }
-    return nullptr;
+    });
+    return found;
   };
 
   b.Health("lsn-00000001", "198.18.1.12:80", HealthState::kDown);
-  Compiled second = Compile(b.model(), first.result.slots, 2, &first.snap());
+  Compiled second = Compile(b.model(), first.slots, 2, &first.snap());
   EXPECT_EQ(second.result.compiled_listeners, 1u);
   EXPECT_NE(config_of(second, "lsn-00000001"), config_of(first, "lsn-00000001"));
   EXPECT_EQ(config_of(second, "lsn-00000002"), config_of(first, "lsn-00000002"));
@@ -339,13 +344,83 @@ TEST(SnapshotTest, UnchangedListenersAreSharedWithThePreviousSnapshot) {
 
   // A weight change in the group two listeners use recompiles both.
   ASSERT_TRUE(b.model().SetWeight("sg-00000001", testing::Ep("198.18.1.11:80"), 50).ok());
-  Compiled third = Compile(b.model(), second.result.slots, 3, &second.snap());
+  Compiled third = Compile(b.model(), second.slots, 3, &second.snap());
   EXPECT_EQ(third.result.compiled_listeners, 2u);
   EXPECT_EQ(config_of(third, "lsn-00000002"), config_of(first, "lsn-00000002"));
   EXPECT_NE(config_of(third, "lsn-00000003"), config_of(second, "lsn-00000003"));
 
   // Without a previous snapshot, everything is compiled.
-  EXPECT_EQ(Compile(b.model(), third.result.slots, 4, nullptr).result.compiled_listeners, 3u);
+  EXPECT_EQ(Compile(b.model(), third.slots, 4, nullptr).result.compiled_listeners, 3u);
+}
+
+void ExpectSameSnapshot(const ConfigSnapshot& a, const ConfigSnapshot& b) {
+  const std::uint32_t listener_end = std::max(a.listeners.end(), b.listeners.end());
+  for (std::uint32_t slot = 0; slot < listener_end; ++slot) {
+    const ListenerConfig* x = a.listener(slot);
+    const ListenerConfig* y = b.listener(slot);
+    ASSERT_EQ(x == nullptr, y == nullptr) << "listener slot " << slot;
+    if (x != nullptr) {
+      EXPECT_EQ(x->id, y->id);
+      EXPECT_TRUE(x->inputs == y->inputs) << x->id;
+      EXPECT_EQ(x->backend_slots, y->backend_slots) << x->id;
+      EXPECT_TRUE(std::ranges::equal(x->set.eligible(), y->set.eligible())) << x->id;
+      EXPECT_EQ(x->set.fail_open(), y->set.fail_open()) << x->id;
+    }
+  }
+  const std::uint32_t backend_end = std::max(a.backends.end(), b.backends.end());
+  for (std::uint32_t slot = 0; slot < backend_end; ++slot) {
+    const BackendConfig* x = a.backend(slot);
+    const BackendConfig* y = b.backend(slot);
+    ASSERT_EQ(x == nullptr, y == nullptr) << "backend slot " << slot;
+    if (x != nullptr) {
+      EXPECT_EQ(x->dead, y->dead) << "backend slot " << slot;
+      EXPECT_EQ(x->set_index, y->set_index);
+      EXPECT_EQ(x->listener_slot, y->listener_slot);
+      EXPECT_EQ(x->endpoint, y->endpoint);
+      EXPECT_EQ(x->next_hop, y->next_hop);
+      EXPECT_EQ(x->next_hop6, y->next_hop6);
+    }
+  }
+  EXPECT_EQ(a.v4.services.size(), b.v4.services.size());
+  EXPECT_EQ(a.v4.vips, b.v4.vips);
+  EXPECT_EQ(a.v6.vips, b.v6.vips);
+  EXPECT_EQ(a.v4.has_dnat, b.v4.has_dnat);
+}
+
+// After health reports and weight changes only, the compile takes the touched listeners alone
+// (no slot taken or retired, the rest shared) and gives what compiling everything gives.
+TEST(SnapshotTest, CompilingTheTouchedListenersEqualsCompilingEverything) {
+  ModelBuilder b = WebModel();
+  Compiled first = Compile(b.model());
+  b.Health("lsn-00000001", "198.18.1.12:80", HealthState::kDown);
+  ASSERT_TRUE(b.model().SetWeight("sg-00000001", testing::Ep("198.18.1.11:80"), 50).ok());
+  b.Health("lsn-00000002", "198.18.1.13:5353", HealthState::kDown);  // its only one: fail-open
+  Compiled touched = Compile(b.model(), first.slots, 2, &first.snap());
+  EXPECT_FALSE(touched.result.slots.has_value());
+  EXPECT_EQ(touched.result.compiled_listeners, 3u);  // 1 (health, weight), 2 (health), 3 (weight)
+  EXPECT_EQ(touched.snap().changed_listener_slots.size(), 3u);
+  EXPECT_TRUE(touched.result.needs_sweep);  // 198.18.1.12 died under lsn-00000001
+  EXPECT_EQ(touched.snap().base_generation, 1u);
+  ExpectSameSnapshot(touched.snap(), Compile(b.model(), first.slots, 2, nullptr).snap());
+
+  // Up again: nothing dies, the same listener compiled once more.
+  b.Health("lsn-00000001", "198.18.1.12:80", HealthState::kUp);
+  Compiled up = Compile(b.model(), touched.slots, 3, &touched.snap());
+  EXPECT_FALSE(up.result.slots.has_value());
+  EXPECT_EQ(up.result.compiled_listeners, 1u);
+  EXPECT_FALSE(up.result.needs_sweep);
+  ExpectSameSnapshot(up.snap(), Compile(b.model(), first.slots, 3, nullptr).snap());
+
+  // Any other change compiles the whole model (slots and tables anew, listeners still shared).
+  ASSERT_TRUE(b.model().AddBackend("sg-00000002", testing::Ep("198.18.1.14:5353"), 10).ok());
+  Compiled added = Compile(b.model(), up.slots, 4, &up.snap());
+  EXPECT_TRUE(added.result.slots.has_value());
+  EXPECT_EQ(added.result.compiled_listeners, 1u);
+  ExpectSameSnapshot(added.snap(), Compile(b.model(), added.slots, 4, nullptr).snap());
+  // A model with another history is compiled whole, even at a version past the snapshot's.
+  ModelBuilder other = WebModel();
+  other.model().set_version(b.model().version() + 10);
+  EXPECT_TRUE(Compile(other.model(), added.slots, 5, &added.snap()).result.slots.has_value());
 }
 
 }  // namespace

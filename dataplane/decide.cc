@@ -695,7 +695,7 @@ Action BackendMiss(CoreState& c, const PacketIn& in, const typename F::Parsed& p
     return std::nullopt;
   }
   nat::ConnEntry6& e = *hit.entry;
-  const ListenerConfig* l = c.snapshot->listener(e.listener);
+  const ListenerConfig* l = c.config(e.listener);
   const BackendConfig* b = c.snapshot->backend(e.backend);
   if (l == nullptr || b == nullptr || b->dead) {
     Count(c, WorkerEvent::kConnsFlushed);
@@ -720,7 +720,7 @@ Action Verdict(CoreState& c, const PendingPacket& pending, const PacketIn& in,
                const typename F::Parsed& p, const typename F::Hit& hit, PreparedConn<F>& prepared) {
   if (hit.hit()) {
     // What ConfigSnapshot::ConnDead checks, with the listener and backend kept for the hit.
-    const ListenerConfig* l = c.snapshot->listener(hit.entry->listener);
+    const ListenerConfig* l = c.config(hit.entry->listener);
     const BackendConfig* b = c.snapshot->backend(hit.entry->backend);
     if (l != nullptr && b != nullptr && !b->dead) [[likely]] {
       return ForwardHit<F>(c, in, p, hit, *l, *b);
@@ -780,7 +780,6 @@ bool ClientOwnedHere(const CoreState& c, std::uint8_t port, const ListenerConfig
 template <typename F>
 void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const typename F::Parsed& p,
                 bool handed_off, Action& out) {
-  const ConfigSnapshot& snap = *c.snapshot;
   const FamilyTables<typename F::Ip>& tables = TablesOf<F>(c);
   const nat::AddressInfo dst = tables.addresses.Find(p.dst_ip);
   BurstState<F>& burst = BurstOf<F>(c);
@@ -789,7 +788,7 @@ void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const typenam
   std::uint32_t owner;
   if ((dst.kinds & nat::kAddressVip) != 0) {
     const std::uint32_t slot = tables.services.Find(p.dst_ip, p.dst_port, p.proto);
-    pending.listener = snap.listener(slot);
+    pending.listener = c.config(slot);
     if (pending.listener == nullptr) {
       out = Drop(c, DropReason::kNoService);
       return;
@@ -920,7 +919,6 @@ Action HandleEcho(CoreState& c, const PacketIn& in, const typename F::Parsed& p)
 template <typename F>
 std::optional<std::uint32_t> IcmpOwner(const CoreState& c, const PacketIn& in,
                                        const typename F::Parsed& p) {
-  const ConfigSnapshot& snap = *c.snapshot;
   const FamilyTables<typename F::Ip>& tables = TablesOf<F>(c);
   const auto& q = p.quote;
   const std::uint8_t kinds = tables.addresses.Find(q.src_ip).kinds;
@@ -928,7 +926,7 @@ std::optional<std::uint32_t> IcmpOwner(const CoreState& c, const PacketIn& in,
     return c.shared->steering.OwnerOf(q.src_port);  // fnat: our packet to a backend
   }
   if ((kinds & nat::kAddressVip) != 0) {  // our packet to a client
-    const ListenerConfig* l = snap.listener(tables.services.Find(q.src_ip, q.src_port, q.proto));
+    const ListenerConfig* l = c.config(tables.services.Find(q.src_ip, q.src_port, q.proto));
     if (l == nullptr) {
       return std::nullopt;
     }
@@ -1197,24 +1195,21 @@ namespace {
 
 template <typename F>
 void Release(CoreState& c, const typename F::Entry& e) {
+  const BackendConfig* b = c.snapshot != nullptr ? c.snapshot->backend(e.backend) : nullptr;
   if (e.mode != nat::NatMode::kDnat) {
-    ReleaseLocal<F>(c, e, c.snapshot != nullptr ? c.snapshot->backend(e.backend) : nullptr);
+    ReleaseLocal<F>(c, e, b);
   }
   if (e.listener < c.listener_capacity) {
     c.listener(e.listener).active_conns.Sub(1);
+    CoreState::Scheduling& s = c.scheduling[e.listener];
+    if (s.config != nullptr && b != nullptr && b->listener_slot == e.listener) {
+      s.state.OnConnectionClosed(b->set_index);
+    }
   }
   if (e.backend < c.backend_capacity) {
     c.backend_active[e.backend].Sub(1);
   }
   c.active_conns.Sub(1);
-  if (c.snapshot == nullptr) {
-    return;
-  }
-  const ListenerConfig* l = c.snapshot->listener(e.listener);
-  const BackendConfig* b = c.snapshot->backend(e.backend);
-  if (l != nullptr && b != nullptr && b->listener_slot == e.listener) {
-    c.scheduler(l->slot).OnConnectionClosed(b->set_index);
-  }
 }
 
 }  // namespace

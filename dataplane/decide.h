@@ -286,6 +286,11 @@ struct alignas(64) CoreState {
 
   ListenerCounters& listener(std::uint32_t slot) { return listener_counters[slot]; }
   nat::SchedulerState& scheduler(std::uint32_t slot) { return scheduling[slot].state; }
+  // The adopted snapshot's listener in `slot`, or nullptr: the same as snapshot->listener(slot),
+  // read from this flat array instead of the snapshot's pages (one load on the packet path).
+  const ListenerConfig* config(std::uint32_t slot) const {
+    return slot < listener_capacity ? scheduling[slot].config : nullptr;
+  }
 };
 
 // Gives core `index` of `shared` its fnat port pools (one per port of `ports` with local

@@ -452,18 +452,30 @@ std::uint32_t BasicConnTable<Entry>::ExpireSome(std::uint32_t now_ms, std::uint3
   };
   std::array<Expiring, kExpireBatch> batch;
   std::uint32_t freed = 0;
-  for (std::uint32_t n = budget < high_water_ ? budget : high_water_; n > 0;) {
+  std::uint32_t left = budget < high_water_ ? budget : high_water_;
+  std::uint32_t index = expire_cursor_ < high_water_ ? expire_cursor_ : 0;
+  while (left > 0) {
     std::size_t count = 0;
-    for (; n > 0 && count < batch.size(); --n) {
-      const std::uint32_t index = expire_cursor_;
-      expire_cursor_ = index + 1 >= high_water_ ? 0 : index + 1;
-      const Entry& e = entries_[index];
-      if (e.in_use() && Expired(e, now_ms)) {
-        Expiring& x = batch[count++];
-        x = {index, Hash(e.from_client), Hash(e.from_backend)};
-        Prefetch(x.client_hash);
-        Prefetch(x.backend_hash);
+    // Runs of entries up to the high-water mark (where the cursor wraps), so that the scan of
+    // an entry, most often live and not expired, is a load and two tests.
+    while (left > 0 && count < batch.size()) {
+      const std::uint32_t from = index;
+      const std::uint32_t stop = high_water_ - index <= left ? high_water_ : index + left;
+      for (; index < stop; ++index) {
+        const Entry& e = entries_[index];
+        if (e.in_use() && Expired(e, now_ms)) [[unlikely]] {
+          Expiring& x = batch[count++];
+          x = {index, Hash(e.from_client), Hash(e.from_backend)};
+          Prefetch(x.client_hash);
+          Prefetch(x.backend_hash);
+          if (count == batch.size()) {
+            ++index;
+            break;
+          }
+        }
       }
+      left -= index - from;
+      index = index >= high_water_ ? 0 : index;
     }
     for (std::size_t i = 0; i < count; ++i) {
       on_free(std::as_const(entries_[batch[i].index]));
@@ -471,6 +483,7 @@ std::uint32_t BasicConnTable<Entry>::ExpireSome(std::uint32_t now_ms, std::uint3
     }
     freed += static_cast<std::uint32_t>(count);
   }
+  expire_cursor_ = index;
   stats_.expired += freed;
   return freed;
 }

@@ -283,17 +283,22 @@ template std::uint16_t SchedulerState::PickFor(const FlowKey6& flow);
 // nginx's smooth weighted round robin (ngx_http_upstream_get_peer): every backend gains its
 // weight, the largest current weight wins (first on ties) and pays back the total.
 std::uint16_t SchedulerState::PickWrrDirect() {
-  const std::vector<std::uint32_t>& weight = set_->eligible_weight_;
+  // Raw pointers and the count read once: the stores to the current weights would otherwise
+  // make the compiler reload the vectors' bounds on every turn. PickFor checked that there is
+  // an eligible backend.
+  const std::uint32_t* weight = set_->eligible_weight_.data();
+  const std::size_t count = set_->eligible_weight_.size();
+  std::int64_t* current = wrr_current_.data();
   std::size_t best = 0;
-  std::int64_t best_current = std::numeric_limits<std::int64_t>::min();
-  for (std::size_t pos = 0; pos < weight.size(); ++pos) {
-    wrr_current_[pos] += weight[pos];
-    if (wrr_current_[pos] > best_current) {
-      best_current = wrr_current_[pos];
+  std::int64_t best_current = current[0] += weight[0];
+  for (std::size_t pos = 1; pos < count; ++pos) {
+    const std::int64_t mine = current[pos] += weight[pos];
+    if (mine > best_current) {
+      best_current = mine;
       best = pos;
     }
   }
-  wrr_current_[best] -= set_->eligible_weight_sum_;
+  current[best] -= set_->eligible_weight_sum_;
   return set_->eligible_[best];
 }
 

@@ -492,17 +492,15 @@ Headroom HeadroomOf(const CoreState& c, std::uint16_t i, const PacketIn& in) {
              : Inet6::Hit{};
 }
 
-// The client's IPv6 packet `p` of NAT64 connection `e`, translated into the IPv4 packet from
-// our local address to the backend (RFC 7915) and sent towards the backend. The frame starts
-// later: the action's offset says by how much.
+// The client's IPv6 packet `p` of NAT64 connection `e` to backend `b`, translated into the IPv4
+// packet from our local address to the backend (RFC 7915) and sent towards the backend. The
+// frame starts later: the action's offset says by how much.
 [[gnu::noinline]] Action ToIpv4Backend(CoreState& c, const PacketIn& in,
                                        const nat::ParsedPacket6& p, const nat::ConnEntry6& e,
-                                       ListenerCounters* counters) {
-  const BackendConfig* b = c.snapshot->backend(e.backend);
+                                       const BackendConfig& b, ListenerCounters* counters) {
   const nat::Translated t =
       nat::TranslateToIpv4(in.frame, p, V4Of(e.local()), V4Of(e.backend_endpoint()));
-  return SendTranslated<Inet4>(c, in, in.frame, 0, t, b != nullptr ? b->next_hop : nat::NextHop{},
-                               counters);
+  return SendTranslated<Inet4>(c, in, in.frame, 0, t, b.next_hop, counters);
 }
 
 // Picks the backend (and for fnat the local port) of a new connection, builds its entry and
@@ -520,6 +518,7 @@ void PrepareConn(CoreState& c, const typename F::Parsed& p, const ListenerConfig
   }
   const std::uint32_t backend_slot = l.backend_slots[out.set_index];
   const BackendConfig& b = c.snapshot->backend_at(backend_slot);
+  out.backend = &b;
   switch (l.open) {
     case OpenKind::kFnat:
       if (std::optional<typename F::Entry> entry = FnatEntry<F>(c, p, l, b)) {
@@ -574,10 +573,11 @@ std::optional<nat::InsertResult> InsertPrepared(CoreState& c, const typename F::
   return inserted;
 }
 
-// The first packet of the connection just inserted at `index`, counted and sent to its backend.
+// The first packet of the connection just inserted at `index` towards `b`, counted and sent to
+// its backend.
 template <typename F>
 Action Opened(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
-              const ListenerConfig& l, std::uint32_t index) {
+              const ListenerConfig& l, std::uint32_t index, const BackendConfig& b) {
   const typename F::Entry& entry = TableOf<F>(c).entry(index);
   LearnFromClient<F>(c, in, p);
   ++c.opened;
@@ -589,11 +589,11 @@ Action Opened(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
   c.active_conns.Add(1);
   if constexpr (F::kIpv6) {
     if (entry.mode == nat::NatMode::kNat64) [[unlikely]] {
-      return ToIpv4Backend(c, in, p, entry, &counters);
+      return ToIpv4Backend(c, in, p, entry, b, &counters);
     }
   }
   nat::RewriteToBackend(in.frame, p, entry);
-  return SendVia<F>(c, in, HopOf<F>(c.snapshot->backend_at(entry.backend)), &counters);
+  return SendVia<F>(c, in, HopOf<F>(b), &counters);
 }
 
 // fnat opens from a local address and port of ours. Without its entry nothing could translate
@@ -610,9 +610,9 @@ Action OpenFnat(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
     return Drop(c, prepared.drop);
   }
   if (inserted->status == nat::InsertStatus::kInserted) {
-    return Opened<F>(c, in, p, l, inserted->index);
+    return Opened<F>(c, in, p, l, inserted->index, *prepared.backend);
   }
-  ReleaseLocal<F>(c, prepared.entry, &c.snapshot->backend_at(prepared.entry.backend));
+  ReleaseLocal<F>(c, prepared.entry, prepared.backend);
   return Drop(c, inserted->status == nat::InsertStatus::kFull ? DropReason::kTableFull
                                                               : DropReason::kTupleConflict);
 }
@@ -635,7 +635,7 @@ Action OpenDnat(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
   }
   switch (inserted->status) {
     case nat::InsertStatus::kInserted:
-      return Opened<F>(c, in, p, l, inserted->index);
+      return Opened<F>(c, in, p, l, inserted->index, *prepared.backend);
     case nat::InsertStatus::kFull:
       c.table_full_seen = true;
       c.table_full_ms = c.now_ms;
@@ -659,7 +659,7 @@ Action ForwardHit(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
       if (hit.dir != FlowDir::kFromClient) {  // its backend side speaks IPv4
         return Drop(c, DropReason::kNotLocal);
       }
-      return ToIpv4Backend(c, in, p, e, &Track(c, in, e, hit.dir, p.tcp_flags, l));
+      return ToIpv4Backend(c, in, p, e, b, &Track(c, in, e, hit.dir, p.tcp_flags, l));
     }
   }
   ListenerCounters& counters = Track(c, in, e, hit.dir, p.tcp_flags, l);

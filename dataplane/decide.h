@@ -174,6 +174,7 @@ struct PreparedConn {
   typename F::Entry entry;
   nat::ConnHash client_hash;
   nat::ConnHash backend_hash;
+  const BackendConfig* backend = nullptr;         // the chosen backend, in the core's snapshot
   std::uint16_t set_index = 0;                    // the backend's index in the listener's set
   nat::DropReason drop = nat::DropReason::kNone;  // why no connection could be prepared
   bool ready = false;

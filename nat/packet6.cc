@@ -205,7 +205,11 @@ ParsedPacket6 ParseIpv6(std::span<const std::uint8_t> frame, std::size_t l3) {
   p.hop_limit = ip[7];
   p.src_ip = LoadIp6(ip + 8);
   p.dst_ip = LoadIp6(ip + 24);
-  const ChainEnd chain = WalkChain(frame.data(), ip[6], l3 + kIpv6HeaderLen, end, false);
+  // Most packets carry no extension header: their upper layer is the fixed header's next.
+  const std::uint8_t next = ip[6];
+  const ChainEnd chain = next == kIpProtoTcp || next == kIpProtoUdp || next == kIpProtoIcmpv6
+                             ? ChainEnd{.proto = next, .offset = l3 + kIpv6HeaderLen}
+                             : WalkChain(frame.data(), next, l3 + kIpv6HeaderLen, end, false);
   p.ext_headers = chain.headers;
   if (chain.drop != DropReason::kNone) {
     SetDrop(p, chain.drop);

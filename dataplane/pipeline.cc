@@ -140,6 +140,31 @@ void SendReports(PipelineWorker& pw) {
   pw.report_count = 0;
 }
 
+// Moves the start of `m`'s frame by `offset` bytes and makes it `length` bytes long, within the
+// room MbufRoom() gave the decision: a single segment's fields set directly, a chain through
+// DPDK's checked calls.
+void Reframe(rte_mbuf* m, std::int16_t offset, std::uint16_t length) {
+  if (m->nb_segs == 1) [[likely]] {
+    m->data_off = static_cast<std::uint16_t>(m->data_off + offset);
+    m->data_len = length;
+    m->pkt_len = length;
+    return;
+  }
+  if (offset > 0) {
+    rte_pktmbuf_adj(m, static_cast<std::uint16_t>(offset));
+  } else if (offset < 0) {
+    // Within room_of()'s headroom: cannot fail.
+    rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(-offset));
+  }
+  const std::uint32_t now = rte_pktmbuf_pkt_len(m);
+  if (length < now) {
+    rte_pktmbuf_trim(m, static_cast<std::uint16_t>(now - length));
+  } else if (length > now) {
+    // Within room_of(), the first segment's tailroom: cannot fail.
+    rte_pktmbuf_append(m, static_cast<std::uint16_t>(length - now));
+  }
+}
+
 // Carries out the decisions on the burst's mbufs, in burst order. `rx_port`: as RunBurstFrom's;
 // a packet handed to another core carries it in its mbuf.
 void Act(PipelineWorker& pw, rte_mbuf** packets, std::span<const Action> actions,
@@ -151,19 +176,7 @@ void Act(PipelineWorker& pw, rte_mbuf** packets, std::span<const Action> actions
     rte_mbuf* m = packets[i];
     if (action.verb == Verb::kSend) [[likely]] {
       if (action.length != 0) [[unlikely]] {  // set whenever the offset is
-        if (action.offset > 0) {
-          rte_pktmbuf_adj(m, static_cast<std::uint16_t>(action.offset));
-        } else if (action.offset < 0) {
-          // Within room_of()'s headroom: cannot fail.
-          rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(-action.offset));
-        }
-        const std::uint32_t now = rte_pktmbuf_pkt_len(m);
-        if (action.length < now) {
-          rte_pktmbuf_trim(m, static_cast<std::uint16_t>(now - action.length));
-        } else if (action.length > now) {
-          // Within room_of(), the first segment's tailroom: cannot fail.
-          rte_pktmbuf_append(m, static_cast<std::uint16_t>(action.length - now));
-        }
+        Reframe(m, action.offset, action.length);
       }
       Transmit(pw, action.port, m);
     } else if (action.verb == Verb::kHandOff) {

@@ -359,23 +359,25 @@ bool OpensEarlierInBurst(const BurstState<F>& burst, std::uint16_t i, std::uint6
 nat::Endpoint4 V4Of(const nat::Endpoint6& e) { return nat::AnyEndpoint(e).v4(); }
 
 // A local address and port from the pool of the port `hop` leaves by, or nothing when there is
-// no such pool or it is exhausted.
+// no such pool or it is exhausted. `translated`: for a NAT64 connection.
 template <typename Pools, typename Hop>
-auto AllocateLocal(Pools& pools, const Hop& hop) -> decltype(pools[0]->Allocate()) {
+auto AllocateLocal(Pools& pools, const Hop& hop, bool translated = false)
+    -> decltype(pools[0]->Allocate()) {
   if (!hop.ok() || !pools[hop.port].has_value()) {
     return std::nullopt;
   }
-  return pools[hop.port]->Allocate();
+  return pools[hop.port]->Allocate(translated);
 }
 
 // The entry of a NAT64 connection from `p`'s client to the IPv4 backend `b`: a local IPv4
 // address and port of ours on the backend's port, held IPv4-mapped.
 std::optional<nat::ConnEntry6> Nat64Entry(CoreState& c, const nat::ParsedPacket6& p,
                                           const ListenerConfig& l, const BackendConfig& b) {
-  const std::optional<nat::Endpoint4> local = AllocateLocal(c.pools, b.next_hop);
+  const std::optional<nat::Endpoint4> local = AllocateLocal(c.pools, b.next_hop, true);
   if (!local) {
     return std::nullopt;
   }
+  ++c.translated_ports;
   nat::ConnEntry6 e = nat::MakeFnatEntry(p.proto, nat::Endpoint6{p.src_ip, p.src_port}, l.vip.v6(),
                                          nat::AnyEndpoint(*local).v6(), b.endpoint.v6());
   e.mode = nat::NatMode::kNat64;
@@ -403,12 +405,13 @@ std::optional<typename F::Entry> FnatEntry(CoreState& c, const typename F::Parse
 // Gives `local` back to its pool: that of the port `hop` leaves by, else whichever pool holds
 // it (every pool refuses a foreign address).
 template <typename Pools, typename Hop, typename Endpoint>
-void ReleaseFrom(Pools& pools, const Hop* hop, const Endpoint& local) {
+bool ReleaseFrom(Pools& pools, const Hop* hop, const Endpoint& local) {
   bool released = hop != nullptr && hop->ok() && pools[hop->port].has_value() &&
                   pools[hop->port]->Release(local);
   for (std::size_t i = 0; !released && i < pools.size(); ++i) {
     released = pools[i].has_value() && pools[i]->Release(local);
   }
+  return released;
 }
 
 // Gives the local address and port of fnat or NAT64 entry `e` (to backend `b`, if it still
@@ -417,7 +420,9 @@ template <typename F>
 void ReleaseLocal(CoreState& c, const typename F::Entry& e, const BackendConfig* b) {
   if constexpr (F::kIpv6) {
     if (e.mode == nat::NatMode::kNat64) {
-      ReleaseFrom(c.pools, b != nullptr ? &b->next_hop : nullptr, V4Of(e.local()));
+      if (ReleaseFrom(c.pools, b != nullptr ? &b->next_hop : nullptr, V4Of(e.local()))) {
+        --c.translated_ports;
+      }
       return;
     }
   }
@@ -499,7 +504,8 @@ Headroom HeadroomOf(const CoreState& c, std::uint16_t i, const PacketIn& in) {
                                        const nat::ParsedPacket6& p, const nat::ConnEntry6& e,
                                        const BackendConfig& b, ListenerCounters* counters) {
   const nat::Translated t =
-      nat::TranslateToIpv4(in.frame, p, V4Of(e.local()), V4Of(e.backend_endpoint()));
+      nat::TranslateToIpv4(in.frame, p, V4Of(e.local()), V4Of(e.backend_endpoint()),
+                           nat::ChecksumDelta::Folded(e.deltas.l4));
   return SendTranslated<Inet4>(c, in, in.frame, 0, t, b.next_hop, counters);
 }
 
@@ -684,15 +690,15 @@ Action BackendMiss(CoreState& c, const PacketIn& in, const typename F::Parsed& p
   return Drop(c, DropReason::kNoConn);
 }
 
-// A backend's IPv4 packet to one of our local addresses that no IPv4 connection knows: the
-// reply of a NAT64 connection if the IPv6 table holds one under the IPv4-mapped tuple (nullopt
-// otherwise), translated into the IPv6 packet from the VIP to the client, in the buffer's
-// headroom. Out of line, so that the IPv4 verdict it hangs off stays as small as it was.
-[[gnu::noinline]] std::optional<Action> Nat64Reply(CoreState& c, const PendingPacket& pending,
-                                                   const PacketIn& in, const ParsedPacket& p) {
+// A backend's IPv4 packet to a local port of ours that a NAT64 connection holds (the port
+// pool says so): the reply of the connection the IPv6 table holds under the IPv4-mapped tuple,
+// translated into the IPv6 packet from the VIP to the client, in the buffer's headroom. Without
+// that connection, a backend-side miss.
+Action Nat64Reply(CoreState& c, const PendingPacket& pending, const PacketIn& in,
+                  const ParsedPacket& p) {
   const Inet6::Hit hit = FindNat64(c, nat::FlowKeyOf(p));
   if (!hit.hit()) {
-    return std::nullopt;
+    return BackendMiss<Inet4>(c, in, p, false);
   }
   nat::ConnEntry6& e = *hit.entry;
   const ListenerConfig* l = c.config(e.listener);
@@ -700,14 +706,15 @@ Action BackendMiss(CoreState& c, const PacketIn& in, const typename F::Parsed& p
   if (l == nullptr || b == nullptr || b->dead) {
     Count(c, WorkerEvent::kConnsFlushed);
     EraseConn<Inet6>(c, hit.index);
-    return std::nullopt;
+    return BackendMiss<Inet4>(c, in, p, false);
   }
   const Headroom room = HeadroomOf(c, pending.index, in);
   if (room.head < nat::kNat64Growth) {
     return Drop(c, DropReason::kTruncated);  // a buffer without headroom: not from a port
   }
   ListenerCounters& counters = Track(c, in, e, hit.dir, p.tcp_flags, *l);
-  const nat::Translated t = nat::TranslateToIpv6(room.buffer, room.head, p, e.vip(), e.client());
+  const nat::Translated t = nat::TranslateToIpv6(room.buffer, room.head, p, e.vip(), e.client(),
+                                                 nat::ChecksumDelta::Inverse(e.deltas.l4));
   if (t.length == 0) {
     return Drop(c, DropReason::kTruncated);
   }
@@ -733,13 +740,6 @@ Action Verdict(CoreState& c, const PendingPacket& pending, const PacketIn& in,
     EraseConn<F>(c, hit.index);
   }
   if (pending.side == FlowDir::kFromBackend) {
-    if constexpr (!F::kIpv6) {
-      if (!pending.dnat_reply && c.table6.size() != 0) {
-        if (const std::optional<Action> replied = Nat64Reply(c, pending, in, p)) {
-          return *replied;
-        }
-      }
-    }
     return BackendMiss<F>(c, in, p, pending.dnat_reply);
   }
   const ListenerConfig& l = *pending.listener;
@@ -776,7 +776,19 @@ bool ClientOwnedHere(const CoreState& c, std::uint8_t port, const ListenerConfig
   return l.rx_queue_may_own && port != kNoPortIndex && c.shared->ports[port].rss_affinity;
 }
 
-// Sorts a TCP or UDP packet: pending for the bulk lookup, or decided in `out`.
+// Whether the IPv4 packet `p` to a local address on port `port` is for a port of NAT64
+// connections.
+template <typename Parsed>
+bool Translated(const CoreState& c, std::uint8_t port, const Parsed& p) {
+  if constexpr (std::is_same_v<Parsed, ParsedPacket>) {
+    return c.translated_ports != 0 && port < c.pools.size() && c.pools[port].has_value() &&
+           c.pools[port]->Translated({p.dst_ip, p.dst_port});
+  }
+  return false;
+}
+
+// Sorts a TCP or UDP packet: pending for the bulk lookup (a NAT64 reply for its own), or
+// decided in `out`.
 template <typename F>
 void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const typename F::Parsed& p,
                 bool handed_off, Action& out) {
@@ -785,6 +797,7 @@ void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const typenam
   BurstState<F>& burst = BurstOf<F>(c);
   PendingPacket& pending = burst.pending[burst.count];
   pending = {nullptr, i, FlowDir::kFromClient, false};
+  bool translated = false;
   std::uint32_t owner;
   if ((dst.kinds & nat::kAddressVip) != 0) {
     const std::uint32_t slot = tables.services.Find(p.dst_ip, p.dst_port, p.proto);
@@ -799,6 +812,7 @@ void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const typenam
   } else if ((dst.kinds & nat::kAddressLocal) != 0) {
     pending.side = FlowDir::kFromBackend;
     owner = c.shared->steering.OwnerOf(p.dst_port);
+    translated = Translated(c, dst.port, p);
   } else if (tables.has_dnat && tables.addresses.Is(p.src_ip, nat::kAddressDnatBackend)) {
     pending.side = FlowDir::kFromBackend;
     pending.dnat_reply = true;
@@ -810,13 +824,20 @@ void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const typenam
   if (!Mine(c, owner, handed_off, out)) {
     return;
   }
-  const std::uint16_t k = burst.count++;
+  std::uint16_t k;
+  if (translated) [[unlikely]] {
+    // A NAT64 connection's reply: its connection is in the IPv6 table, not looked up here.
+    k = static_cast<std::uint16_t>(kBurstSize - 1 - burst.translated++);
+    burst.pending[k] = pending;
+  } else {
+    k = burst.count++;
+    burst.keys[k] = nat::FlowKeyOf(p);
+  }
   // Without the ICMP quote (the last member): only ICMP errors have one, and they never wait
   // for the bulk lookup. A third less to copy per packet.
   using Parsed = typename F::Parsed;
   static_assert(offsetof(Parsed, quote) + sizeof(Parsed::quote) == sizeof(Parsed));
   std::memcpy(static_cast<void*>(&burst.parsed[k]), &p, offsetof(Parsed, quote));
-  burst.keys[k] = nat::FlowKeyOf(p);
 }
 
 Action HandleArp(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
@@ -1112,6 +1133,12 @@ void DecidePending(CoreState& c, std::span<PacketIn> packets) {
     c.actions[pending.index] = Verdict<F>(c, pending, packets[pending.index], burst.parsed[k],
                                           burst.hits[k], burst.prepared[k]);
   }
+  if constexpr (!F::kIpv6) {
+    for (std::uint16_t k = kBurstSize - burst.translated; k < kBurstSize; ++k) {
+      const PendingPacket& pending = burst.pending[k];
+      c.actions[pending.index] = Nat64Reply(c, pending, packets[pending.index], burst.parsed[k]);
+    }
+  }
 }
 
 }  // namespace
@@ -1174,6 +1201,7 @@ std::span<const Action> DecideBurst(CoreState& c, std::span<PacketIn> packets, b
     return {c.actions.data(), count};
   }
   c.burst.count = 0;
+  c.burst.translated = 0;
   c.burst6.count = 0;
   for (std::uint16_t i = 0; i < count && i < kPrefetchAhead; ++i) {
     __builtin_prefetch(packets[i].frame.data());

@@ -184,7 +184,10 @@ struct PreparedConn {
 // stack, so that a burst does not pay to initialise ~7 KiB (IPv6: ~14 KiB) of it.
 template <typename F>
 struct BurstState {
-  std::uint16_t count = 0;  // pending packets
+  std::uint16_t count = 0;  // pending packets, from the arrays' start
+  // IPv4 only: pending NAT64 replies, from the arrays' end (their connections are IPv6; they
+  // have no IPv4 key to look up).
+  std::uint16_t translated = 0;
   std::array<PendingPacket, kBurstSize> pending;
   std::array<typename F::Parsed, kBurstSize> parsed;
   std::array<typename F::Key, kBurstSize> keys;
@@ -251,6 +254,9 @@ struct alignas(64) CoreState {
   nat::ConnTable6 table6;
   std::vector<std::optional<nat::PortPool>> pools;    // by egress port index
   std::vector<std::optional<nat::PortPool6>> pools6;  // by egress port index
+  // IPv4 local ports held by NAT64 connections, over all of `pools`: while there are none, an
+  // IPv4 reply is not checked for being one of theirs.
+  std::uint32_t translated_ports = 0;
   BurstState<Inet4> burst;
   BurstState<Inet6> burst6;
   std::array<Action, kBurstSize> actions;  // by the packet's index in the burst

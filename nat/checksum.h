@@ -114,6 +114,19 @@ class ChecksumDelta {
   }
   constexpr void Add(const ChecksumDelta& other) { sum_ += other.sum_; }
 
+  // The delta folded to 16 bits, to keep (a connection's, computed once); Folded() brings it
+  // back and Inverse() undoes it: ones' complement arithmetic makes ~d the delta of the reverse
+  // rewrite. Apply gives the same checksum from the folded form as from the sum.
+  constexpr std::uint16_t Fold() const { return ChecksumFold(sum_); }
+  static constexpr ChecksumDelta Folded(std::uint16_t folded) {
+    ChecksumDelta delta;
+    delta.sum_ = folded;
+    return delta;
+  }
+  static constexpr ChecksumDelta Inverse(std::uint16_t folded) {
+    return Folded(static_cast<std::uint16_t>(~folded));
+  }
+
   // The updated checksum, RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'). Eqn. 3 (unlike eqn. 2)
   // never produces the -0 form 0xFFFF where a full recomputation would give 0x0000.
   constexpr std::uint16_t Apply(std::uint16_t checksum) const {

@@ -58,6 +58,7 @@
 #endif
 
 #include "common/status.h"
+#include "nat/checksum.h"
 #include "nat/crc32c.h"
 #include "nat/flow_key.h"
 #include "nat/tcp_state.h"
@@ -68,6 +69,44 @@ namespace fulcrum::nat {
 // side holds IPv4 addresses as IPv4-mapped IPv6 ones (::ffff:a.b.c.d), the local address one of
 // the backend port's IPv4 local addresses.
 enum class NatMode : std::uint8_t { kFnat, kDnat, kNat64 };
+
+// Adds an IPv6 address change to `delta`, as four 32-bit words.
+constexpr void AddIp6(ChecksumDelta& delta, const Ip6& old_ip, const Ip6& new_ip) {
+  delta.Add32(static_cast<std::uint32_t>(old_ip.hi >> 32),
+              static_cast<std::uint32_t>(new_ip.hi >> 32));
+  delta.Add32(static_cast<std::uint32_t>(old_ip.hi), static_cast<std::uint32_t>(new_ip.hi));
+  delta.Add32(static_cast<std::uint32_t>(old_ip.lo >> 32),
+              static_cast<std::uint32_t>(new_ip.lo >> 32));
+  delta.Add32(static_cast<std::uint32_t>(old_ip.lo), static_cast<std::uint32_t>(new_ip.lo));
+}
+constexpr void AddIp(ChecksumDelta& delta, std::uint32_t old_ip, std::uint32_t new_ip) {
+  delta.Add32(old_ip, new_ip);
+}
+constexpr void AddIp(ChecksumDelta& delta, const Ip6& old_ip, const Ip6& new_ip) {
+  AddIp6(delta, old_ip, new_ip);
+}
+
+// The checksum deltas (RFC 1624) of the rewrite a client's packet of a connection gets: from
+// its own tuple, `from_client`, to the reverse of `from_backend`. A backend's packet gets the
+// inverse rewrite, whose deltas are these complemented (ChecksumDelta::Inverse). Kept folded in
+// the entry, so that a packet's rewrite adds no address words. An IPv4-mapped address (NAT64's
+// IPv4 side) sums like the IPv4 address alone: its 0xffff word is ones' complement zero.
+struct RewriteDeltas {
+  std::uint16_t addresses = 0;  // the addresses alone: what an IPv4 header's checksum covers
+  std::uint16_t l4 = 0;         // the addresses and the ports: a TCP or UDP checksum's part
+};
+template <typename Key>
+constexpr RewriteDeltas DeltasOf(const Key& from_client, const Key& from_backend) {
+  ChecksumDelta delta;
+  AddIp(delta, from_client.src_ip, from_backend.dst_ip);
+  AddIp(delta, from_client.dst_ip, from_backend.src_ip);
+  RewriteDeltas out;
+  out.addresses = delta.Fold();
+  delta.Add16(from_client.src_port, from_backend.dst_port);
+  delta.Add16(from_client.dst_port, from_backend.src_port);
+  out.l4 = delta.Fold();
+  return out;
+}
 
 struct alignas(64) ConnEntry {
   FlowKey from_client;         // client:cport -> vip:vport; proto 0 marks a free entry
@@ -80,6 +119,7 @@ struct alignas(64) ConnEntry {
   TcpState tcp_state = TcpState::kNone;
   NatMode mode = NatMode::kFnat;
   std::uint8_t flags = 0;  // the worker's own; the table never reads them
+  RewriteDeltas deltas;    // DeltasOf(from_client, from_backend)
 
   bool in_use() const { return from_client.proto != 0; }
   std::uint8_t proto() const { return from_client.proto; }
@@ -101,6 +141,7 @@ constexpr ConnEntry MakeFnatEntry(std::uint8_t proto, Endpoint4 client, Endpoint
   e.from_client = FlowKey{client.ip, vip.ip, client.port, vip.port, proto};
   e.from_backend = FlowKey{backend.ip, local.ip, backend.port, local.port, proto};
   e.mode = NatMode::kFnat;
+  e.deltas = DeltasOf(e.from_client, e.from_backend);
   return e;
 }
 
@@ -111,6 +152,7 @@ constexpr ConnEntry MakeDnatEntry(std::uint8_t proto, Endpoint4 client, Endpoint
   e.from_client = FlowKey{client.ip, vip.ip, client.port, vip.port, proto};
   e.from_backend = FlowKey{backend.ip, client.ip, backend.port, client.port, proto};
   e.mode = NatMode::kDnat;
+  e.deltas = DeltasOf(e.from_client, e.from_backend);
   return e;
 }
 
@@ -128,6 +170,7 @@ struct alignas(64) ConnEntry6 {
   TcpState tcp_state = TcpState::kNone;
   NatMode mode = NatMode::kFnat;
   std::uint8_t flags = 0;
+  RewriteDeltas deltas;  // DeltasOf(from_client, from_backend)
 
   bool in_use() const { return from_client.proto != 0; }
   std::uint8_t proto() const { return from_client.proto; }
@@ -147,6 +190,7 @@ constexpr ConnEntry6 MakeFnatEntry(std::uint8_t proto, Endpoint6 client, Endpoin
   e.from_client = FlowKey6{client.ip, vip.ip, client.port, vip.port, proto};
   e.from_backend = FlowKey6{backend.ip, local.ip, backend.port, local.port, proto};
   e.mode = NatMode::kFnat;
+  e.deltas = DeltasOf(e.from_client, e.from_backend);
   return e;
 }
 
@@ -156,6 +200,7 @@ constexpr ConnEntry6 MakeDnatEntry(std::uint8_t proto, Endpoint6 client, Endpoin
   e.from_client = FlowKey6{client.ip, vip.ip, client.port, vip.port, proto};
   e.from_backend = FlowKey6{backend.ip, client.ip, backend.port, client.port, proto};
   e.mode = NatMode::kDnat;
+  e.deltas = DeltasOf(e.from_client, e.from_backend);
   return e;
 }
 

@@ -26,11 +26,6 @@ std::uint8_t* ChecksumField(std::uint8_t* l4, std::uint8_t proto) {
 
 Translated TranslateToIpv4(std::span<std::uint8_t> frame, const ParsedPacket6& p, Endpoint4 src,
                            Endpoint4 dst) {
-  const std::uint8_t* old_ip = frame.data() + p.l3_offset;
-  const auto traffic_class = static_cast<std::uint8_t>((old_ip[0] & 0x0f) << 4 | old_ip[1] >> 4);
-
-  std::uint8_t* l4 = frame.data() + p.l4_offset;
-  const std::size_t l4_len = p.payload_end - p.l4_offset;
   ChecksumDelta delta;
   AddIp6(delta, p.src_ip, {});
   AddIp6(delta, p.dst_ip, {});
@@ -38,6 +33,16 @@ Translated TranslateToIpv4(std::span<std::uint8_t> frame, const ParsedPacket6& p
   delta.Add32(0, dst.ip);
   delta.Add16(p.src_port, src.port);
   delta.Add16(p.dst_port, dst.port);
+  return TranslateToIpv4(frame, p, src, dst, delta);
+}
+
+Translated TranslateToIpv4(std::span<std::uint8_t> frame, const ParsedPacket6& p, Endpoint4 src,
+                           Endpoint4 dst, const ChecksumDelta& delta) {
+  const std::uint8_t* old_ip = frame.data() + p.l3_offset;
+  const auto traffic_class = static_cast<std::uint8_t>((old_ip[0] & 0x0f) << 4 | old_ip[1] >> 4);
+
+  std::uint8_t* l4 = frame.data() + p.l4_offset;
+  const std::size_t l4_len = p.payload_end - p.l4_offset;
   StoreBe16(l4, src.port);
   StoreBe16(l4 + 2, dst.port);
   std::uint8_t* checksum = ChecksumField(l4, p.proto);
@@ -66,6 +71,19 @@ Translated TranslateToIpv4(std::span<std::uint8_t> frame, const ParsedPacket6& p
 
 Translated TranslateToIpv6(std::span<std::uint8_t> buffer, std::size_t headroom,
                            const ParsedPacket& p, const Endpoint6& src, const Endpoint6& dst) {
+  ChecksumDelta delta;
+  delta.Add32(p.src_ip, 0);
+  delta.Add32(p.dst_ip, 0);
+  AddIp6(delta, {}, src.ip);
+  AddIp6(delta, {}, dst.ip);
+  delta.Add16(p.src_port, src.port);
+  delta.Add16(p.dst_port, dst.port);
+  return TranslateToIpv6(buffer, headroom, p, src, dst, delta);
+}
+
+Translated TranslateToIpv6(std::span<std::uint8_t> buffer, std::size_t headroom,
+                           const ParsedPacket& p, const Endpoint6& src, const Endpoint6& dst,
+                           const ChecksumDelta& delta) {
   if (headroom + p.l4_offset < p.l3_offset + kIpv6HeaderLen) {
     return {};  // no room before the frame for the longer header
   }
@@ -77,13 +95,6 @@ Translated TranslateToIpv6(std::span<std::uint8_t> buffer, std::size_t headroom,
   const std::size_t l4_len = p.ip_total_len - p.ip_header_len;
   std::uint8_t* checksum = ChecksumField(l4, p.proto);
   const bool udp_without_checksum = p.proto == kIpProtoUdp && LoadBe16(checksum) == 0;
-  ChecksumDelta delta;
-  delta.Add32(p.src_ip, 0);
-  delta.Add32(p.dst_ip, 0);
-  AddIp6(delta, {}, src.ip);
-  AddIp6(delta, {}, dst.ip);
-  delta.Add16(p.src_port, src.port);
-  delta.Add16(p.dst_port, dst.port);
   StoreBe16(l4, src.port);
   StoreBe16(l4 + 2, dst.port);
 

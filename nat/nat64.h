@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <span>
 
+#include "nat/checksum.h"
 #include "nat/flow_key.h"
 #include "nat/packet.h"
 #include "nat/packet6.h"
@@ -47,6 +48,9 @@ struct Translated {
 // Ethernet header is kept (its type becomes IPv4) and moves to the returned offset.
 Translated TranslateToIpv4(std::span<std::uint8_t> frame, const ParsedPacket6& p, Endpoint4 src,
                            Endpoint4 dst);
+// The same with the L4 checksum's delta given: a NAT64 connection's entry.deltas.l4.
+Translated TranslateToIpv4(std::span<std::uint8_t> frame, const ParsedPacket6& p, Endpoint4 src,
+                           Endpoint4 dst, const ChecksumDelta& l4);
 
 // The IPv4 TCP or UDP packet of a frame as the IPv6 packet src -> dst. `buffer` holds
 // `headroom` bytes (at least kNat64Growth) and then the frame, which `p` was parsed from (its
@@ -54,6 +58,11 @@ Translated TranslateToIpv4(std::span<std::uint8_t> frame, const ParsedPacket6& p
 // of 0: the headroom was too small, nothing was written.
 Translated TranslateToIpv6(std::span<std::uint8_t> buffer, std::size_t headroom,
                            const ParsedPacket& p, const Endpoint6& src, const Endpoint6& dst);
+// The same with the L4 checksum's delta given: the inverse of a NAT64 connection's
+// entry.deltas.l4.
+Translated TranslateToIpv6(std::span<std::uint8_t> buffer, std::size_t headroom,
+                           const ParsedPacket& p, const Endpoint6& src, const Endpoint6& dst,
+                           const ChecksumDelta& l4);
 
 // ICMP errors about a NAT64 connection (RFC 7915 sections 4.2 and 5.2): the error and the packet
 // it quotes are both translated, so that each side sees an error of its own family about its own

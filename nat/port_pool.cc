@@ -77,12 +77,13 @@ Result<BasicPortPool<Ip>> BasicPortPool<Ip>::Create(std::span<const Ip> local_ip
     pool.addresses_[a].count = pool.ports_per_address_;
   }
   pool.allocated_.assign((std::size_t{pool.bits_per_address_} * local_ips.size() + 63) / 64, 0);
+  pool.translated_bits_.assign(pool.allocated_.size(), 0);
   pool.available_ = pool.capacity();
   return pool;
 }
 
 template <typename Ip>
-std::optional<typename BasicPortPool<Ip>::Endpoint> BasicPortPool<Ip>::Allocate() {
+std::optional<typename BasicPortPool<Ip>::Endpoint> BasicPortPool<Ip>::Allocate(bool translated) {
   const auto n = static_cast<std::uint32_t>(addresses_.size());
   for (std::uint32_t tried = 0; tried < n; ++tried) {
     const std::uint32_t a = next_address_;
@@ -95,7 +96,12 @@ std::optional<typename BasicPortPool<Ip>::Endpoint> BasicPortPool<Ip>::Allocate(
     address.head = address.head + 1 == ports_per_address_ ? 0 : address.head + 1;
     --address.count;
     --available_;
-    SetAllocated(BitOf(a, port), true);
+    const std::size_t bit = BitOf(a, port);
+    Set(allocated_, bit, true);
+    if (translated) {
+      Set(translated_bits_, bit, true);
+      ++translated_;
+    }
     return Endpoint{ips_[a], port};
   }
   return std::nullopt;
@@ -127,10 +133,14 @@ bool BasicPortPool<Ip>::Release(const Endpoint& local) {
   }
   const auto a = static_cast<std::size_t>(found);
   const std::size_t bit = BitOf(a, local.port);
-  if (!Allocated(bit)) {
+  if (!Test(allocated_, bit)) {
     return false;
   }
-  SetAllocated(bit, false);
+  Set(allocated_, bit, false);
+  if (Test(translated_bits_, bit)) {
+    Set(translated_bits_, bit, false);
+    --translated_;
+  }
   Address& address = addresses_[a];
   std::uint32_t tail = address.head + address.count;
   if (tail >= ports_per_address_) {
@@ -140,6 +150,15 @@ bool BasicPortPool<Ip>::Release(const Endpoint& local) {
   ++address.count;
   ++available_;
   return true;
+}
+
+template <typename Ip>
+bool BasicPortPool<Ip>::TranslatedSlow(const Endpoint& local) const {
+  if (local.port < kMinPort || steering_.OwnerOf(local.port) != worker_) {
+    return false;
+  }
+  const std::int32_t found = AddressOf(local.ip);
+  return found >= 0 && Test(translated_bits_, BitOf(static_cast<std::size_t>(found), local.port));
 }
 
 template class BasicPortPool<std::uint32_t>;

@@ -84,11 +84,18 @@ class BasicPortPool {
                                       std::uint32_t workers);
 
   // A free local address:port, rotating over the addresses; nullopt when all are exhausted.
-  std::optional<Endpoint> Allocate();
+  // `translated`: the port carries a NAT64 connection (an IPv6 client's, to an IPv4 backend)
+  // until its release, which Translated() tells.
+  std::optional<Endpoint> Allocate(bool translated = false);
 
   // Returns a port to its address's pool. False (and nothing changes) when the address is not
   // one of ours, the port is not this worker's, or it is not allocated.
   bool Release(const Endpoint& local);
+
+  // Whether `local` was allocated for a NAT64 connection: its backend's replies belong to the
+  // IPv6 connection table, and need no IPv4 lookup. Cheap when none is (translated() == 0).
+  bool Translated(const Endpoint& local) const { return translated_ != 0 && TranslatedSlow(local); }
+  std::uint32_t translated() const { return translated_; }
 
   std::uint32_t OwnerOf(std::uint16_t port) const { return steering_.OwnerOf(port); }
   const PortSteering& steering() const { return steering_; }
@@ -116,24 +123,29 @@ class BasicPortPool {
   }
   // The index of local address `ip` in ips_, or -1.
   std::int32_t AddressOf(const Ip& ip) const;
-  bool Allocated(std::size_t bit) const { return (allocated_[bit / 64] >> (bit % 64) & 1) != 0; }
-  void SetAllocated(std::size_t bit, bool on) {
-    const std::uint64_t mask = std::uint64_t{1} << (bit % 64);
-    allocated_[bit / 64] = on ? allocated_[bit / 64] | mask : allocated_[bit / 64] & ~mask;
+  static bool Test(const std::vector<std::uint64_t>& bits, std::size_t bit) {
+    return (bits[bit / 64] >> (bit % 64) & 1) != 0;
   }
+  static void Set(std::vector<std::uint64_t>& bits, std::size_t bit, bool on) {
+    const std::uint64_t mask = std::uint64_t{1} << (bit % 64);
+    bits[bit / 64] = on ? bits[bit / 64] | mask : bits[bit / 64] & ~mask;
+  }
+  bool TranslatedSlow(const Endpoint& local) const;
 
   PortSteering steering_;
   std::uint32_t worker_;
   std::uint32_t ports_per_address_ = 0;
   std::uint32_t bits_per_address_ = 0;
   std::uint32_t available_ = 0;
+  std::uint32_t translated_ = 0;  // allocated ports with their bit in translated_bits_
   std::uint32_t next_address_ = 0;
   std::vector<Ip> ips_;
   std::vector<std::uint32_t> address_index_;  // open addressing: ips_ index + 1, 0 = empty
   std::uint32_t address_index_mask_ = 0;
   std::vector<Address> addresses_;
-  std::vector<std::uint16_t> rings_;      // ports_per_address_ per address
-  std::vector<std::uint64_t> allocated_;  // bits_per_address_ bits per address
+  std::vector<std::uint16_t> rings_;            // ports_per_address_ per address
+  std::vector<std::uint64_t> allocated_;        // bits_per_address_ bits per address
+  std::vector<std::uint64_t> translated_bits_;  // as allocated_: ports of NAT64 connections
 };
 
 using PortPool = BasicPortPool<std::uint32_t>;

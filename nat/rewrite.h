@@ -34,15 +34,14 @@
 namespace fulcrum::nat {
 
 // Sets the source and destination of a TCP or UDP packet, decrements the TTL and patches the
-// checksums.
+// checksums. `addresses`: the checksum delta of the address change (the IPv4 header's part);
+// `l4_delta`: that of the addresses and ports (the TCP or UDP checksum's); a connection's,
+// precomputed.
 inline void RewriteIpv4(std::span<std::uint8_t> frame, const ParsedPacket& p, Endpoint4 src,
-                        Endpoint4 dst) {
+                        Endpoint4 dst, const ChecksumDelta& addresses,
+                        const ChecksumDelta& l4_delta) {
   std::uint8_t* ip = frame.data() + p.l3_offset;
   std::uint8_t* l4 = frame.data() + p.l4_offset;
-
-  ChecksumDelta addresses;  // shared by the IPv4 header and the L4 pseudo-header
-  addresses.Add32(p.src_ip, src.ip);
-  addresses.Add32(p.dst_ip, dst.ip);
 
   ChecksumDelta ip_delta = addresses;
   const auto ttl = static_cast<std::uint8_t>(p.ttl - 1);
@@ -53,9 +52,6 @@ inline void RewriteIpv4(std::span<std::uint8_t> frame, const ParsedPacket& p, En
   StoreBe32(ip + kIpv4DstOffset, dst.ip);
   StoreBe16(ip + kIpv4ChecksumOffset, ip_delta.Apply(LoadBe16(ip + kIpv4ChecksumOffset)));
 
-  ChecksumDelta l4_delta = addresses;
-  l4_delta.Add16(p.src_port, src.port);
-  l4_delta.Add16(p.dst_port, dst.port);
   StoreBe16(l4, src.port);
   StoreBe16(l4 + 2, dst.port);
   if (p.proto == kIpProtoTcp) {
@@ -67,16 +63,31 @@ inline void RewriteIpv4(std::span<std::uint8_t> frame, const ParsedPacket& p, En
   }
 }
 
-// A packet from the client, on its way to the backend.
-inline void RewriteToBackend(std::span<std::uint8_t> frame, const ParsedPacket& p,
-                             const ConnEntry& conn) {
-  RewriteIpv4(frame, p, DstOf(conn.from_backend), SrcOf(conn.from_backend));
+// The same with the deltas computed from the packet's own tuple.
+inline void RewriteIpv4(std::span<std::uint8_t> frame, const ParsedPacket& p, Endpoint4 src,
+                        Endpoint4 dst) {
+  ChecksumDelta addresses;
+  addresses.Add32(p.src_ip, src.ip);
+  addresses.Add32(p.dst_ip, dst.ip);
+  ChecksumDelta l4 = addresses;
+  l4.Add16(p.src_port, src.port);
+  l4.Add16(p.dst_port, dst.port);
+  RewriteIpv4(frame, p, src, dst, addresses, l4);
 }
 
-// A packet from the backend, on its way to the client.
+// A packet from the client (its tuple conn.from_client), on its way to the backend.
+inline void RewriteToBackend(std::span<std::uint8_t> frame, const ParsedPacket& p,
+                             const ConnEntry& conn) {
+  RewriteIpv4(frame, p, DstOf(conn.from_backend), SrcOf(conn.from_backend),
+              ChecksumDelta::Folded(conn.deltas.addresses), ChecksumDelta::Folded(conn.deltas.l4));
+}
+
+// A packet from the backend (its tuple conn.from_backend), on its way to the client.
 inline void RewriteToClient(std::span<std::uint8_t> frame, const ParsedPacket& p,
                             const ConnEntry& conn) {
-  RewriteIpv4(frame, p, DstOf(conn.from_client), SrcOf(conn.from_client));
+  RewriteIpv4(frame, p, DstOf(conn.from_client), SrcOf(conn.from_client),
+              ChecksumDelta::Inverse(conn.deltas.addresses),
+              ChecksumDelta::Inverse(conn.deltas.l4));
 }
 
 // The rewrite for a packet that matched `conn` arriving from `from`.

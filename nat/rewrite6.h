@@ -22,27 +22,13 @@
 
 namespace fulcrum::nat {
 
-// Adds an address change to `delta`, as four 32-bit words.
-constexpr void AddIp6(ChecksumDelta& delta, const Ip6& old_ip, const Ip6& new_ip) {
-  delta.Add32(static_cast<std::uint32_t>(old_ip.hi >> 32),
-              static_cast<std::uint32_t>(new_ip.hi >> 32));
-  delta.Add32(static_cast<std::uint32_t>(old_ip.hi), static_cast<std::uint32_t>(new_ip.hi));
-  delta.Add32(static_cast<std::uint32_t>(old_ip.lo >> 32),
-              static_cast<std::uint32_t>(new_ip.lo >> 32));
-  delta.Add32(static_cast<std::uint32_t>(old_ip.lo), static_cast<std::uint32_t>(new_ip.lo));
-}
-
 // Sets the source and destination of a TCP or UDP packet, decrements the hop limit and patches
 // the L4 checksum.
+// `delta`: the L4 checksum's, for the addresses and ports (a connection's, precomputed).
 inline void RewriteIpv6(std::span<std::uint8_t> frame, const ParsedPacket6& p, const Endpoint6& src,
-                        const Endpoint6& dst) {
+                        const Endpoint6& dst, const ChecksumDelta& delta) {
   std::uint8_t* ip = frame.data() + p.l3_offset;
   std::uint8_t* l4 = frame.data() + p.l4_offset;
-  ChecksumDelta delta;
-  AddIp6(delta, p.src_ip, src.ip);
-  AddIp6(delta, p.dst_ip, dst.ip);
-  delta.Add16(p.src_port, src.port);
-  delta.Add16(p.dst_port, dst.port);
   ip[7] = static_cast<std::uint8_t>(p.hop_limit - 1);
   StoreIp6(ip + 8, src.ip);
   StoreIp6(ip + 24, dst.ip);
@@ -52,15 +38,28 @@ inline void RewriteIpv6(std::span<std::uint8_t> frame, const ParsedPacket6& p, c
   StoreBe16(checksum, p.proto == kIpProtoTcp ? delta.Apply(LoadBe16(checksum))
                                              : delta.ApplyUdp(LoadBe16(checksum)));
 }
-
-inline void RewriteToBackend(std::span<std::uint8_t> frame, const ParsedPacket6& p,
-                             const ConnEntry6& conn) {
-  RewriteIpv6(frame, p, DstOf(conn.from_backend), SrcOf(conn.from_backend));
+inline void RewriteIpv6(std::span<std::uint8_t> frame, const ParsedPacket6& p, const Endpoint6& src,
+                        const Endpoint6& dst) {
+  ChecksumDelta delta;
+  AddIp6(delta, p.src_ip, src.ip);
+  AddIp6(delta, p.dst_ip, dst.ip);
+  delta.Add16(p.src_port, src.port);
+  delta.Add16(p.dst_port, dst.port);
+  RewriteIpv6(frame, p, src, dst, delta);
 }
 
+// A client's packet of `conn` (its tuple conn.from_client), on its way to the backend.
+inline void RewriteToBackend(std::span<std::uint8_t> frame, const ParsedPacket6& p,
+                             const ConnEntry6& conn) {
+  RewriteIpv6(frame, p, DstOf(conn.from_backend), SrcOf(conn.from_backend),
+              ChecksumDelta::Folded(conn.deltas.l4));
+}
+
+// A backend's packet of `conn` (its tuple conn.from_backend), on its way to the client.
 inline void RewriteToClient(std::span<std::uint8_t> frame, const ParsedPacket6& p,
                             const ConnEntry6& conn) {
-  RewriteIpv6(frame, p, DstOf(conn.from_client), SrcOf(conn.from_client));
+  RewriteIpv6(frame, p, DstOf(conn.from_client), SrcOf(conn.from_client),
+              ChecksumDelta::Inverse(conn.deltas.l4));
 }
 
 inline void RewriteForConn(std::span<std::uint8_t> frame, const ParsedPacket6& p,

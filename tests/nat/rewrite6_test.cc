@@ -77,5 +77,49 @@ TEST(RewriteIpv6, RandomAddressesAndPorts) {
   }
 }
 
+// A connection's rewrites use the checksum deltas its entry keeps (folded, and complemented for
+// the backend's direction): the same frames as RewriteIpv6's own sums, both ways.
+TEST(RewriteIpv6, EntryDeltasBothWays) {
+  std::mt19937_64 random(12);
+  auto address = [&random] {
+    Ip6Bytes a;
+    for (auto& byte : a) {
+      byte = static_cast<std::uint8_t>(random());
+    }
+    a[0] = 0x20;
+    return a;
+  };
+  auto port = [&random] { return static_cast<std::uint16_t>(random()); };
+  for (int i = 0; i < 2000 && !::testing::Test::HasFailure(); ++i) {
+    const bool tcp = i % 2 == 0;
+    const Ip6Bytes client = address();
+    const Ip6Bytes vip = address();
+    const Ip6Bytes local = address();
+    const Ip6Bytes backend = address();
+    const std::uint16_t cport = port();
+    const std::uint16_t vport = port();
+    const std::uint16_t lport = port();
+    const std::uint16_t bport = port();
+    const auto payload = static_cast<std::size_t>(random() % 64);
+    const auto first = static_cast<std::uint8_t>(random());
+    const ConnEntry6 e = i % 4 == 1 ? MakeDnatEntry(kIpProtoUdp, {AsIp6(client), cport},
+                                                    {AsIp6(vip), vport}, {AsIp6(backend), bport})
+                                    : MakeFnatEntry(tcp ? kIpProtoTcp : kIpProtoUdp,
+                                                    {AsIp6(client), cport}, {AsIp6(vip), vport},
+                                                    {AsIp6(local), lport}, {AsIp6(backend), bport});
+    const bool is_tcp = e.proto() == kIpProtoTcp;
+    const Ip6Bytes& seen = e.mode == NatMode::kDnat ? client : local;
+    const std::uint16_t seen_port = e.mode == NatMode::kDnat ? cport : lport;
+
+    Bytes in = Packet(is_tcp, client, cport, vip, vport, 64, payload, first);
+    RewriteForConn(in, ParseIpv6(in, kEthHeaderLen), e, FlowDir::kFromClient);
+    EXPECT_EQ(in, Packet(is_tcp, seen, seen_port, backend, bport, 63, payload, first)) << i;
+
+    Bytes out = Packet(is_tcp, backend, bport, seen, seen_port, 64, payload, first);
+    RewriteForConn(out, ParseIpv6(out, kEthHeaderLen), e, FlowDir::kFromBackend);
+    EXPECT_EQ(out, Packet(is_tcp, vip, vport, client, cport, 63, payload, first)) << i;
+  }
+}
+
 }  // namespace
 }  // namespace fulcrum::nat

@@ -107,6 +107,33 @@ TEST(PortPoolTest, RefusesForeignAndDoubleReleases) {
   EXPECT_EQ(pool.available(), available + 1);
 }
 
+TEST(PortPoolTest, MarksTranslatedPortsUntilTheirRelease) {
+  PortPool pool = MakePool(kLocals, 1, 2);
+  const std::optional<Endpoint4> fnat = pool.Allocate();
+  const std::optional<Endpoint4> nat64 = pool.Allocate(true);
+  const std::optional<Endpoint4> nat64_too = pool.Allocate(true);
+  ASSERT_TRUE(fnat && nat64 && nat64_too);
+  EXPECT_EQ(pool.translated(), 2u);
+  EXPECT_FALSE(pool.Translated(*fnat));
+  EXPECT_TRUE(pool.Translated(*nat64));
+  EXPECT_TRUE(pool.Translated(*nat64_too));
+  EXPECT_FALSE(pool.Translated({nat64->ip, static_cast<std::uint16_t>(nat64->port + 1)}))
+      << "another worker's port";
+  EXPECT_FALSE(pool.Translated({Ip4("198.18.1.99"), nat64->port})) << "not a local address";
+
+  EXPECT_FALSE(pool.Release({Ip4("198.18.1.99"), nat64->port}));
+  EXPECT_EQ(pool.translated(), 2u) << "a refused release unmarks nothing";
+  EXPECT_TRUE(pool.Release(*nat64));
+  EXPECT_FALSE(pool.Translated(*nat64));
+  EXPECT_TRUE(pool.Translated(*nat64_too));
+  EXPECT_EQ(pool.translated(), 1u);
+  EXPECT_TRUE(pool.Release(*fnat));
+  EXPECT_EQ(pool.translated(), 1u);
+  EXPECT_TRUE(pool.Release(*nat64_too));
+  EXPECT_EQ(pool.translated(), 0u);
+  EXPECT_FALSE(pool.Translated(*nat64_too));
+}
+
 TEST(PortPoolTest, ReleaseFindsEachOfManyAddresses) {
   // Hundreds of local addresses, scattered, some with equal low bits: every one is found,
   // and addresses next to them are not.

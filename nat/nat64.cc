@@ -52,17 +52,22 @@ Translated TranslateToIpv4(std::span<std::uint8_t> frame, const ParsedPacket6& p
   std::uint8_t* ip = l4 - kIpv4MinHeaderLen;
   std::uint8_t* start = ip - p.l3_offset;
   MoveEthernet(start, frame.data());
+  const auto total_len = static_cast<std::uint16_t>(kIpv4MinHeaderLen + l4_len);
+  const auto ttl = static_cast<std::uint8_t>(p.hop_limit - 1);
+  constexpr std::uint16_t kDontFragment = 0x4000;
   ip[0] = 0x45;
   ip[1] = traffic_class;
-  StoreBe16(ip + kIpv4TotalLenOffset, static_cast<std::uint16_t>(kIpv4MinHeaderLen + l4_len));
-  StoreBe16(ip + 4, 0);                     // identification
-  StoreBe16(ip + kIpv4FragOffset, 0x4000);  // DF
-  ip[kIpv4TtlOffset] = static_cast<std::uint8_t>(p.hop_limit - 1);
+  StoreBe16(ip + kIpv4TotalLenOffset, total_len);
+  StoreBe16(ip + 4, 0);  // identification
+  StoreBe16(ip + kIpv4FragOffset, kDontFragment);
+  ip[kIpv4TtlOffset] = ttl;
   ip[9] = p.proto;
-  StoreBe16(ip + kIpv4ChecksumOffset, 0);
   StoreBe32(ip + kIpv4SrcOffset, src.ip);
   StoreBe32(ip + kIpv4DstOffset, dst.ip);
-  StoreBe16(ip + kIpv4ChecksumOffset, InternetChecksum({ip, kIpv4MinHeaderLen}));
+  // The header's ten words summed as values: fewer steps than reading the 20 bytes back.
+  const std::uint64_t words = std::uint64_t{0x4500u | traffic_class} + total_len + kDontFragment +
+                              (std::uint32_t{ttl} << 8 | p.proto) + src.ip + dst.ip;
+  StoreBe16(ip + kIpv4ChecksumOffset, static_cast<std::uint16_t>(~ChecksumFold(words)));
 
   StoreBe16(start + p.l3_offset - 2, kEthTypeIpv4);
   const auto offset = static_cast<std::size_t>(start - frame.data());

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "nat/conn_table.h"
+
 #include "tests/support/packet_builder.h"
 
 namespace fulcrum::nat {
@@ -67,24 +69,29 @@ Bytes V4(std::uint32_t src, std::uint32_t dst, std::uint8_t ttl, const L4& l4,
   return WithL4(b, l4).Build();
 }
 
-Bytes ToV4(Bytes frame, Endpoint4 src, Endpoint4 dst) {
+// `delta`: a connection's L4 checksum delta; computed from the packet without one.
+Bytes ToV4(Bytes frame, Endpoint4 src, Endpoint4 dst,
+           std::optional<ChecksumDelta> delta = std::nullopt) {
   const std::size_t l3 = frame[12] == 0x81 ? 18 : 14;
   const ParsedPacket6 p = ParseIpv6(frame, l3);
   EXPECT_TRUE(p.ok()) << DropReasonName(p.drop);
-  const Translated t = TranslateToIpv4(frame, p, src, dst);
+  const Translated t =
+      delta ? TranslateToIpv4(frame, p, src, dst, *delta) : TranslateToIpv4(frame, p, src, dst);
   EXPECT_LE(t.offset + t.length, frame.size());
   return Bytes(frame.begin() + static_cast<std::ptrdiff_t>(t.offset),
                frame.begin() + static_cast<std::ptrdiff_t>(t.offset + t.length));
 }
 
-Bytes ToV6(const Bytes& frame, const Endpoint6& src, const Endpoint6& dst) {
+Bytes ToV6(const Bytes& frame, const Endpoint6& src, const Endpoint6& dst,
+           std::optional<ChecksumDelta> delta = std::nullopt) {
   const ParsedPacket p = Parse(frame);
   EXPECT_TRUE(p.ok()) << DropReasonName(p.drop);
   Bytes buffer(kNat64Growth, 0xee);
   for (std::uint8_t byte : frame) {
     buffer.push_back(byte);
   }
-  const Translated t = TranslateToIpv6(buffer, kNat64Growth, p, src, dst);
+  const Translated t = delta ? TranslateToIpv6(buffer, kNat64Growth, p, src, dst, *delta)
+                             : TranslateToIpv6(buffer, kNat64Growth, p, src, dst);
   EXPECT_LE(t.offset + t.length, buffer.size());
   return Bytes(buffer.begin() + static_cast<std::ptrdiff_t>(t.offset),
                buffer.begin() + static_cast<std::ptrdiff_t>(t.offset + t.length));
@@ -156,6 +163,40 @@ TEST(Nat64, RandomPacketsBothWays) {
               V4(c, d, 63, {tcp, p3, p4, payload, first}));
     EXPECT_EQ(ToV6(V4(c, d, 64, {tcp, p1, p2, payload, first}), {AsIp6(a), p3}, {AsIp6(b), p4}),
               V6(a, b, 63, {tcp, p3, p4, payload, first}));
+  }
+}
+
+// A NAT64 connection's translations use the L4 delta its entry keeps (computed over the
+// IPv4-mapped backend side): the same frames as the deltas computed from each packet.
+TEST(Nat64, EntryDeltasBothWays) {
+  std::mt19937_64 random(6);
+  auto v6 = [&random] {
+    Ip6Bytes a;
+    for (auto& byte : a) {
+      byte = static_cast<std::uint8_t>(random());
+    }
+    a[0] = 0x20;
+    return a;
+  };
+  auto port = [&random] { return static_cast<std::uint16_t>(random()); };
+  for (int i = 0; i < 1000 && !::testing::Test::HasFailure(); ++i) {
+    const bool tcp = i % 2 == 0;
+    const std::size_t payload = static_cast<std::size_t>(random() % 100);
+    const auto first = static_cast<std::uint8_t>(random());
+    const Ip6Bytes client = v6();
+    const Ip6Bytes vip = v6();
+    const auto local = static_cast<std::uint32_t>(random());
+    const auto backend = static_cast<std::uint32_t>(random());
+    const std::uint16_t cport = port(), vport = port(), lport = port(), bport = port();
+    const ConnEntry6 e =
+        MakeFnatEntry(tcp ? kIpProtoTcp : kIpProtoUdp, {AsIp6(client), cport}, {AsIp6(vip), vport},
+                      {MappedIp6(local), lport}, {MappedIp6(backend), bport});
+    EXPECT_EQ(ToV4(V6(client, vip, 64, {tcp, cport, vport, payload, first}), {local, lport},
+                   {backend, bport}, ChecksumDelta::Folded(e.deltas.l4)),
+              V4(local, backend, 63, {tcp, lport, bport, payload, first}));
+    EXPECT_EQ(ToV6(V4(backend, local, 64, {tcp, bport, lport, payload, first}), {AsIp6(vip), vport},
+                   {AsIp6(client), cport}, ChecksumDelta::Inverse(e.deltas.l4)),
+              V6(vip, client, 63, {tcp, vport, cport, payload, first}));
   }
 }
 

@@ -26,8 +26,12 @@ namespace fulcrum::dataplane {
 inline constexpr std::uint64_t kOwnerHashSeed = 0x6a09e667f3bcc909ULL;
 
 // The worker (0..workers-1) that owns the connections of client ip:port.
+// One worker owns everything: no hash to compute (the formula gives 0 too).
 constexpr std::uint32_t ClientOwner(std::uint32_t client_ip, std::uint16_t client_port,
                                     std::uint32_t workers) {
+  if (workers == 1) {
+    return 0;
+  }
   const std::uint64_t h =
       nat::Mix64((std::uint64_t{client_ip} << 16 | client_port) ^ kOwnerHashSeed);
   // Multiply-shift onto [0, workers) (Lemire 2019): no division, uniform for a mixed hash.
@@ -37,6 +41,9 @@ constexpr std::uint32_t ClientOwner(std::uint32_t client_ip, std::uint16_t clien
 // The same for an IPv6 client.
 constexpr std::uint32_t ClientOwner(const nat::Ip6& client_ip, std::uint16_t client_port,
                                     std::uint32_t workers) {
+  if (workers == 1) {
+    return 0;
+  }
   const std::uint64_t h =
       nat::Mix64(nat::Mix64(client_ip.hi ^ kOwnerHashSeed) ^ client_ip.lo ^ client_port);
   return static_cast<std::uint32_t>(((h >> 32) * workers) >> 32);

@@ -778,13 +778,9 @@ bool ClientOwnedHere(const CoreState& c, std::uint8_t port, const ListenerConfig
 
 // Whether the IPv4 packet `p` to a local address on port `port` is for a port of NAT64
 // connections.
-template <typename Parsed>
-bool Translated(const CoreState& c, std::uint8_t port, const Parsed& p) {
-  if constexpr (std::is_same_v<Parsed, ParsedPacket>) {
-    return c.translated_ports != 0 && port < c.pools.size() && c.pools[port].has_value() &&
-           c.pools[port]->Translated({p.dst_ip, p.dst_port});
-  }
-  return false;
+bool Translated(const CoreState& c, std::uint8_t port, const ParsedPacket& p) {
+  return c.translated_ports != 0 && port < c.pools.size() && c.pools[port].has_value() &&
+         c.pools[port]->Translated({p.dst_ip, p.dst_port});
 }
 
 // Sorts a TCP or UDP packet: pending for the bulk lookup (a NAT64 reply for its own), or
@@ -812,7 +808,9 @@ void ClassifyL4(CoreState& c, std::uint16_t i, const PacketIn& in, const typenam
   } else if ((dst.kinds & nat::kAddressLocal) != 0) {
     pending.side = FlowDir::kFromBackend;
     owner = c.shared->steering.OwnerOf(p.dst_port);
-    translated = Translated(c, dst.port, p);
+    if constexpr (!F::kIpv6) {
+      translated = Translated(c, dst.port, p);
+    }
   } else if (tables.has_dnat && tables.addresses.Is(p.src_ip, nat::kAddressDnatBackend)) {
     pending.side = FlowDir::kFromBackend;
     pending.dnat_reply = true;

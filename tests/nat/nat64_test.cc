@@ -19,6 +19,8 @@ using fulcrum::testing::Ip4;
 using fulcrum::testing::Ip6Bytes;
 using fulcrum::testing::Mac;
 using fulcrum::testing::PacketBuilder;
+using fulcrum::testing::RandomIp6;
+using fulcrum::testing::RandomPort;
 
 constexpr Mac kDstMac = {0x02, 0, 0, 0, 0, 0x01};
 constexpr Mac kSrcMac = {0x02, 0xc1, 0, 0, 0, 0x02};
@@ -141,24 +143,16 @@ TEST(Nat64, TooLittleHeadroomWritesNothing) {
 
 TEST(Nat64, RandomPacketsBothWays) {
   std::mt19937_64 random(5);
-  auto v6 = [&random] {
-    Ip6Bytes a;
-    for (auto& byte : a) {
-      byte = static_cast<std::uint8_t>(random());
-    }
-    a[0] = 0x20;
-    return a;
-  };
-  auto port = [&random] { return static_cast<std::uint16_t>(random()); };
   for (int i = 0; i < 1000 && !::testing::Test::HasFailure(); ++i) {
     const bool tcp = i % 2 == 0;
     const std::size_t payload = static_cast<std::size_t>(random() % 300);
     const auto first = static_cast<std::uint8_t>(random());
-    const Ip6Bytes a = v6();
-    const Ip6Bytes b = v6();
+    const Ip6Bytes a = RandomIp6(random);
+    const Ip6Bytes b = RandomIp6(random);
     const auto c = static_cast<std::uint32_t>(random());
     const auto d = static_cast<std::uint32_t>(random());
-    const std::uint16_t p1 = port(), p2 = port(), p3 = port(), p4 = port();
+    const std::uint16_t p1 = RandomPort(random), p2 = RandomPort(random), p3 = RandomPort(random),
+                        p4 = RandomPort(random);
     EXPECT_EQ(ToV4(V6(a, b, 64, {tcp, p1, p2, payload, first}), {c, p3}, {d, p4}),
               V4(c, d, 63, {tcp, p3, p4, payload, first}));
     EXPECT_EQ(ToV6(V4(c, d, 64, {tcp, p1, p2, payload, first}), {AsIp6(a), p3}, {AsIp6(b), p4}),
@@ -170,24 +164,16 @@ TEST(Nat64, RandomPacketsBothWays) {
 // IPv4-mapped backend side): the same frames as the deltas computed from each packet.
 TEST(Nat64, EntryDeltasBothWays) {
   std::mt19937_64 random(6);
-  auto v6 = [&random] {
-    Ip6Bytes a;
-    for (auto& byte : a) {
-      byte = static_cast<std::uint8_t>(random());
-    }
-    a[0] = 0x20;
-    return a;
-  };
-  auto port = [&random] { return static_cast<std::uint16_t>(random()); };
   for (int i = 0; i < 1000 && !::testing::Test::HasFailure(); ++i) {
     const bool tcp = i % 2 == 0;
     const std::size_t payload = static_cast<std::size_t>(random() % 100);
     const auto first = static_cast<std::uint8_t>(random());
-    const Ip6Bytes client = v6();
-    const Ip6Bytes vip = v6();
+    const Ip6Bytes client = RandomIp6(random);
+    const Ip6Bytes vip = RandomIp6(random);
     const auto local = static_cast<std::uint32_t>(random());
     const auto backend = static_cast<std::uint32_t>(random());
-    const std::uint16_t cport = port(), vport = port(), lport = port(), bport = port();
+    const std::uint16_t cport = RandomPort(random), vport = RandomPort(random),
+                        lport = RandomPort(random), bport = RandomPort(random);
     const ConnEntry6 e =
         MakeFnatEntry(tcp ? kIpProtoTcp : kIpProtoUdp, {AsIp6(client), cport}, {AsIp6(vip), vport},
                       {MappedIp6(local), lport}, {MappedIp6(backend), bport});

@@ -14,6 +14,8 @@ namespace {
 using fulcrum::testing::Bytes;
 using fulcrum::testing::Ip6Bytes;
 using fulcrum::testing::PacketBuilder;
+using fulcrum::testing::RandomIp6;
+using fulcrum::testing::RandomPort;
 
 Ip6 AsIp6(const Ip6Bytes& bytes) { return LoadIp6(bytes.data()); }
 Ip6Bytes Text(const char* text) { return fulcrum::testing::Ip6(text); }
@@ -58,18 +60,10 @@ TEST(RewriteIpv6, FnatBothWays) {
 
 TEST(RewriteIpv6, RandomAddressesAndPorts) {
   std::mt19937_64 random(11);
-  auto address = [&random] {
-    Ip6Bytes a;
-    for (auto& byte : a) {
-      byte = static_cast<std::uint8_t>(random());
-    }
-    a[0] = 0x20;  // not multicast
-    return a;
-  };
-  auto port = [&random] { return static_cast<std::uint16_t>(random()); };
   for (int i = 0; i < 2000; ++i) {
-    ExpectRewrite(i % 2 == 0, address(), port(), address(), port(), address(), port(), address(),
-                  port(), static_cast<std::size_t>(random() % 200),
+    ExpectRewrite(i % 2 == 0, RandomIp6(random), RandomPort(random), RandomIp6(random),
+                  RandomPort(random), RandomIp6(random), RandomPort(random), RandomIp6(random),
+                  RandomPort(random), static_cast<std::size_t>(random() % 200),
                   static_cast<std::uint8_t>(random()));
     if (::testing::Test::HasFailure()) {
       break;
@@ -81,25 +75,16 @@ TEST(RewriteIpv6, RandomAddressesAndPorts) {
 // the backend's direction): the same frames as RewriteIpv6's own sums, both ways.
 TEST(RewriteIpv6, EntryDeltasBothWays) {
   std::mt19937_64 random(12);
-  auto address = [&random] {
-    Ip6Bytes a;
-    for (auto& byte : a) {
-      byte = static_cast<std::uint8_t>(random());
-    }
-    a[0] = 0x20;
-    return a;
-  };
-  auto port = [&random] { return static_cast<std::uint16_t>(random()); };
   for (int i = 0; i < 2000 && !::testing::Test::HasFailure(); ++i) {
     const bool tcp = i % 2 == 0;
-    const Ip6Bytes client = address();
-    const Ip6Bytes vip = address();
-    const Ip6Bytes local = address();
-    const Ip6Bytes backend = address();
-    const std::uint16_t cport = port();
-    const std::uint16_t vport = port();
-    const std::uint16_t lport = port();
-    const std::uint16_t bport = port();
+    const Ip6Bytes client = RandomIp6(random);
+    const Ip6Bytes vip = RandomIp6(random);
+    const Ip6Bytes local = RandomIp6(random);
+    const Ip6Bytes backend = RandomIp6(random);
+    const std::uint16_t cport = RandomPort(random);
+    const std::uint16_t vport = RandomPort(random);
+    const std::uint16_t lport = RandomPort(random);
+    const std::uint16_t bport = RandomPort(random);
     const auto payload = static_cast<std::size_t>(random() % 64);
     const auto first = static_cast<std::uint8_t>(random());
     const ConnEntry6 e = i % 4 == 1 ? MakeDnatEntry(kIpProtoUdp, {AsIp6(client), cport},

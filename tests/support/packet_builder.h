@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -23,6 +24,19 @@ namespace fulcrum::testing {
 using Bytes = std::vector<std::uint8_t>;
 using Mac = std::array<std::uint8_t, 6>;
 using Ip6Bytes = std::array<std::uint8_t, 16>;
+
+// A random global unicast IPv6 address (2000::/8: never multicast), for property tests.
+inline Ip6Bytes RandomIp6(std::mt19937_64& random) {
+  Ip6Bytes a;
+  for (auto& byte : a) {
+    byte = static_cast<std::uint8_t>(random());
+  }
+  a[0] = 0x20;
+  return a;
+}
+inline std::uint16_t RandomPort(std::mt19937_64& random) {
+  return static_cast<std::uint16_t>(random());
+}
 
 // "2001:db8::1" as 16 network-order bytes; all zero when malformed (test input is literal).
 inline Ip6Bytes Ip6(const char* text) {

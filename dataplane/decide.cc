@@ -87,6 +87,15 @@ const typename F::Neighbors* NeighborsOf(const CoreState& c) {
 }
 
 template <typename F>
+CoreState::HopMemo<typename F::Ip>* ClientHopOf(CoreState& c) {
+  if constexpr (F::kIpv6) {
+    return &c.client_hop6;
+  } else {
+    return &c.client_hop;
+  }
+}
+
+template <typename F>
 const typename F::Hop& HopOf(const BackendConfig& b) {
   if constexpr (F::kIpv6) {
     return b.next_hop6;
@@ -194,15 +203,23 @@ void AskResolve(CoreState& c, const Hop& hop) {
   }
 }
 
-// Addresses the frame to `hop`: sent out of its port, or dropped without route or MAC.
+// Addresses the frame to `hop`: sent out of its port, or dropped without route or MAC. `memo`:
+// where the burst's last neighbour of this kind of hop is kept (ClientHopOf), or nullptr.
 template <typename F>
 Action SendVia(CoreState& c, const PacketIn& in, const typename F::Hop& hop,
-               ListenerCounters* counters) {
+               ListenerCounters* counters, CoreState::HopMemo<typename F::Ip>* memo = nullptr) {
   if (!hop.ok()) [[unlikely]] {
     return Drop(c, DropReason::kNoRoute);
   }
-  const typename F::Neighbors* map = NeighborsOf<F>(c);
-  const nat::Neighbor* neighbor = map != nullptr ? map->Find(hop.ip) : nullptr;
+  const nat::Neighbor* neighbor = nullptr;
+  if (memo != nullptr && memo->neighbor != nullptr && memo->ip == hop.ip) {
+    neighbor = memo->neighbor;
+  } else if (const typename F::Neighbors* map = NeighborsOf<F>(c); map != nullptr) {
+    neighbor = map->Find(hop.ip);
+    if (memo != nullptr && neighbor != nullptr) {
+      *memo = {hop.ip, neighbor};
+    }
+  }
   nat::Neighbor learnt;
   if (neighbor == nullptr) [[unlikely]] {
     if (!ReadLearnt(c, Wide(hop.ip), learnt)) {
@@ -458,14 +475,13 @@ template <typename Entry>
 // starts `head` bytes before the received frame, towards `hop`: the action tells the adapter
 // how far the frame's start moved and its new length.
 template <typename F>
-[[gnu::always_inline]] inline Action SendTranslated(CoreState& c, const PacketIn& in,
-                                                    std::span<std::uint8_t> buffer,
-                                                    std::size_t head, const nat::Translated& t,
-                                                    const typename F::Hop& hop,
-                                                    ListenerCounters* counters) {
+[[gnu::always_inline]] inline Action SendTranslated(
+    CoreState& c, const PacketIn& in, std::span<std::uint8_t> buffer, std::size_t head,
+    const nat::Translated& t, const typename F::Hop& hop, ListenerCounters* counters,
+    CoreState::HopMemo<typename F::Ip>* memo = nullptr) {
   PacketIn out = in;
   out.frame = buffer.subspan(t.offset, t.length);
-  Action action = SendVia<F>(c, out, hop, counters);
+  Action action = SendVia<F>(c, out, hop, counters, memo);
   if (action.verb == Verb::kSend) {
     action.offset = static_cast<std::int16_t>(static_cast<std::ptrdiff_t>(t.offset) -
                                               static_cast<std::ptrdiff_t>(head));
@@ -480,9 +496,8 @@ struct Headroom {
   std::span<std::uint8_t> buffer;
   std::size_t head = 0;  // bytes before the frame
 };
-Headroom HeadroomOf(const CoreState& c, std::uint16_t i, const PacketIn& in) {
-  const std::size_t head = c.room_of != nullptr ? c.room_of(c.buffers[i]).head : 0;
-  return {{in.frame.data() - head, head + in.frame.size()}, head};
+Headroom HeadroomOf(const PacketIn& in) {
+  return {{in.frame.data() - in.headroom, in.headroom + in.frame.size()}, in.headroom};
 }
 
 // The NAT64 connection whose IPv4 backend side `key` is (an IPv4 packet from the backend, or
@@ -670,10 +685,11 @@ Action ForwardHit(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
   }
   ListenerCounters& counters = Track(c, in, e, hit.dir, p.tcp_flags, l);
   nat::RewriteForConn(in.frame, p, e, hit.dir);
-  const typename F::Hop hop = hit.dir == FlowDir::kFromClient
-                                  ? HopOf<F>(b)
-                                  : TablesOf<F>(c).routes.Lookup(e.from_client.src_ip);
-  return SendVia<F>(c, in, hop, &counters);
+  if (hit.dir == FlowDir::kFromClient) {
+    return SendVia<F>(c, in, HopOf<F>(b), &counters);
+  }
+  return SendVia<F>(c, in, TablesOf<F>(c).routes.Lookup(e.from_client.src_ip), &counters,
+                    ClientHopOf<F>(c));
 }
 
 // A backend-side packet without a connection.
@@ -694,8 +710,7 @@ Action BackendMiss(CoreState& c, const PacketIn& in, const typename F::Parsed& p
 // pool says so): the reply of the connection the IPv6 table holds under the IPv4-mapped tuple,
 // translated into the IPv6 packet from the VIP to the client, in the buffer's headroom. Without
 // that connection, a backend-side miss.
-Action Nat64Reply(CoreState& c, const PendingPacket& pending, const PacketIn& in,
-                  const ParsedPacket& p) {
+Action Nat64Reply(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
   const Inet6::Hit hit = FindNat64(c, nat::FlowKeyOf(p));
   if (!hit.hit()) {
     return BackendMiss<Inet4>(c, in, p, false);
@@ -708,7 +723,7 @@ Action Nat64Reply(CoreState& c, const PendingPacket& pending, const PacketIn& in
     EraseConn<Inet6>(c, hit.index);
     return BackendMiss<Inet4>(c, in, p, false);
   }
-  const Headroom room = HeadroomOf(c, pending.index, in);
+  const Headroom room = HeadroomOf(in);
   if (room.head < nat::kNat64Growth) {
     return Drop(c, DropReason::kTruncated);  // a buffer without headroom: not from a port
   }
@@ -719,7 +734,8 @@ Action Nat64Reply(CoreState& c, const PendingPacket& pending, const PacketIn& in
     return Drop(c, DropReason::kTruncated);
   }
   return SendTranslated<Inet6>(c, in, room.buffer, room.head, t,
-                               c.snapshot->v6.routes.Lookup(e.from_client.src_ip), &counters);
+                               c.snapshot->v6.routes.Lookup(e.from_client.src_ip), &counters,
+                               &c.client_hop6);
 }
 
 template <typename F>
@@ -897,7 +913,7 @@ Action HandleNeighbor(CoreState& c, std::uint16_t i, const PacketIn& in,
   if (!advert && ours) {
     nat::MacAddress from;
     std::memcpy(from.data(), in.frame.data() + 6, from.size());
-    const std::size_t room = c.room_of != nullptr ? c.room_of(c.buffers[i]).tail : 0;
+    const std::size_t room = c.tailroom_of != nullptr ? c.tailroom_of(c.buffers[i]) : 0;
     if (in.frame.size() + room < nat::kNdpFrameBytes) {
       return Drop(c, DropReason::kTruncated);
     }
@@ -961,14 +977,14 @@ std::optional<std::uint32_t> IcmpOwner(const CoreState& c, const PacketIn& in,
 // An ICMPv4 error from the backend side that no IPv4 connection knows: about a NAT64
 // connection if the IPv6 table holds its quote's tuple IPv4-mapped, then translated into the
 // ICMPv6 error the client must see, quoting its own packet (RFC 7915 section 4.2).
-[[gnu::noinline]] Action Nat64IcmpToClient(CoreState& c, std::uint16_t i, const PacketIn& in,
+[[gnu::noinline]] Action Nat64IcmpToClient(CoreState& c, const PacketIn& in,
                                            const ParsedPacket& p) {
   const Inet6::Hit hit = FindNat64(c, nat::IcmpQuoteReplyKey(p));
   if (!hit.hit() || c.snapshot->ConnDead(hit.entry->listener, hit.entry->backend)) {
     return Drop(c, DropReason::kIcmpNoConn);
   }
   const nat::ConnEntry6& e = *hit.entry;
-  const Headroom room = HeadroomOf(c, i, in);
+  const Headroom room = HeadroomOf(in);
   const nat::Translated t = nat::TranslateIcmpErrorToIpv6(
       room.buffer, room.head, p, e.from_client.dst_ip, e.from_client.src_ip, SrcOf(e.from_client),
       DstOf(e.from_client));
@@ -1005,8 +1021,8 @@ std::optional<std::uint32_t> IcmpOwner(const CoreState& c, const PacketIn& in,
 // An ICMP error about a tracked connection (a "fragmentation needed" or Packet Too Big among
 // them: path MTU discovery through the LB), translated for the other side of it.
 template <typename F>
-Action HandleIcmpError(CoreState& c, std::uint16_t i, const PacketIn& in,
-                       const typename F::Parsed& p, bool handed_off) {
+Action HandleIcmpError(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
+                       bool handed_off) {
   const std::optional<std::uint32_t> owner = IcmpOwner<F>(c, in, p);
   if (!owner) {
     return Drop(c, DropReason::kIcmpNoConn);
@@ -1018,7 +1034,7 @@ Action HandleIcmpError(CoreState& c, std::uint16_t i, const PacketIn& in,
   const auto hit = TableOf<F>(c).Lookup(nat::IcmpQuoteReplyKey(p), c.now_ms);
   if constexpr (!F::kIpv6) {
     if (!hit.hit() && c.table6.size() != 0) {
-      return Nat64IcmpToClient(c, i, in, p);
+      return Nat64IcmpToClient(c, in, p);
     }
   }
   if (!hit.hit() || c.snapshot->ConnDead(hit.entry->listener, hit.entry->backend)) {
@@ -1058,7 +1074,7 @@ void Classify6(CoreState& c, std::uint16_t i, const PacketIn& in, const ParsedPa
       out = HandleEcho<Inet6>(c, in, p);
       return;
     case PacketKind::kIcmpError:
-      out = HandleIcmpError<Inet6>(c, i, in, p, handed_off);
+      out = HandleIcmpError<Inet6>(c, in, p, handed_off);
       return;
     case PacketKind::kArp:
     case PacketKind::kDrop:
@@ -1085,7 +1101,7 @@ void Classify(CoreState& c, std::uint16_t i, const PacketIn& in, bool handed_off
       out = HandleEcho<Inet4>(c, in, p);
       return;
     case PacketKind::kIcmpError:
-      out = HandleIcmpError<Inet4>(c, i, in, p, handed_off);
+      out = HandleIcmpError<Inet4>(c, in, p, handed_off);
       return;
     case PacketKind::kNeighbor:
       break;
@@ -1134,7 +1150,7 @@ void DecidePending(CoreState& c, std::span<PacketIn> packets) {
   if constexpr (!F::kIpv6) {
     for (std::uint16_t k = kBurstSize - burst.translated; k < kBurstSize; ++k) {
       const PendingPacket& pending = burst.pending[k];
-      c.actions[pending.index] = Nat64Reply(c, pending, packets[pending.index], burst.parsed[k]);
+      c.actions[pending.index] = Nat64Reply(c, packets[pending.index], burst.parsed[k]);
     }
   }
 }
@@ -1200,6 +1216,8 @@ std::span<const Action> DecideBurst(CoreState& c, std::span<PacketIn> packets, b
   }
   c.burst.count = 0;
   c.burst.translated = 0;
+  c.client_hop.neighbor = nullptr;
+  c.client_hop6.neighbor = nullptr;
   c.burst6.count = 0;
   for (std::uint16_t i = 0; i < count && i < kPrefetchAhead; ++i) {
     __builtin_prefetch(packets[i].frame.data());

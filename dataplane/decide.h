@@ -88,11 +88,6 @@ struct ListenerCounters {
 
 // One packet of a burst, as the decisions see it.
 // The bytes writable before and after a frame in its buffer.
-struct BufferRoom {
-  std::uint16_t head = 0;
-  std::uint16_t tail = 0;
-};
-
 struct PacketIn {
   // Its bytes, rewritten in place. Only the first segment of a multi-segment packet: such a
   // packet is never forwarded (nat::Parse finds it truncated), so this is its whole length
@@ -100,6 +95,8 @@ struct PacketIn {
   std::span<std::uint8_t> frame;
   std::uint8_t port = kNoPortIndex;     // the port index it arrived on
   bool ipv4_checksum_verified = false;  // the NIC found its IPv4 header checksum good
+  // Bytes writable before the frame in its buffer: what a translation to IPv6 grows into.
+  std::uint16_t headroom = 0;
 };
 
 // What becomes of one packet.
@@ -116,7 +113,7 @@ struct Action {
   nat::DropReason reason = nat::DropReason::kNone;
   std::uint8_t owner = 0;  // kHandOff (kMaxWorkers fits)
   // kSend: the frame's new length (a reset is shorter, a neighbour advertisement may be longer,
-  // within the room CoreState::room_of gives); 0: as it is.
+  // within PacketIn::headroom and CoreState::tailroom_of); 0: as it is.
   std::uint16_t length = 0;
   // kSend: how far the frame's start moves, before `length` applies: forward (a NAT64
   // translation to IPv4 drops header bytes) or, negative, back into the headroom (to IPv6).
@@ -241,12 +238,21 @@ struct alignas(64) CoreState {
   const ConfigSnapshot* snapshot = nullptr;  // adopted; kept across passes
   const nat::NeighborMap* neighbors = nullptr;
   const nat::NeighborMap6* neighbors6 = nullptr;
+  // The next hop towards clients last resolved in this burst, per family: replies mostly leave
+  // through one router, whose neighbour entry is then found once per burst, not per packet.
+  template <typename Ip>
+  struct HopMemo {
+    Ip ip{};
+    const nat::Neighbor* neighbor = nullptr;  // nullptr: nothing resolved yet
+  };
+  HopMemo<std::uint32_t> client_hop;
+  HopMemo<nat::Ip6> client_hop6;
   // The burst's buffers, by packet index (the adapter's: rte_mbufs), and the bytes writable
   // after the frame in one of them. Asked only when an answer built in place is longer than
   // the question (a neighbour advertisement answering a solicitation without options), so
   // that no packet pays for it.
   const void* const* buffers = nullptr;
-  BufferRoom (*room_of)(const void* buffer) = nullptr;
+  std::uint16_t (*tailroom_of)(const void* buffer) = nullptr;
   std::uint32_t now_ms = 0;
   std::uint32_t opened = 0;  // connections opened since the pass began
   // One connection table per family, so that IPv4 entries stay one cache line.

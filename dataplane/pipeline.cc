@@ -51,12 +51,9 @@ void Count(PipelineWorker& pw, WorkerEvent event, std::uint64_t n = 1) {
 
 }  // namespace
 
-BufferRoom MbufRoom(const void* buffer) {
+std::uint16_t MbufTailroom(const void* buffer) {
   const auto* m = static_cast<const rte_mbuf*>(buffer);
-  if (m->nb_segs != 1) {
-    return {};
-  }
-  return {.head = rte_pktmbuf_headroom(m), .tail = rte_pktmbuf_tailroom(m)};
+  return m->nb_segs == 1 ? rte_pktmbuf_tailroom(m) : 0;
 }
 
 namespace {
@@ -141,8 +138,8 @@ void SendReports(PipelineWorker& pw) {
 }
 
 // Moves the start of `m`'s frame by `offset` bytes and makes it `length` bytes long, within the
-// room MbufRoom() gave the decision: a single segment's fields set directly, a chain through
-// DPDK's checked calls.
+// room the decision had (PacketIn::headroom, MbufTailroom()): a single segment's fields set
+// directly, a chain through DPDK's checked calls.
 void Reframe(rte_mbuf* m, std::int16_t offset, std::uint16_t length) {
   if (m->nb_segs == 1) [[likely]] {
     m->data_off = static_cast<std::uint16_t>(m->data_off + offset);
@@ -153,14 +150,14 @@ void Reframe(rte_mbuf* m, std::int16_t offset, std::uint16_t length) {
   if (offset > 0) {
     rte_pktmbuf_adj(m, static_cast<std::uint16_t>(offset));
   } else if (offset < 0) {
-    // Within room_of()'s headroom: cannot fail.
+    // Within PacketIn::headroom, the first segment's: cannot fail.
     rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(-offset));
   }
   const std::uint32_t now = rte_pktmbuf_pkt_len(m);
   if (length < now) {
     rte_pktmbuf_trim(m, static_cast<std::uint16_t>(now - length));
   } else if (length > now) {
-    // Within room_of(), the first segment's tailroom: cannot fail.
+    // Within MbufTailroom(), 0 for a chain: not reached.
     rte_pktmbuf_append(m, static_cast<std::uint16_t>(length - now));
   }
 }
@@ -367,7 +364,8 @@ void RunBurstFrom(PipelineWorker& pw, rte_mbuf** packets, std::uint16_t count, b
       pw.in[i] = PacketIn{.frame = FrameOf(m),
                           .port = port,
                           .ipv4_checksum_verified = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) ==
-                                                    RTE_MBUF_F_RX_IP_CKSUM_GOOD};
+                                                    RTE_MBUF_F_RX_IP_CKSUM_GOOD,
+                          .headroom = rte_pktmbuf_headroom(m)};
     }
     pw.buffers = reinterpret_cast<const void* const*>(packets + done);
     Act(pw, packets + done, DecideBurst(pw, std::span(pw.in.data(), n), handed_off), rx_port);

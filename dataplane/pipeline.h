@@ -41,15 +41,15 @@ struct rte_ring;
 
 namespace fulcrum::dataplane {
 
-// The bytes writable before and after the frame in `buffer`, an rte_mbuf (CoreState::room_of).
-BufferRoom MbufRoom(const void* buffer);
+// The bytes writable after the frame in `buffer`, an rte_mbuf (CoreState::tailroom_of).
+std::uint16_t MbufTailroom(const void* buffer);
 
 // A worker's core state (the decisions') and what the adapter adds: rings, staging, the
 // control thread's requests.
 struct alignas(64) PipelineWorker : CoreState {
   PipelineWorker(nat::ConnTable conn_table, nat::ConnTable6 conn_table6)
       : CoreState(std::move(conn_table), std::move(conn_table6)) {
-    room_of = MbufRoom;
+    tailroom_of = MbufTailroom;
   }
 
   WorkerContext* ctx = nullptr;

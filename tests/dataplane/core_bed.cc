@@ -138,6 +138,7 @@ void CoreBed::SetNeighbors(bool client, bool backends) {
   std::vector<nat::FlatMap<nat::Neighbor>::Item> items;
   if (client) {
     items.push_back({nat::NeighborMap::Key(kClientIp), nat::Neighbor{kClientMac, kClientPort}});
+    items.push_back({nat::NeighborMap::Key(kClient2Ip), nat::Neighbor{kClient2Mac, kClientPort}});
   }
   for (int n = 1; backends && n <= 4; ++n) {
     items.push_back(
@@ -151,6 +152,8 @@ void CoreBed::SetNeighbors(bool client, bool backends) {
   if (client) {
     items6.push_back(
         {nat::NeighborMap6::Key(Wide6(ClientIp6())), nat::Neighbor{kClientMac, kClientPort}});
+    items6.push_back(
+        {nat::NeighborMap6::Key(Wide6(Client2Ip6())), nat::Neighbor{kClient2Mac, kClientPort}});
   }
   for (int n = 1; backends && n <= 4; ++n) {
     items6.push_back(
@@ -175,12 +178,13 @@ std::vector<Outcome> CoreBed::Feed(std::uint32_t core, std::uint8_t port, std::v
     sizes.push_back(frame.size());
     frame.insert(frame.begin(), kFeedRoom, 0);
     frame.resize(frame.size() + kFeedRoom);
-    in.push_back(PacketIn{.frame = {frame.data() + kFeedRoom, sizes.back()}, .port = port});
+    in.push_back(PacketIn{
+        .frame = {frame.data() + kFeedRoom, sizes.back()}, .port = port, .headroom = kFeedRoom});
   }
   CoreState& c = *cores_[core];
   std::vector<const void*> buffers(frames.size(), nullptr);
   c.buffers = buffers.data();
-  c.room_of = [](const void*) { return BufferRoom{.head = kFeedRoom, .tail = kFeedRoom}; };
+  c.tailroom_of = [](const void*) { return kFeedRoom; };
   c.report_count = 0;
   const std::span<const Action> actions = DecideBurst(c, in, handed_off);
   c.buffers = nullptr;  // `buffers` ends with this call

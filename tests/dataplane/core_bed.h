@@ -7,12 +7,12 @@
 // a table row states every drop and event it causes and nothing else may move.
 //
 // Ports: index 0 "client" 198.18.0.1/24, MAC 02:00:00:00:00:01, the client 198.18.0.2 at
-// kClientMac; index 1 "backend" 198.18.1.1/24, MAC 02:00:00:00:00:02, fnat local addresses
-// 198.18.1.2-5, backends 198.18.1.11-14 at BackendMac(n). IPv6 alike: the client port
-// 2001:db8::1/64 with the client 2001:db8::2, the backend port 2001:db8:1::1/64 with local
-// addresses 2001:db8:1::2-5 and backends 2001:db8:1::11-14 (the same MACs).
-// An address of either family is written as the packet builder takes it (Ip4, Ip6) and as the
-// data plane holds it (host-order uint32, nat::Ip6: Wide6).
+// kClientMac (and a second client, 198.18.0.3 at kClient2Mac); index 1 "backend" 198.18.1.1/24, MAC
+// 02:00:00:00:00:02, fnat local addresses 198.18.1.2-5, backends 198.18.1.11-14 at BackendMac(n).
+// IPv6 alike: the client port 2001:db8::1/64 with the clients 2001:db8::2 and ::3, the backend port
+// 2001:db8:1::1/64 with local addresses 2001:db8:1::2-5 and backends 2001:db8:1::11-14 (the same
+// MACs). An address of either family is written as the packet builder takes it (Ip4, Ip6) and as
+// the data plane holds it (host-order uint32, nat::Ip6: Wide6).
 #pragma once
 
 #include <cstdint>
@@ -45,6 +45,9 @@ inline constexpr Mac kClientPortMac = {0x02, 0, 0, 0, 0, 0x01};
 inline constexpr Mac kBackendPortMac = {0x02, 0, 0, 0, 0, 0x02};
 inline constexpr Mac kClientMac = {0x02, 0xc1, 0, 0, 0, 0x02};
 inline constexpr std::uint32_t kClientIp = Ip4("198.18.0.2");
+// A second client on the client port's link (2001:db8::3 for IPv6), with its own MAC.
+inline constexpr Mac kClient2Mac = {0x02, 0xc1, 0, 0, 0, 0x03};
+inline constexpr std::uint32_t kClient2Ip = Ip4("198.18.0.3");
 inline constexpr std::uint32_t kVipIp = Ip4("198.18.100.10");
 
 inline Mac BackendMac(int n) { return {0x02, 0xbe, 0, 0, 0, static_cast<std::uint8_t>(n)}; }
@@ -52,6 +55,7 @@ inline std::uint32_t BackendIp(int n) { return Ip4("198.18.1.10") + static_cast<
 
 // IPv6: the builder's bytes and the data plane's nat::Ip6.
 inline Ip6Bytes ClientIp6() { return Ip6("2001:db8::2"); }
+inline Ip6Bytes Client2Ip6() { return Ip6("2001:db8::3"); }
 inline Ip6Bytes VipIp6() { return Ip6("2001:db8:100::10"); }
 inline Ip6Bytes BackendIp6(int n) {
   Ip6Bytes ip = Ip6("2001:db8:1::10");
@@ -90,10 +94,10 @@ class CoreBed {
   // Compiles `model` and has every core adopt it (as a worker's pass does), or none: then the
   // next Apply's snapshot finds the cores a generation behind, as a worker that skipped one.
   void Apply(const model::Model& model, bool adopt = true);
-  // Gives every core the neighbours of both families: the client and the four backends, unless
-  // `with_backends` is false.
+  // Gives every core the neighbours of both families: the two clients and the four backends,
+  // unless `with_backends` is false.
   void LearnNeighbors(bool with_backends = true);
-  // Takes the client out of the neighbours (the backends stay).
+  // Takes the clients out of the neighbours (the backends stay).
   void ForgetClient();
 
   // Runs `frames` as one burst received on port index `port` of core `core`.

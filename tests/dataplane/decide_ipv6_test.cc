@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "dataplane/decide.h"
+#include "nat/bytes.h"
 #include "nat/ndp.h"
 #include "nat/packet6.h"
 #include "tests/dataplane/core_bed.h"
@@ -25,6 +26,7 @@ using nat::DropReason;
 using testing::BackendIp6;
 using testing::BackendMac;
 using testing::Bytes;
+using testing::Client2Ip6;
 using testing::ClientIp6;
 using testing::Consumed;
 using testing::CoreBed;
@@ -36,6 +38,7 @@ using testing::Ip6;
 using testing::Ip6Bytes;
 using testing::kBackendPort;
 using testing::kBackendPortMac;
+using testing::kClient2Mac;
 using testing::kClientMac;
 using testing::kClientPort;
 using testing::kClientPortMac;
@@ -542,6 +545,70 @@ TEST(DecideIpv6Table, Nat64TcpConversation) {
                          [&core](const nat::ConnEntry6& e) { ReleaseConn(core, e); });
   EXPECT_EQ(core.table6.size(), 0u);
   EXPECT_EQ(pool.available(), pool.capacity());  // and given back on expiry
+}
+
+// Replies to two clients in one burst, each over IPv6 and over NAT64 (the IPv4 backend's reply
+// translated): every one leaves addressed to its own client's MAC, the neighbour found for one
+// reply never reused for another's next hop.
+TEST(DecideIpv6Table, RepliesInOneBurstReachEachTheirClient) {
+  CoreBed bed(/*workers=*/1);
+  ModelBuilder b;
+  bed.Apply(DualModel(b));
+  bed.LearnNeighbors();
+  struct Flow {
+    Ip6Bytes ip;
+    testing::Mac mac;
+    std::uint16_t port;
+    bool nat64;  // to the listener on :54 with an IPv4 backend; else :53, IPv6
+  };
+  const std::vector<Flow> flows = {{ClientIp6(), kClientMac, 40000, false},
+                                   {Client2Ip6(), kClient2Mac, 40000, true},
+                                   {ClientIp6(), kClientMac, 40001, true},
+                                   {Client2Ip6(), kClient2Mac, 40001, false},
+                                   {ClientIp6(), kClientMac, 40002, false}};
+  std::vector<Bytes> queries;
+  for (const Flow& f : flows) {
+    PacketBuilder d;
+    d.Macs(kClientPortMac, f.mac).Ipv6(f.ip, VipIp6()).Udp(f.port, f.nat64 ? 54 : 53);
+    queries.push_back(d.Payload(8, 1).Build());
+  }
+  const std::vector<Outcome> opened = bed.Feed(0, kClientPort, queries);
+  ASSERT_EQ(opened.size(), flows.size());
+  std::vector<Bytes> answers;
+  for (std::size_t i = 0; i < flows.size(); ++i) {
+    const Bytes& q = opened[i].frame;
+    PacketBuilder d;
+    if (flows[i].nat64) {  // the backend answers the IPv4 local address and port it saw
+      ASSERT_EQ(opened[i].action.verb, Verb::kSend);
+      ASSERT_GE(q.size(), 14u + 20 + 8);
+      const std::uint32_t local = nat::LoadBe32(q.data() + 14 + 12);
+      d.Macs(kBackendPortMac, BackendMac(4)).Ipv4(testing::BackendIp(4), local);
+      d.Udp(5354, nat::LoadBe16(q.data() + 14 + 20));
+    } else {
+      ASSERT_EQ(opened[i].action, SendOn(kBackendPort));
+      ASSERT_GE(q.size(), 14u + 40 + 8);
+      Ip6Bytes local;
+      std::copy_n(q.begin() + 14 + 8, local.size(), local.begin());
+      d.Macs(kBackendPortMac, BackendMac(2)).Ipv6(BackendIp6(2), local);
+      d.Udp(5353, nat::LoadBe16(q.data() + 14 + 40));
+    }
+    answers.push_back(d.Payload(8, 2).Build());
+  }
+  const std::vector<Outcome> out = bed.Feed(0, kBackendPort, answers);
+  ASSERT_EQ(out.size(), flows.size());
+  for (std::size_t i = 0; i < flows.size(); ++i) {
+    const Flow& f = flows[i];
+    PacketBuilder d;
+    d.Macs(f.mac, kClientPortMac).Ipv6(VipIp6(), f.ip).Ttl(63);
+    const Bytes want = d.Udp(f.nat64 ? 54 : 53, f.port).Payload(8, 2).Build();
+    Action sent = SendOn(kClientPort);
+    if (f.nat64) {
+      sent.offset = -20;
+      sent.length = static_cast<std::uint16_t>(want.size());
+    }
+    ExpectOutcome(out[i], sent, want, "answer " + std::to_string(i));
+  }
+  ExpectDelta(bed, {}, "both bursts");
 }
 
 // The IPv4 packet inside `frame`, as an ICMPv4 error quotes it.

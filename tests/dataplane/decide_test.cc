@@ -40,6 +40,8 @@ using testing::HandTo;
 using testing::Ip4;
 using testing::kBackendPort;
 using testing::kBackendPortMac;
+using testing::kClient2Ip;
+using testing::kClient2Mac;
 using testing::kClientIp;
 using testing::kClientMac;
 using testing::kClientPort;
@@ -486,6 +488,50 @@ TEST(DecideTable, ABurstOpensAFlowOnce) {
   ExpectDelta(bed, {}, "the burst");
   EXPECT_EQ(bed.core(0).table.size(), 2u);
   EXPECT_EQ(bed.core(0).new_conns.Read(), 2u);
+}
+
+// Replies to different clients in one burst: each leaves addressed to its own client's MAC, the
+// neighbour found for one reply never reused for another's next hop.
+TEST(DecideTable, RepliesInOneBurstReachEachTheirClient) {
+  CoreBed bed(/*workers=*/1);
+  ModelBuilder b;
+  bed.Apply(StandardModel(b));
+  bed.LearnNeighbors();
+  struct Flow {
+    std::uint32_t ip;
+    testing::Mac mac;
+    std::uint16_t port;
+  };
+  const std::vector<Flow> flows = {{kClientIp, kClientMac, 40000},
+                                   {kClient2Ip, kClient2Mac, 40000},
+                                   {kClientIp, kClientMac, 40001},
+                                   {kClient2Ip, kClient2Mac, 40001}};
+  std::vector<Bytes> queries;
+  for (const Flow& f : flows) {
+    PacketBuilder d;
+    d.Macs(kClientPortMac, f.mac).Ipv4(f.ip, kVipIp).Udp(f.port, 53).Payload(8, 1);
+    queries.push_back(d.Build());
+  }
+  const std::vector<Outcome> opened = bed.Feed(0, kClientPort, queries);
+  ASSERT_EQ(opened.size(), flows.size());
+  std::vector<Bytes> answers;
+  for (const Outcome& o : opened) {
+    ASSERT_EQ(o.action, SendOn(kBackendPort));
+    const nat::ParsedPacket q = nat::Parse(o.frame, {});
+    ASSERT_EQ(q.kind, nat::PacketKind::kUdp);
+    PacketBuilder d;
+    d.Macs(kBackendPortMac, BackendMac(2)).Ipv4(BackendIp(2), q.src_ip).Udp(5353, q.src_port);
+    answers.push_back(d.Payload(8, 2).Build());
+  }
+  const std::vector<Outcome> out = bed.Feed(0, kBackendPort, answers);
+  ASSERT_EQ(out.size(), flows.size());
+  for (std::size_t i = 0; i < flows.size(); ++i) {
+    PacketBuilder d;
+    d.Macs(flows[i].mac, kClientPortMac).Ipv4(kVipIp, flows[i].ip).Ttl(63);
+    ExpectOutcome(out[i], SendOn(kClientPort), d.Udp(53, flows[i].port).Payload(8, 2).Build(),
+                  "answer " + std::to_string(i));
+  }
+  ExpectDelta(bed, {}, "both bursts");
 }
 
 // A next hop without a MAC: the packet is dropped and counted, and the control thread is asked

@@ -255,13 +255,14 @@ Action SendReset(CoreState& c, const PacketIn& in, const Parsed& p) {
 // confirm it.
 template <typename F>
 void LearnFromClient(CoreState& c, const PacketIn& in, const typename F::Parsed& p) {
-  const typename F::Neighbors* map = NeighborsOf<F>(c);
-  if (map != nullptr && map->Find(p.src_ip) != nullptr) {
+  // Most clients are not on the link: the connected-route test comes first, as it rules them
+  // out without a neighbour lookup that would miss.
+  if (in.port == kNoPortIndex || TablesOf<F>(c).routes.ConnectedPort(p.src_ip) != in.port) {
     return;
   }
+  const typename F::Neighbors* map = NeighborsOf<F>(c);
   nat::Neighbor known;
-  if (in.port == kNoPortIndex || TablesOf<F>(c).routes.ConnectedPort(p.src_ip) != in.port ||
-      ReadLearnt(c, Wide(p.src_ip), known)) {
+  if ((map != nullptr && map->Find(p.src_ip) != nullptr) || ReadLearnt(c, Wide(p.src_ip), known)) {
     return;
   }
   nat::MacAddress mac;

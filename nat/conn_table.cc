@@ -207,16 +207,10 @@ InsertResult BasicConnTable<Entry>::InsertNew(const Entry& entry, const ConnHash
 
 template <typename Entry>
 bool BasicConnTable<Entry>::AddSlot(const ConnHash& h, std::uint32_t ref) {
-  for (const std::uint32_t b : {h.bucket, AltBucket(h.bucket, h.tag)}) {
-    Bucket& bucket = buckets_[b];
-    if (const std::uint32_t empty = MatchTags(bucket, 0); empty != 0) {
-      const int slot = __builtin_ctz(empty);
-      bucket.tags[slot] = h.tag;
-      bucket.refs[slot] = ref;
-      return true;
-    }
-  }
-  return AddSlotByDisplacement(h, ref);
+  // The alternate bucket is computed only when the primary is full.
+  return FillSlot(buckets_[h.bucket], h.tag, ref) ||
+         FillSlot(buckets_[AltBucket(h.bucket, h.tag)], h.tag, ref) ||
+         AddSlotByDisplacement(h, ref);
 }
 
 // Breadth-first search for a bucket with a free slot, reachable by moving slots to their
@@ -287,15 +281,8 @@ bool BasicConnTable<Entry>::AddSlotByDisplacement(const ConnHash& h, std::uint32
 
 template <typename Entry>
 void BasicConnTable<Entry>::RemoveSlot(const ConnHash& h, std::uint32_t ref) {
-  for (const std::uint32_t b : {h.bucket, AltBucket(h.bucket, h.tag)}) {
-    Bucket& bucket = buckets_[b];
-    for (std::uint32_t m = MatchTags(bucket, h.tag); m != 0; m &= m - 1) {
-      const int slot = __builtin_ctz(m);
-      if (bucket.refs[slot] == ref) {
-        bucket.tags[slot] = 0;
-        return;
-      }
-    }
+  if (!ClearSlot(buckets_[h.bucket], h.tag, ref)) {
+    ClearSlot(buckets_[AltBucket(h.bucket, h.tag)], h.tag, ref);
   }
 }
 

@@ -425,6 +425,28 @@ class BasicConnTable {
 
   InsertResult InsertNew(const Entry& entry, const ConnHash& client_hash,
                          const ConnHash& backend_hash, std::uint32_t now_ms);
+  // Puts `ref` under `tag` in a free slot of `bucket`; false when it has none.
+  static bool FillSlot(Bucket& bucket, std::uint32_t tag, std::uint32_t ref) {
+    const std::uint32_t empty = MatchTags(bucket, 0);
+    if (empty == 0) {
+      return false;
+    }
+    const int slot = __builtin_ctz(empty);
+    bucket.tags[slot] = tag;
+    bucket.refs[slot] = ref;
+    return true;
+  }
+  // Frees the slot of `bucket` holding `ref` under `tag`; false when none does.
+  static bool ClearSlot(Bucket& bucket, std::uint32_t tag, std::uint32_t ref) {
+    for (std::uint32_t m = MatchTags(bucket, tag); m != 0; m &= m - 1) {
+      const int slot = __builtin_ctz(m);
+      if (bucket.refs[slot] == ref) {
+        bucket.tags[slot] = 0;
+        return true;
+      }
+    }
+    return false;
+  }
   bool AddSlot(const ConnHash& h, std::uint32_t ref);
   bool AddSlotByDisplacement(const ConnHash& h, std::uint32_t ref);
   void RemoveSlot(const ConnHash& h, std::uint32_t ref);

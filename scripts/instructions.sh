@@ -11,7 +11,9 @@
 # Rig::Measure (the timed passes: PassBegin, rx burst, the pipeline, tx flush), and prints the
 # packets the worker received there ("timed packets with warm-up"). Instructions per packet are
 # the two divided. Setup (opening the established connections) runs outside Rig::Measure and
-# is in neither figure. tcp_lifecycle also shows the count per connection (8 packets). Each IPv6
+# is in neither figure. tcp_lifecycle also shows the count per connection (8 packets), udp_new
+# the expiries per packet its count moves with (the clock is real: how many connections time
+# out inside the measured passes varies from run to run). Each IPv6
 # scenario (NAME_v6, and nat64_NAME) whose IPv4 twin (NAME) ran too is then compared with it.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +27,7 @@ while (($#)); do
       shift 2
       ;;
     -h | --help)
-      sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     -*)
@@ -77,6 +79,12 @@ for scenario in "${scenarios[@]}"; do
   per_packet_of[$scenario]=$(awk -v i="$instructions" -v p="$packets" 'BEGIN { print i / p }')
   extra=""
   [[ $scenario == tcp_lifecycle* ]] && extra="  ($((instructions * 8 / packets)) per connection)"
+  if [[ $scenario == udp_new* ]]; then
+    # Each expiry costs ~450: the count moves with how many fall inside the measured passes.
+    expired=$(sed -n "s/^$scenario: .* \([0-9]*\) expired.*/\1/p" "$log")
+    [[ -n $expired ]] &&
+      extra=$(awk -v e="$expired" -v p="$packets" 'BEGIN { printf "  (%.2f expiries per packet)", e / p }')
+  fi
   printf '%-20s %14s %10s %12s%s\n' "$scenario" "$instructions" "$packets" "$per_packet" "$extra"
 done
 

@@ -767,6 +767,16 @@ Result<DaemonConfig> DaemonConfig::Parse(std::string_view json_text) {
   FULCRUM_RETURN_IF_ERROR(ParseIndependentSections(reader, &config));
   FULCRUM_RETURN_IF_ERROR(reader.RequirePresent("ports"));
   FULCRUM_RETURN_IF_ERROR(ParsePorts(*reader.Find("ports"), &config.ports));
+  // DPDK's AF_XDP PMD registers its UMEM from the first memory chunk of the mbuf pool; without
+  // hugepages the pool spans chunks it does not cover, and buffers outside them are lost (on
+  // the test bed, a bulk flow stalls once the pool has drained).
+  for (std::size_t i = 0; i < config.ports.size(); ++i) {
+    if (config.eal.no_huge && config.ports[i].DeviceName().starts_with("net_af_xdp")) {
+      return Error(ErrorCode::kNotSupported,
+                   "ports[{}]: net_af_xdp needs hugepages: eal.no_huge is not supported with it",
+                   i);
+    }
+  }
   if (const json* routes = reader.Find("routes"); routes != nullptr) {
     FULCRUM_RETURN_IF_ERROR(ParseRoutes(*routes, config.ports, &config.routes));
   }

@@ -35,7 +35,8 @@
 # Environment: FULCRUM_BUILD (build dir holding ctl/daemon/lbd and ctl/cli/lbctl; default
 # ./build), FULCRUM_TESTBED_NO_LBD=1 (topology only), FULCRUM_TESTBED_BUSY_POLL=1 (workers
 # busy-poll), FULCRUM_TESTBED_LOG_LEVEL (lbd's log_level, default info),
-# FULCRUM_TESTBED_NO_HEALTHD=1 (do not start lb-healthd).
+# FULCRUM_TESTBED_NO_HEALTHD=1 (do not start lb-healthd), FULCRUM_TESTBED_PORTS=af_packet|af_xdp
+# (the DPDK driver of lbd's two ports, below; default af_packet).
 set -Eeuo pipefail
 
 readonly NS_CLIENT=lbt-client
@@ -188,22 +189,51 @@ worker_cpus() {  # one CPU per worker after CPU 0, wrapping: workers share the C
   printf '%s' "$list"
 }
 
-# port_vdev N IFACE: the DPDK vdev for lbd's port on IFACE: af_packet, with a queue pair per
-# worker (lbd adds qpairs) over which the kernel's fanout spreads flows by hash, each flow on
-# one queue (lbd turns the fanout's rollover off).
-port_vdev() { printf 'net_af_packet%s,iface=%s' "$1" "$2"; }
+# port_vdev N IFACE: the DPDK vdev for lbd's port on IFACE. af_packet (the default), with a
+# queue pair per worker (lbd adds qpairs) over which the kernel's fanout spreads flows by hash,
+# each flow on one queue (lbd turns the fanout's rollover off); or, with
+# FULCRUM_TESTBED_PORTS=af_xdp, an AF_XDP socket on the veth's one queue (native XDP).
+port_vdev() {
+  case ${FULCRUM_TESTBED_PORTS:-af_packet} in
+    af_packet) printf 'net_af_packet%s,iface=%s' "$1" "$2" ;;
+    af_xdp) printf 'net_af_xdp%s,iface=%s,start_queue=0,queue_count=1' "$1" "$2" ;;
+    *) die "FULCRUM_TESTBED_PORTS must be af_packet or af_xdp, not ${FULCRUM_TESTBED_PORTS}" ;;
+  esac
+}
+
+# reserve_hugepages N: at least N free 2 MiB hugepages, and hugetlbfs mounted for EAL.
+reserve_hugepages() {
+  local want=$1 free total
+  free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+  total=$(awk '/^HugePages_Total:/ {print $2}' /proc/meminfo)
+  if ((free < want)); then
+    echo $((total + want - free)) >/proc/sys/vm/nr_hugepages
+    free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+    ((free >= want)) || die "af_xdp ports need $want free 2 MiB hugepages; the kernel gave $free"
+  fi
+  if ! grep -qs ' hugetlbfs ' /proc/mounts; then
+    mkdir -p /dev/hugepages
+    mount -t hugetlbfs nodev /dev/hugepages || die "cannot mount hugetlbfs on /dev/hugepages"
+  fi
+}
 
 write_config() {
   mkdir -p "$RUN_DIR" "$STATE_DIR"
   local busy_poll=false
   [[ ${FULCRUM_TESTBED_BUSY_POLL:-0} == 1 ]] && busy_poll=true
+  # af_xdp needs hugepages (lbd refuses it with no_huge): 1 GiB of them, reserved here.
+  local eal_memory='"no_huge": true, "memory_mb": 512'
+  if [[ ${FULCRUM_TESTBED_PORTS:-af_packet} == af_xdp ]]; then
+    reserve_hugepages 512
+    eal_memory='"no_huge": false, "memory_mb": 1024'
+  fi
   cat >"$CONFIG" <<EOF
 {
   "socket": "$SOCKET",
   "state_file": "$STATE_DIR/state.json",
   "log_level": "${FULCRUM_TESTBED_LOG_LEVEL:-info}",
   "busy_poll": $busy_poll,
-  "eal": {"main_cpu": 0, "no_huge": true, "memory_mb": 512, "file_prefix": "$EAL_PREFIX"},
+  "eal": {"main_cpu": 0, $eal_memory, "file_prefix": "$EAL_PREFIX"},
   "workers": {"count": $WORKERS, "cpus": [$(worker_cpus)]},
   "ports": [
     {"name": "client", "vdev": "$(port_vdev 0 lb-c)",

@@ -206,6 +206,17 @@ TEST(DaemonConfigTest, NoHugeDefaultsMemoryAndCpusImplyCount) {
   EXPECT_EQ(parsed->workers.count, 3u);
 }
 
+TEST(DaemonConfigTest, RefusesAfXdpWithoutHugepages) {
+  json config = TestbedConfig();
+  config["ports"][1]["vdev"] = "net_af_xdp1,iface=lb-b";
+  EXPECT_EQ(ErrorOf(config, ErrorCode::kNotSupported),
+            "ports[1]: net_af_xdp needs hugepages: eal.no_huge is not supported with it");
+  config["eal"]["no_huge"] = false;
+  Result<DaemonConfig> parsed = ParseJson(config);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->ports[1].DeviceName(), "net_af_xdp1");
+}
+
 TEST(DaemonConfigTest, DerivedMbufsGrowWithDescriptorsAndWorkers) {
   json config = MinimalConfig();
   config["workers"] = {{"count", 8}};

@@ -8,7 +8,8 @@
 # server `udp-rr --serve 5354` that this script starts) and the same workload go through three
 # load balancers in turn, each set up by this script in lbt-lb and torn down completely before
 # the next:
-#   Fulcrum    lbd (af_packet ports, as scripts/testbed.sh runs it), fnat, wrr over the four
+#   Fulcrum    lbd (af_packet ports, or af_xdp with FULCRUM_TESTBED_PORTS=af_xdp when this
+#              script brings the bed up: as scripts/testbed.sh runs it), fnat, wrr over the four
 #              backends, a tcp listener on VIP:80 and a udp listener on VIP:53; a tcp listener
 #              on VIP:5201 whose group holds only 198.18.1.11:5201 (bulk; --hc-type none);
 #   HAProxy    `mode tcp`, roundrobin, nbthread 2, bound to VIP:80 (no UDP: n/a); a `listen`

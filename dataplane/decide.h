@@ -87,7 +87,6 @@ struct ListenerCounters {
 };
 
 // One packet of a burst, as the decisions see it.
-// The bytes writable before and after a frame in its buffer.
 struct PacketIn {
   // Its bytes, rewritten in place. Only the first segment of a multi-segment packet: such a
   // packet is never forwarded (nat::Parse finds it truncated), so this is its whole length

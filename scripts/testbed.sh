@@ -221,11 +221,13 @@ write_config() {
   mkdir -p "$RUN_DIR" "$STATE_DIR"
   local busy_poll=false
   [[ ${FULCRUM_TESTBED_BUSY_POLL:-0} == 1 ]] && busy_poll=true
-  # af_xdp needs hugepages (lbd refuses it with no_huge): 1 GiB of them, reserved here.
+  # af_xdp needs hugepages (lbd refuses it with no_huge): 1 GiB of them, reserved here and
+  # left reserved. --huge-unlink: EAL's hugepage files go as soon as they are mapped, so the
+  # pages return to the kernel's pool when lbd exits instead of staying held by the files.
   local eal_memory='"no_huge": true, "memory_mb": 512'
   if [[ ${FULCRUM_TESTBED_PORTS:-af_packet} == af_xdp ]]; then
     reserve_hugepages 512
-    eal_memory='"no_huge": false, "memory_mb": 1024'
+    eal_memory='"no_huge": false, "memory_mb": 1024, "extra_args": ["--huge-unlink"]'
   fi
   cat >"$CONFIG" <<EOF
 {

@@ -387,6 +387,16 @@ std::uint16_t SchedulerState::Count(std::uint16_t backend) {
   return backend;
 }
 
+std::uint16_t SchedulerState::Take(std::uint16_t backend) {
+  ++active_[backend];
+  const std::uint16_t position = set_->eligible_position_[backend];
+  if (!wlc_heap_.empty() && position != kNoBackend) {
+    ++wlc_entry_[position].active;
+    SiftDown(wlc_slot_[position]);
+  }
+  return backend;
+}
+
 void SchedulerState::OnConnectionClosed(std::uint16_t backend) {
   // A connection counted under an older set may no longer map here: never go below zero.
   if (backend >= active_.size() || active_[backend] == 0) {

@@ -171,6 +171,9 @@ class SchedulerState {
   // (e.g. no local port left) and every connection that ends is reported to OnConnectionClosed.
   std::uint16_t Pick(const FlowKey& flow) { return PickFor(flow); }
   std::uint16_t Pick(const FlowKey6& flow) { return PickFor(flow); }
+  // Worker: counts a new connection on `backend` (an index into set().backends(), eligible),
+  // chosen without a pick (session persistence). Returns `backend`.
+  std::uint16_t Take(std::uint16_t backend);
   // Worker: a connection this core counted on `backend` (an index into set().backends()) ended.
   void OnConnectionClosed(std::uint16_t backend);
   // Worker, when it adopts a new snapshot: carries this core's active counts over from the state

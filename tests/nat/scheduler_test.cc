@@ -341,6 +341,23 @@ TEST(WlcTest, HonoursWeightsAndCloses) {
   EXPECT_EQ(counts, (std::map<std::uint16_t, std::size_t>{{0, 50}}));
 }
 
+// Connections placed by persistence count as wlc load: the next picks go elsewhere.
+TEST(WlcTest, TakenConnectionsCountAsLoad) {
+  const BackendSet set = MakeSet({Spec(0, 10), Spec(1, 10), Spec(2, 10)}, SchedulerKind::kWlc);
+  SchedulerState state = SchedulerState::Create(set);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(state.Take(1), 1);
+  }
+  EXPECT_EQ(state.active_connections(1), 4u);
+  const std::map<std::uint16_t, std::size_t> counts = PickCounts(state, 8);
+  EXPECT_EQ(counts, (std::map<std::uint16_t, std::size_t>{{0, 4}, {2, 4}}));
+  // Closing them makes backend 1 the lightest again.
+  for (int i = 0; i < 4; ++i) {
+    state.OnConnectionClosed(1);
+  }
+  EXPECT_EQ(state.Pick(Flow(0)), 1);
+}
+
 TEST(WlcTest, TiesRotate) {
   const BackendSet set =
       MakeSet({Spec(0, 10), Spec(1, 10), Spec(2, 10), Spec(3, 10)}, SchedulerKind::kWlc);

@@ -666,6 +666,8 @@ Status ParseConnTable(const json& value, ConnTableConfig* conn_table) {
     FULCRUM_RETURN_IF_ERROR(reader.ReadUint("ipv6_capacity_per_worker", 1024, 1u << 26, &ipv6));
     conn_table->ipv6_capacity_per_worker = ipv6;
   }
+  FULCRUM_RETURN_IF_ERROR(
+      reader.ReadUint("persistence_capacity", 1024, 1u << 28, &conn_table->persistence_capacity));
   return reader.CheckNoUnknownKeys();
 }
 

@@ -82,6 +82,9 @@ struct ConnTableConfig {
   // IPv6 connections (their own table, 128-byte entries); unset: a quarter of
   // capacity_per_worker, at least 1024 (Ipv6Capacity()).
   std::optional<std::uint32_t> ipv6_capacity_per_worker;
+  // Session persistence entries (client address -> backend), one table shared by every worker,
+  // 8 bytes each; rounded up to a power of two of 8-entry buckets.
+  std::uint32_t persistence_capacity = 1048576;
 
   std::uint32_t Ipv6Capacity(std::uint32_t ipv4_capacity) const {
     return ipv6_capacity_per_worker.value_or(std::max<std::uint32_t>(1024, ipv4_capacity / 4));

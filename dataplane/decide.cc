@@ -525,6 +525,62 @@ Headroom HeadroomOf(const PacketIn& in) {
   return SendTranslated<Inet4>(c, in, in.frame, 0, t, b.next_hop, counters);
 }
 
+// The index in `l`'s set of the backend in `slot`, when it is one of `l`'s and takes new
+// connections (weight > 0, not down); else kNoBackend.
+std::uint16_t UsableIndex(const CoreState& c, const ListenerConfig& l, std::uint32_t slot) {
+  const BackendConfig* b = c.snapshot->backend(slot);
+  if (b == nullptr || b->listener_slot != l.slot || !l.set.backends()[b->set_index].eligible) {
+    return nat::kNoBackend;
+  }
+  return b->set_index;
+}
+
+// Session persistence (nat/persist_table.h): the backend the client's last connection to `l`
+// went to within the window, if it still takes new connections; else a pick, remembered for
+// the client's next connections. Whichever core records a client first decides for every core.
+template <typename F>
+[[gnu::noinline]] std::uint16_t PickPersistent(CoreState& c, const typename F::Parsed& p,
+                                               const ListenerConfig& l,
+                                               nat::SchedulerState& scheduler) {
+  nat::PersistTable& table = *c.shared->persist;
+  const std::uint16_t now = nat::PersistTable::TickOf(c.now_ms);
+  const nat::PersistTable::Key key = table.KeyOf(l.slot, p.src_ip);
+  const nat::PersistTable::Found found = table.Find(key, now);
+  if (found.hit()) {
+    const std::uint16_t kept = UsableIndex(c, l, found.backend);
+    if (kept != nat::kNoBackend) {
+      table.Refresh(key, found, now, l.persist_ticks);
+      Count(c, WorkerEvent::kPersistHits);
+      return scheduler.Take(kept);
+    }
+    Count(c, WorkerEvent::kPersistMoved);
+  }
+  const std::uint16_t picked = scheduler.Pick(nat::FlowKeyOf(p));
+  if (picked == nat::kNoBackend) {
+    return picked;
+  }
+  const std::uint32_t slot = l.backend_slots[picked];
+  const nat::PersistTable::Recorded recorded =
+      table.Remember(key, found, slot, now, l.persist_ticks);
+  if (recorded.backend == slot) {
+    Count(c, WorkerEvent::kPersistRecorded);
+    Count(c, WorkerEvent::kPersistEvicted, recorded.evicted ? 1 : 0);
+    return picked;
+  }
+  // Another core recorded this client first (its backend wins, if it can take the connection),
+  // or the bucket kept changing and nothing was recorded.
+  const std::uint16_t theirs = recorded.backend != nat::PersistTable::kNone
+                                   ? UsableIndex(c, l, recorded.backend)
+                                   : nat::kNoBackend;
+  if (theirs == nat::kNoBackend) {
+    Count(c, WorkerEvent::kPersistContended);
+    return picked;
+  }
+  scheduler.OnConnectionClosed(picked);
+  Count(c, WorkerEvent::kPersistHits);
+  return scheduler.Take(theirs);
+}
+
 // Picks the backend (and for fnat the local port) of a new connection, builds its entry and
 // prefetches what inserting it will touch (`ahead`: how many inserts come before it).
 template <typename F>
@@ -533,7 +589,8 @@ void PrepareConn(CoreState& c, const typename F::Parsed& p, const ListenerConfig
   out.ready = true;
   out.drop = DropReason::kNone;
   nat::SchedulerState& scheduler = c.scheduler(l.slot);
-  out.set_index = scheduler.Pick(nat::FlowKeyOf(p));
+  out.set_index = l.persist_ticks == 0 ? scheduler.Pick(nat::FlowKeyOf(p))
+                                       : PickPersistent<F>(c, p, l, scheduler);
   if (out.set_index == nat::kNoBackend) {
     out.drop = DropReason::kNoBackend;
     return;

@@ -207,6 +207,10 @@ struct PipelineShared {
   std::uint32_t expire_budget_busy = 64;
   std::uint32_t expire_budget_idle = 1024;
   std::uint32_t sweep_budget = 4096;
+  // Session persistence, shared by every worker (its words change by compare-and-swap only);
+  // every worker clears expired entries of persist_sweep_buckets buckets per millisecond.
+  nat::PersistTable* persist = nullptr;
+  std::uint32_t persist_sweep_buckets = 1;
 };
 
 // A neighbour a worker learnt from ARP or neighbour discovery, visible to the other workers at

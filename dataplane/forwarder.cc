@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -142,6 +143,22 @@ Status Forwarder::CreateWorkers() {
     port_address6_.push_back(address6.has_value() ? std::optional(Ip6Of(address6->addr()))
                                                   : std::nullopt);
   }
+  if (options_.backend_slots > nat::PersistTable::kMaxBackendSlots) {
+    return Error(ErrorCode::kInvalidParameter,
+                 "{} backend slots: persistence entries name at most {}", options_.backend_slots,
+                 nat::PersistTable::kMaxBackendSlots);
+  }
+  // Keyed per process, so that no client can aim its addresses at one bucket.
+  std::random_device entropy;
+  Result<nat::PersistTable> persist = nat::PersistTable::Create(
+      config.conn_table.persistence_capacity, std::uint64_t{entropy()} << 32 | entropy());
+  if (!persist.ok()) {
+    return persist.status();
+  }
+  persist_.emplace(std::move(*persist));
+  shared_.persist = &*persist_;
+  // Each worker clears the whole table at least once an hour, a few buckets a millisecond.
+  shared_.persist_sweep_buckets = persist_->bucket_count() / 3'600'000 + 1;
   const std::uint32_t capacity =
       options_.conn_capacity != 0 ? options_.conn_capacity : config.conn_table.capacity_per_worker;
   for (std::uint32_t w = 0; w < workers; ++w) {

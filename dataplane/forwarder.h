@@ -186,6 +186,7 @@ class Forwarder {
   ForwarderOptions options_;
   std::uint32_t instance_ = 0;  // makes ring names unique within the process
   PipelineShared shared_;
+  std::optional<nat::PersistTable> persist_;  // shared_.persist
   std::vector<std::unique_ptr<PipelineWorker>> workers_;
   std::vector<PortSteeringState> steering_;
   std::vector<rte_ring*> rings_;  // every ring created, for the destructor

@@ -337,6 +337,11 @@ std::uint32_t Housekeeping(PipelineWorker& pw, bool busy) {
     expired += pw.table6.ExpireSome(pw.now_ms, budget, FreeFn(pw));
   }
   Count(pw, WorkerEvent::kConnsExpired, expired);
+  if (pw.now_ms != pw.persist_swept_ms && pw.shared->persist != nullptr) {
+    pw.persist_swept_ms = pw.now_ms;
+    pw.shared->persist->ExpireSome(pw.persist_cursor, pw.shared->persist_sweep_buckets,
+                                   nat::PersistTable::TickOf(pw.now_ms));
+  }
   StepSweep(pw);
   if (pw.dump != nullptr) {
     StepDump(pw);

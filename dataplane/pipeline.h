@@ -82,6 +82,9 @@ struct alignas(64) PipelineWorker : CoreState {
   std::uint64_t sweep_generation = 0;
   nat::SweepCursor sweep_cursor;
   nat::SweepCursor sweep_cursor6;
+  // The persistence table's bucket to clear next, and when it last cleared some.
+  std::uint32_t persist_cursor = 0;
+  std::uint32_t persist_swept_ms = 0;
   DumpRequest* dump = nullptr;
   std::uint64_t dump_seq = 0;
   nat::SweepCursor dump_cursor;   // the IPv4 table, then

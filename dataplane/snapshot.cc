@@ -236,6 +236,7 @@ ListenerInputs InputsOf(const model::Model& model, const model::Listener& listen
   in.scheduler = SchedulerKindOf(listener.scheduler);
   in.backends = BackendSpecs(model, listener, lb, group);
   in.maglev_size = MaglevSizeFor(listener.scheduler, in.backends.size());
+  in.persistence_s = listener.persistence;
   in.workers = options.workers;
   return in;
 }
@@ -268,6 +269,8 @@ Result<std::shared_ptr<ListenerConfig>> CompileListener(const model::Listener& l
   lc->idle_timeout_ms = inputs.idle_timeout_ms;
   lc->tcp_timeout_ms = inputs.tcp_timeout_ms;
   lc->down_policy = inputs.down_policy;
+  lc->persist_ticks =
+      inputs.persistence_s != 0 ? nat::PersistTable::WindowTicks(inputs.persistence_s) : 0;
   Result<nat::BackendSet> set = nat::BackendSet::Create(
       inputs.backends, {.scheduler = inputs.scheduler, .maglev_size = inputs.maglev_size});
   if (!set.ok()) {

@@ -49,6 +49,7 @@
 #include "nat/conn_table.h"
 #include "nat/flat_map.h"
 #include "nat/flow_key.h"
+#include "nat/persist_table.h"
 #include "nat/route_table.h"
 #include "nat/scheduler.h"
 #include "nat/service_table.h"
@@ -85,6 +86,7 @@ struct ListenerInputs {
   DownPolicy down_policy = DownPolicy::kReset;
   nat::SchedulerKind scheduler = nat::SchedulerKind::kWrr;
   std::uint32_t maglev_size = 0;
+  std::uint32_t persistence_s = 0;  // 0: off
   std::vector<nat::BackendSpec> backends;
   std::uint32_t workers = 0;
   friend bool operator==(const ListenerInputs&, const ListenerInputs&) = default;
@@ -107,6 +109,8 @@ struct ListenerConfig {
   // By nat::TcpState; established = idle_timeout_ms.
   std::array<std::uint32_t, nat::kTcpStateCount> tcp_timeout_ms{};
   DownPolicy down_policy = DownPolicy::kReset;
+  // Session persistence by client address: the window in nat::PersistTable ticks; 0: off.
+  std::uint16_t persist_ticks = 0;
   nat::BackendSet set;
   std::vector<std::uint32_t> backend_slots;  // by index in set.backends()
 

@@ -54,7 +54,12 @@ namespace fulcrum::dataplane {
   X(kConnsRescheduled, "conns_rescheduled") /* flows of a dead backend scheduled again */    \
   X(kConnsFlushed, "conns_flushed")         /* removed by a sweep (listener/backend gone) */ \
   X(kConnsExpired, "conns_expired")                                                          \
-  X(kControlRingFull, "control_ring_full") /* reports to the control thread lost */
+  X(kControlRingFull, "control_ring_full")  /* reports to the control thread lost */         \
+  X(kPersistHits, "persist_hits")           /* new conns sent to the client's backend */     \
+  X(kPersistRecorded, "persist_recorded")   /* clients given a persistence entry */          \
+  X(kPersistMoved, "persist_moved")         /* its backend was down, at weight 0, gone */    \
+  X(kPersistEvicted, "persist_evicted")     /* live entries replaced: bucket full */         \
+  X(kPersistContended, "persist_contended") /* not recorded: the bucket kept changing */
 
 enum class WorkerEvent : std::uint8_t {
 #define FULCRUM_EVENT_ENUM(name, text) name,

@@ -82,8 +82,11 @@ std::string Describe(const Bytes& frame) {
 }
 
 CoreBed::CoreBed(std::uint32_t workers, std::uint32_t conn_capacity)
-    : config_(TestConfig()), slots_(kListenerSlots, kBackendSlots) {
+    : config_(TestConfig()),
+      persist_(nat::PersistTable::Create(4096, 0x5eed).value()),
+      slots_(kListenerSlots, kBackendSlots) {
   shared_.workers = workers;
+  shared_.persist = &persist_;
   shared_.steering = nat::PortSteering::ForWorkers(workers);
   shared_.port_index.fill(kNoPortIndex);
   const Mac macs[] = {kClientPortMac, kBackendPortMac};

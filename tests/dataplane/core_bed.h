@@ -124,6 +124,7 @@ class CoreBed {
   void SetNeighbors(bool client, bool backends);
 
   DaemonConfig config_;
+  nat::PersistTable persist_;
   PipelineShared shared_;
   std::vector<std::unique_ptr<WorkerCounters>> counters_;
   std::vector<std::unique_ptr<CoreState>> cores_;

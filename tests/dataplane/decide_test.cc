@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -879,6 +880,95 @@ TEST(DecideTable, ACoreThatSkippedAGenerationRebindsEveryChangedListener) {
   EXPECT_EQ(bed.core(0).scheduling[udp].config, nullptr);
   EXPECT_EQ(bed.core(0).scheduler(udp).set(), nullptr);
   EXPECT_EQ(bed.core(0).scheduling[dnat].config, dnat_config);  // shared all along
+}
+
+// Session persistence: a client's new connections, on whichever core, go where its first went
+// while the window lasts; a listener without it spreads the same client over the group.
+TEST(DecideTable, PersistenceKeepsAClientOnOneBackendOnEveryCore) {
+  CoreBed bed;
+  ModelBuilder b;
+  b.Group("sg-00000001", {"198.18.1.11:8080", "198.18.1.12:8080", "198.18.1.13:8080"})
+      .Listener("lsn-00000001", Protocol::kTcp, 80, "sg-00000001")
+      .Listener("lsn-00000002", Protocol::kTcp, 81, "sg-00000001")
+      .Persistence("lsn-00000001", 30);
+  bed.Apply(b.model());
+  bed.LearnNeighbors();
+  bed.TakeDelta();
+  std::uint16_t next_port = 40000;
+  // Opens `count` connections from `client` to `vport`, alternating the owning core; returns
+  // the backends they reached, by backend address.
+  const auto open = [&](std::uint32_t client, std::uint16_t vport, int count) {
+    std::map<std::uint32_t, int> reached;
+    for (int i = 0; i < count; ++i) {
+      const std::uint32_t core = static_cast<std::uint32_t>(i) % 2;
+      while (ClientOwner(client, next_port, 2) != core) {
+        ++next_port;
+      }
+      PacketBuilder syn;
+      syn.Macs(kClientPortMac, client == kClientIp ? kClientMac : kClient2Mac)
+          .Ipv4(client, kVipIp)
+          .Tcp(next_port++, vport, kSyn);
+      const Outcome out = bed.FeedOne(core, kClientPort, syn.Build());
+      EXPECT_EQ(out.action, SendOn(kBackendPort)) << i;
+      ++reached[nat::Parse(out.frame).dst_ip];
+    }
+    return reached;
+  };
+
+  const std::map<std::uint32_t, int> spread = open(kClientIp, 81, 12);
+  EXPECT_EQ(spread.size(), 3u) << "wrr without persistence";
+  ExpectDelta(bed, {}, "no persistence on :81");
+
+  const std::map<std::uint32_t, int> first = open(kClientIp, 80, 12);
+  ASSERT_EQ(first.size(), 1u);
+  const std::uint32_t chosen = first.begin()->first;
+  ExpectDelta(bed,
+              {.events = {{WorkerEvent::kPersistRecorded, 1}, {WorkerEvent::kPersistHits, 11}}},
+              "one client, twelve connections on two cores");
+  EXPECT_EQ(open(kClient2Ip, 80, 4).size(), 1u);
+  ExpectDelta(bed, {.events = {{WorkerEvent::kPersistRecorded, 1}, {WorkerEvent::kPersistHits, 3}}},
+              "another client has an entry of its own");
+
+  // Each connection extends the window: 20 s later the entry still holds, 31 s after the last
+  // connection it has ended and the client is scheduled afresh.
+  bed.Advance(20'000);
+  EXPECT_EQ(open(kClientIp, 80, 2), (std::map<std::uint32_t, int>{{chosen, 2}}));
+  ExpectDelta(bed, {.events = {{WorkerEvent::kPersistHits, 2}}}, "20 s later");
+  bed.Advance(29'000);
+  EXPECT_EQ(open(kClientIp, 80, 1), (std::map<std::uint32_t, int>{{chosen, 1}}));
+  ExpectDelta(bed, {.events = {{WorkerEvent::kPersistHits, 1}}}, "29 s after the last");
+  bed.Advance(32'000);
+  const std::map<std::uint32_t, int> after = open(kClientIp, 80, 6);
+  EXPECT_EQ(after.size(), 1u);
+  ExpectDelta(bed, {.events = {{WorkerEvent::kPersistRecorded, 1}, {WorkerEvent::kPersistHits, 5}}},
+              "after the window: a new entry");
+
+  // Its backend goes down, then comes back at weight 0: the client moves, each time once.
+  const std::uint32_t now_on = after.begin()->first;
+  const auto name = [](std::uint32_t ip) {
+    return "198.18.1." + std::to_string(ip & 0xff) + ":8080";
+  };
+  b.Health("lsn-00000001", name(now_on), model::HealthState::kDown);
+  bed.Apply(b.model());
+  const std::map<std::uint32_t, int> moved = open(kClientIp, 80, 4);
+  ASSERT_EQ(moved.size(), 1u);
+  EXPECT_NE(moved.begin()->first, now_on);
+  ExpectDelta(bed,
+              {.events = {{WorkerEvent::kPersistMoved, 1},
+                          {WorkerEvent::kPersistRecorded, 1},
+                          {WorkerEvent::kPersistHits, 3}}},
+              "its backend down");
+  b.Health("lsn-00000001", name(now_on), model::HealthState::kUp);
+  ASSERT_TRUE(b.model().SetWeight("sg-00000001", testing::Ep(name(moved.begin()->first)), 0).ok());
+  bed.Apply(b.model());
+  const std::map<std::uint32_t, int> again = open(kClientIp, 80, 4);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_NE(again.begin()->first, moved.begin()->first);
+  ExpectDelta(bed,
+              {.events = {{WorkerEvent::kPersistMoved, 1},
+                          {WorkerEvent::kPersistRecorded, 1},
+                          {WorkerEvent::kPersistHits, 3}}},
+              "its backend at weight 0");
 }
 
 }  // namespace

@@ -103,6 +103,15 @@ class ModelBuilder {
     return *this;
   }
 
+  // Sets listener `id`'s session persistence window (0: off).
+  ModelBuilder& Persistence(const std::string& id, std::int64_t seconds) {
+    model::ListenerOptions options;
+    options.persistence = seconds;
+    Status modified = model_.ModifyListener(id, options);
+    EXPECT_TRUE(modified.ok()) << modified.ToString();
+    return *this;
+  }
+
   model::Model& model() { return model_; }
 
  private:

@@ -5,10 +5,10 @@
 //
 // Runs io_floor, established_1k, established_1m, established_10m, tcp_lifecycle and udp_new,
 // then established_1m_v6, tcp_lifecycle_v6 and udp_new_v6, their IPv6 twins, and
-// nat64_established_1m (bench/scenarios.h), on one worker driven on this thread over net_ring ports
-// (bench/rig.h), then times a Maglev build of 65537 slots and a configuration change
-// (Forwarder::Apply with a running worker). Prints a table, or with --json exactly one JSON object
-// on stdout. Progress and DPDK's log go to stderr.
+// nat64_established_1m, and tcp_lifecycle_persist and udp_new_persist (bench/scenarios.h), on one
+// worker driven on this thread over net_ring ports (bench/rig.h), then times a Maglev build of
+// 65537 slots and a configuration change (Forwarder::Apply with a running worker). Prints a table,
+// or with --json exactly one JSON object on stdout. Progress and DPDK's log go to stderr.
 //
 // Every forwarded frame is checked against its connection (bench/traffic.h); the run fails
 // (exit 1) when a scenario forwarded nothing, dropped anything, or sent a wrong frame, so
@@ -47,9 +47,18 @@ constexpr int kExitSkip = 77;
 constexpr std::uint32_t kMillion = 1'000'000;
 constexpr std::uint32_t kMaglevHeadline = 1000;  // backends of the maglev_build_ms figure
 
-const std::vector<std::string> kScenarios = {
-    "io_floor", "established_1k",    "established_1m",   "established_10m", "tcp_lifecycle",
-    "udp_new",  "established_1m_v6", "tcp_lifecycle_v6", "udp_new_v6",      "nat64_established_1m"};
+const std::vector<std::string> kScenarios = {"io_floor",
+                                             "established_1k",
+                                             "established_1m",
+                                             "established_10m",
+                                             "tcp_lifecycle",
+                                             "udp_new",
+                                             "established_1m_v6",
+                                             "tcp_lifecycle_v6",
+                                             "udp_new_v6",
+                                             "nat64_established_1m",
+                                             "tcp_lifecycle_persist",
+                                             "udp_new_persist"};
 const std::vector<std::string> kExtras = {"maglev", "publish", "health_flap"};
 
 struct Flags {
@@ -190,12 +199,12 @@ void PrintTable(const Report& report, const BenchOptions& options) {
       "lb-bench%s: one worker core, 64-byte frames (84 in IPv6), medians of %u repetitions; "
       "TSC %.3f GHz (measured %.3f)\n\n",
       options.quick ? " --quick" : "", options.reps, report.tsc_ghz, report.measured_tsc_ghz);
-  std::printf("%-18s %12s %8s %9s %7s %12s %10s\n", "scenario", "connections", "Mpps", "ns/pkt",
+  std::printf("%-22s %12s %8s %9s %7s %12s %10s\n", "scenario", "connections", "Mpps", "ns/pkt",
               "ratio", "conns/s", "min-max");
   for (const ScenarioResult& s : report.scenarios) {
     const auto [lo, hi] = std::minmax_element(s.mpps_reps.begin(), s.mpps_reps.end());
     const std::string spread = s.mpps_reps.empty() ? "-" : fmt::format("{:.2f}-{:.2f}", *lo, *hi);
-    std::printf("%-18s %12s %8.2f %9.1f %7.2f %12s %10s\n", s.name.c_str(),
+    std::printf("%-22s %12s %8.2f %9.1f %7.2f %12s %10s\n", s.name.c_str(),
                 s.connections != 0 ? std::to_string(s.connections).c_str() : "-", s.mpps,
                 s.ns_per_packet, s.ratio_to_io_floor,
                 s.conns_per_s ? fmt::format("{:.0f}", *s.conns_per_s).c_str() : "-",
@@ -295,10 +304,10 @@ ScenarioResult RunPipelineScenario(Rig& rig, const BenchOptions& options, const 
   if (base == "established_10m") {
     return RunEstablished<F>(rig, options, name, 10 * kMillion);
   }
-  if (base == "tcp_lifecycle") {
-    return RunTcpLifecycle<F>(rig, options);
+  if (base == "tcp_lifecycle" || base == "tcp_lifecycle_persist") {
+    return RunTcpLifecycle<F>(rig, options, base.ends_with("_persist"));
   }
-  return RunUdpNew<F>(rig, options);
+  return RunUdpNew<F>(rig, options, base.ends_with("_persist"));
 }
 
 ScenarioResult RunScenario(Rig& rig, const BenchOptions& options, const std::string& name) {

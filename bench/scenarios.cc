@@ -201,7 +201,18 @@ class Run {
 struct ModelOptions {
   model::ForwardMode tcp_mode = model::ForwardMode::kFnat;
   std::int64_t udp_idle_timeout = model::kDefaultUdpIdleTimeout;
+  std::uint32_t persistence = 0;  // every listener's window, seconds; 0: off
 };
+
+// Session persistence of the *_persist scenarios: longer than any run, so that every client's
+// connection after its first is a hit.
+constexpr std::uint32_t kBenchPersistence = 600;
+
+// A scenario's name: its base, "_persist" when its listeners keep sessions, its family's suffix.
+template <typename F>
+std::string ScenarioName(const char* base, bool persist) {
+  return std::string(base) + (persist ? "_persist" : "") + F::kNameSuffix;
+}
 
 std::string Id(const char* prefix, std::uint32_t n) { return fmt::format("{}{:08x}", prefix, n); }
 
@@ -241,6 +252,7 @@ Result<model::Model> BenchModel(const ModelOptions& options) {
         listener.idle_timeout = options.udp_idle_timeout;
       }
       listener.health_check.type = model::HealthCheckType::kNone;
+      listener.persistence = options.persistence;
       FULCRUM_RETURN_IF_ERROR(model.CreateListener(
           Id("lsn-", n), lb, tcp ? model::Protocol::kTcp : model::Protocol::kUdp,
           tcp ? kTcpPort : kUdpPort, listener, kModelNow));
@@ -592,9 +604,10 @@ ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::
 }
 
 template <typename F>
-ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options) {
-  Run run(rig, std::string("tcp_lifecycle") + F::kNameSuffix);
-  std::unique_ptr<Forwarder> fw = StartForwarder<F>(run, options.steady_capacity, {});
+ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options, bool persist) {
+  Run run(rig, ScenarioName<F>("tcp_lifecycle", persist));
+  std::unique_ptr<Forwarder> fw = StartForwarder<F>(
+      run, options.steady_capacity, {.persistence = persist ? kBenchPersistence : 0});
   if (fw == nullptr) {
     return run.Finish();
   }
@@ -655,10 +668,11 @@ ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options) {
 }
 
 template <typename F>
-ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options) {
-  Run run(rig, std::string("udp_new") + F::kNameSuffix);
+ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options, bool persist) {
+  Run run(rig, ScenarioName<F>("udp_new", persist));
   std::unique_ptr<Forwarder> fw =
-      StartForwarder<F>(run, options.steady_capacity, {.udp_idle_timeout = 1});
+      StartForwarder<F>(run, options.steady_capacity,
+                        {.udp_idle_timeout = 1, .persistence = persist ? kBenchPersistence : 0});
   if (fw == nullptr) {
     return run.Finish();
   }
@@ -908,10 +922,10 @@ template ScenarioResult RunEstablished<Family6>(Rig&, const BenchOptions&, const
                                                 std::uint64_t);
 template ScenarioResult RunEstablished<Family6, Family4>(Rig&, const BenchOptions&,
                                                          const std::string&, std::uint64_t);
-template ScenarioResult RunTcpLifecycle<Family4>(Rig&, const BenchOptions&);
-template ScenarioResult RunTcpLifecycle<Family6>(Rig&, const BenchOptions&);
-template ScenarioResult RunUdpNew<Family4>(Rig&, const BenchOptions&);
-template ScenarioResult RunUdpNew<Family6>(Rig&, const BenchOptions&);
+template ScenarioResult RunTcpLifecycle<Family4>(Rig&, const BenchOptions&, bool);
+template ScenarioResult RunTcpLifecycle<Family6>(Rig&, const BenchOptions&, bool);
+template ScenarioResult RunUdpNew<Family4>(Rig&, const BenchOptions&, bool);
+template ScenarioResult RunUdpNew<Family6>(Rig&, const BenchOptions&, bool);
 
 double TableBytesPerConnection(std::uint32_t capacity) {
   return static_cast<double>(nat::ConnTable::MemoryBytes(capacity)) / capacity;

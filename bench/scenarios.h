@@ -19,6 +19,10 @@
 //                    ways (8 packets), no RST; time_wait lasts 1 s, after which expiry frees
 //                    the entry and its port, so connections are created and destroyed.
 //   udp_new          every datagram opens a new fnat flow (1 s idle timeout).
+//   tcp_lifecycle_persist, udp_new_persist
+//                    the same with session persistence (600 s) on every listener: each of
+//                    the 65,536 client addresses is scheduled and recorded once, and every
+//                    later connection of it looks its entry up (a hit).
 //   established_1m_v6, tcp_lifecycle_v6, udp_new_v6
 //                    the same traffic in IPv6: IPv6 clients, VIPs, backends and fnat local
 //                    addresses (bench/traffic.h, Family6).
@@ -96,9 +100,9 @@ template <typename F, typename B = F>
 ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::string& name,
                               std::uint64_t connections);
 template <typename F>
-ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options);
+ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options, bool persist = false);
 template <typename F>
-ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options);
+ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options, bool persist = false);
 MaglevFigures RunMaglev(const BenchOptions& options);
 PublishFigures RunPublish(Rig& rig, const BenchOptions& options);
 HealthFlapFigures RunHealthFlap(Rig& rig, const BenchOptions& options);

@@ -400,6 +400,13 @@ Result<json> ControlPlane::ListenerCreate(JsonFields& args) {
   if (!protocol) {
     return args.BadValue("protocol", "one of tcp, udp, http, https");
   }
+  if (*protocol == model::Protocol::kHttp || *protocol == model::Protocol::kHttps) {
+    return Error(ErrorCode::kNotSupported,
+                 "protocol {} is not supported yet: lbd has no L7 tier and would forward it as "
+                 "plain TCP; create a tcp listener (with health_check type http, lbctl's "
+                 "--hc-type http, for HTTP backends)",
+                 *protocol_name);
+  }
   model::Model next = model_;
   const std::string id = NewId(kListenerIdPrefix);
   FULCRUM_RETURN_IF_ERROR(next.CreateListener(id, *lb, *protocol, *port, options, Now()));

@@ -541,10 +541,13 @@ std::uint16_t UsableIndex(const CoreState& c, const ListenerConfig& l, std::uint
 template <typename F>
 [[gnu::noinline]] std::uint16_t PickPersistent(CoreState& c, const typename F::Parsed& p,
                                                const ListenerConfig& l,
-                                               nat::SchedulerState& scheduler) {
+                                               nat::SchedulerState& scheduler,
+                                               nat::PersistTable::Key key) {
   nat::PersistTable& table = *c.shared->persist;
   const std::uint16_t now = nat::PersistTable::TickOf(c.now_ms);
-  const nat::PersistTable::Key key = table.KeyOf(l.slot, p.src_ip);
+  if (key.fingerprint == 0) {  // not computed ahead
+    key = table.KeyOf(l.slot, p.src_ip);
+  }
   const nat::PersistTable::Found found = table.Find(key, now);
   if (found.hit()) {
     const std::uint16_t kept = UsableIndex(c, l, found.backend);
@@ -590,7 +593,7 @@ void PrepareConn(CoreState& c, const typename F::Parsed& p, const ListenerConfig
   out.drop = DropReason::kNone;
   nat::SchedulerState& scheduler = c.scheduler(l.slot);
   out.set_index = l.persist_ticks == 0 ? scheduler.Pick(nat::FlowKeyOf(p))
-                                       : PickPersistent<F>(c, p, l, scheduler);
+                                       : PickPersistent<F>(c, p, l, scheduler, out.persist);
   if (out.set_index == nat::kNoBackend) {
     out.drop = DropReason::kNoBackend;
     return;
@@ -1180,13 +1183,15 @@ void DecidePending(CoreState& c, std::span<PacketIn> packets) {
   auto& table = TableOf<F>(c);
   table.LookupBulk(std::span(burst.keys.data(), burst.count),
                    std::span(burst.hits.data(), burst.count), c.now_ms);
-  std::uint32_t opening = 0;
   std::uint64_t opening_filter = 0;
   std::uint32_t repeats = 0;  // bit k: an earlier packet of the burst opens packet k's connection
   static_assert(kBurstSize <= 32);
+  std::array<std::uint8_t, kBurstSize> opens;  // the packets that open a connection, in order
+  std::uint32_t opening = 0;
   for (std::uint16_t k = 0; k < burst.count; ++k) {
     PreparedConn<F>& prepared = burst.prepared[k];
     prepared.ready = false;
+    prepared.persist = {};
     if (!Opens(burst.pending[k], burst.parsed[k], burst.hits[k])) {
       continue;
     }
@@ -1194,7 +1199,17 @@ void DecidePending(CoreState& c, std::span<PacketIn> packets) {
       repeats |= 1u << k;
       continue;
     }
-    PrepareConn<F>(c, burst.parsed[k], *burst.pending[k].listener, opening++, prepared);
+    const ListenerConfig& l = *burst.pending[k].listener;
+    if (l.persist_ticks != 0) {  // its client's entry, fetched while the others are picked
+      prepared.persist = c.shared->persist->KeyOf(l.slot, burst.parsed[k].src_ip);
+      c.shared->persist->Prefetch(prepared.persist);
+    }
+    prepared.ready = true;  // for OpensEarlierInBurst; PrepareConn fills it in below
+    opens[opening++] = static_cast<std::uint8_t>(k);
+  }
+  for (std::uint32_t n = 0; n < opening; ++n) {
+    const std::uint8_t k = opens[n];
+    PrepareConn<F>(c, burst.parsed[k], *burst.pending[k].listener, n, burst.prepared[k]);
   }
   for (std::uint16_t k = 0; k < burst.count; ++k) {
     if (repeats != 0 && ((repeats >> k) & 1u) != 0) [[unlikely]] {

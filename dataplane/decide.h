@@ -174,6 +174,9 @@ struct PreparedConn {
   std::uint16_t set_index = 0;                    // the backend's index in the listener's set
   nat::DropReason drop = nat::DropReason::kNone;  // why no connection could be prepared
   bool ready = false;
+  // Its client's session persistence key, computed and prefetched ahead of the pick when its
+  // listener keeps sessions; fingerprint 0: not computed.
+  nat::PersistTable::Key persist;
 };
 
 // The stages' working set for one burst, per family. It lives in the CoreState, not on the

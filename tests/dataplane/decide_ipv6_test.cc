@@ -2,7 +2,9 @@
 // IPv4 with the family as a type parameter, so these tables mirror decide_test.cc's: frames and
 // core state in, actions, frames and counters out, every expected frame built independently.
 // The model serves both families at once: an IPv6 VIP next to the IPv4 one.
+#include <algorithm>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -852,6 +854,48 @@ TEST(DecideIpv6Table, AnUnresolvedBackendIsReportedOnce) {
               {.drops = {{DropReason::kArpUnresolved, 2}},
                .events = {{WorkerEvent::kArpResolveRequests, 1}}},
               "two SYNs");
+}
+
+// Session persistence keys IPv6 clients by their whole address, for UDP as for TCP: a client's
+// new flows on both cores reach one backend of three; another client has its own entry.
+TEST(DecideIpv6Table, PersistenceKeepsAnIpv6ClientsFlowsOnOneBackend) {
+  CoreBed bed;
+  ModelBuilder b;
+  b.Lb(kLb6, kVip6)
+      .Group("sg-00000011",
+             {"[2001:db8:1::11]:5353", "[2001:db8:1::12]:5353", "[2001:db8:1::13]:5353"})
+      .Listener("lsn-00000011", Protocol::kUdp, 53, "sg-00000011", ForwardMode::kFnat, 30)
+      .Persistence("lsn-00000011", 60);
+  bed.Apply(b.model());
+  bed.LearnNeighbors();
+  bed.TakeDelta();
+  std::uint16_t next_port = 40000;
+  const auto open = [&](const Ip6Bytes& client, int count) {
+    std::set<Ip6Bytes> reached;
+    for (int i = 0; i < count; ++i) {
+      const std::uint32_t core = static_cast<std::uint32_t>(i) % 2;
+      while (ClientOwner(Wide6(client), next_port, 2) != core) {
+        ++next_port;
+      }
+      PacketBuilder d;
+      d.Macs(kClientPortMac, client == ClientIp6() ? kClientMac : kClient2Mac)
+          .Ipv6(client, VipIp6())
+          .Udp(next_port++, 53)
+          .Payload(8);
+      const Outcome out = bed.FeedOne(core, kClientPort, d.Build());
+      EXPECT_EQ(out.action, SendOn(kBackendPort)) << i;
+      Ip6Bytes dst{};
+      std::copy_n(out.frame.begin() + 14 + 24, 16, dst.begin());
+      reached.insert(dst);
+    }
+    return reached;
+  };
+  EXPECT_EQ(open(ClientIp6(), 8).size(), 1u);
+  ExpectDelta(bed, {.events = {{WorkerEvent::kPersistRecorded, 1}, {WorkerEvent::kPersistHits, 7}}},
+              "one client, eight flows on two cores");
+  EXPECT_EQ(open(Client2Ip6(), 4).size(), 1u);
+  ExpectDelta(bed, {.events = {{WorkerEvent::kPersistRecorded, 1}, {WorkerEvent::kPersistHits, 3}}},
+              "the second client");
 }
 
 }  // namespace

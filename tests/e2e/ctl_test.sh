@@ -82,15 +82,17 @@ expect_eq "default tcp health check" "$(jqr '.health_check.type')" "tcp"
 expect_eq "default interval" "$(jqr '.health_check.interval')" "5"
 expect_eq "default timeout" "$(jqr '.health_check.timeout')" "2"
 expect_eq "default rise/fall" "$(jqr '"\(.health_check.rise)/\(.health_check.fall)"')" "3/3"
-expect_rc 1 "same port, same family (http)" lbctl listener create "$lb" --protocol http --port 80 --group "$group"
+expect_rc 1 "same port, same family" lbctl listener create "$lb" --protocol tcp --port 80 --group "$group"
 expect_match "PortConflict" "$ERR" 'PortConflict'
+expect_rc 1 "http listener: no L7 tier yet" lbctl listener create "$lb" --protocol http --port 8088 --group "$group"
+expect_match "NotSupported" "$ERR" 'NotSupported.*protocol http'
 expect_rc 1 "udp listener without a health check" lbctl listener create "$lb" --protocol udp --port 80 --group "$group"
 expect_match "udp needs hc settings" "$ERR" 'MissingParameter'
 expect_rc 0 "udp on the same port is another family" lbctl listener create "$lb" --protocol udp --port 80 --group "$group" --hc-type udp --hc-send 70696e67 --hc-expect 706f6e67
 udp=$OUT
 expect_rc 0 "udp listener show" lbctl --json listener show "$udp"
 expect_eq "udp idle timeout default" "$(jqr '.idle_timeout')" "300"
-expect_rc 0 "http listener with options" lbctl listener create "$lb" --protocol http --port 8080 --group "$group" --scheduler wlc --mode dnat --idle-timeout 60 --persistence 30 --hc-path /healthz --hc-codes 2xx --hc-interval 2 --hc-timeout 1 --hc-rise 2 --hc-fall 4
+expect_rc 0 "tcp listener with http check and options" lbctl listener create "$lb" --protocol tcp --port 8080 --group "$group" --scheduler wlc --mode dnat --idle-timeout 60 --persistence 30 --hc-type http --hc-path /healthz --hc-codes 2xx --hc-interval 2 --hc-timeout 1 --hc-rise 2 --hc-fall 4
 http=$OUT
 expect_rc 0 "http listener show" lbctl --json listener show "$http"
 expect_eq "http check" "$(jqr '.health_check.type')" "http"

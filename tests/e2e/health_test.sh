@@ -23,7 +23,7 @@ for n in 1 2 3; do
   lbctl group add-backend "$dns" "198.18.1.1$n:5353" >/dev/null
 done
 tcp=$(lbctl listener create "$lb" --protocol tcp --port 80 --group "$web" --hc-type tcp "${hc[@]}")
-http=$(lbctl listener create "$lb" --protocol http --port 8080 --group "$web" --hc-type http --hc-path /whoami "${hc[@]}")
+http=$(lbctl listener create "$lb" --protocol tcp --port 8080 --group "$web" --hc-type http --hc-path /whoami "${hc[@]}")
 udp=$(lbctl listener create "$lb" --protocol udp --port 53 --group "$dns" --hc-type udp --hc-send 70696e67 --hc-expect 6265 "${hc[@]}")
 check "configured" test -n "$tcp" -a -n "$http" -a -n "$udp"
 

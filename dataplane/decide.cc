@@ -641,6 +641,7 @@ std::optional<nat::InsertResult> InsertPrepared(CoreState& c, const typename F::
                                                 const ListenerConfig& l,
                                                 PreparedConn<F>& prepared) {
   if (!prepared.ready) {
+    prepared.persist = {};  // not computed ahead for this packet
     PrepareConn<F>(c, p, l, 0, prepared);
   }
   prepared.ready = false;
@@ -1191,7 +1192,6 @@ void DecidePending(CoreState& c, std::span<PacketIn> packets) {
   for (std::uint16_t k = 0; k < burst.count; ++k) {
     PreparedConn<F>& prepared = burst.prepared[k];
     prepared.ready = false;
-    prepared.persist = {};
     if (!Opens(burst.pending[k], burst.parsed[k], burst.hits[k])) {
       continue;
     }
@@ -1200,6 +1200,7 @@ void DecidePending(CoreState& c, std::span<PacketIn> packets) {
       continue;
     }
     const ListenerConfig& l = *burst.pending[k].listener;
+    prepared.persist = {};
     if (l.persist_ticks != 0) {  // its client's entry, fetched while the others are picked
       prepared.persist = c.shared->persist->KeyOf(l.slot, burst.parsed[k].src_ip);
       c.shared->persist->Prefetch(prepared.persist);

@@ -565,7 +565,7 @@ template <typename F>
   const std::uint32_t slot = l.backend_slots[picked];
   const nat::PersistTable::Recorded recorded =
       table.Remember(key, found, slot, now, l.persist_ticks);
-  if (recorded.backend == slot) {
+  if (!recorded.raced && recorded.backend == slot) {
     Count(c, WorkerEvent::kPersistRecorded);
     Count(c, WorkerEvent::kPersistEvicted, recorded.evicted ? 1 : 0);
     return picked;

@@ -76,7 +76,7 @@ PersistTable::Recorded PersistTable::Remember(Key key, const Found& found, std::
     for (std::uint32_t i = 0; i < kWays; ++i) {
       if (FingerprintOf(words[i]) == key.fingerprint) {
         if (Live(words[i], now) && words[i] != found.word) {
-          return {BackendOf(words[i]), false};
+          return {.backend = BackendOf(words[i]), .raced = true};
         }
         target = i;
         break;
@@ -99,7 +99,7 @@ PersistTable::Recorded PersistTable::Remember(Key key, const Found& found, std::
     }
     std::uint64_t expected = words[target];
     if (b.way[target].compare_exchange_strong(expected, desired, std::memory_order_relaxed)) {
-      return {backend, evicted};
+      return {.backend = backend, .evicted = evicted};
     }
   }
   return {};

@@ -99,6 +99,7 @@ class PersistTable {
     // bucket kept changing under us).
     std::uint32_t backend = kNone;
     bool evicted = false;  // a live entry of another key made room
+    bool raced = false;    // `backend` is another core's record, not this call's
   };
   // Records `backend` for `key` until `now + window`. `found` is what Find returned for this
   // key: a live entry whose backend the caller could not use is replaced.

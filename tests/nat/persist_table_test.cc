@@ -138,8 +138,14 @@ TEST(PersistTableTest, TheFirstRecordOfARaceWins) {
   const PersistTable::Key key = table.KeyOf(kListener, Ip4("198.18.0.2"));
   const PersistTable::Found a = table.Find(key, 5);
   const PersistTable::Found b = table.Find(key, 5);
-  EXPECT_EQ(table.Remember(key, a, 10, 5, 30).backend, 10u);
-  EXPECT_EQ(table.Remember(key, b, 20, 5, 30).backend, 10u);
+  const PersistTable::Recorded first = table.Remember(key, a, 10, 5, 30);
+  EXPECT_EQ(first.backend, 10u);
+  EXPECT_FALSE(first.raced);
+  const PersistTable::Recorded second = table.Remember(key, b, 20, 5, 30);
+  EXPECT_EQ(second.backend, 10u);
+  EXPECT_TRUE(second.raced);
+  // A racer that picked the same backend is still told it raced: it did not record.
+  EXPECT_TRUE(table.Remember(key, b, 10, 5, 30).raced);
   EXPECT_EQ(table.Find(key, 5).backend, 10u);
   EXPECT_EQ(table.CountLive(5), 1u);
   // The same when both saw a stale entry of a backend gone down, and both replace it.

@@ -39,6 +39,11 @@ constexpr std::array kBackendDownPolicyNames = {
     NameEntry<BackendDownPolicy>{BackendDownPolicy::kKeep, "keep"},
     NameEntry<BackendDownPolicy>{BackendDownPolicy::kReset, "reset"},
     NameEntry<BackendDownPolicy>{BackendDownPolicy::kReschedule, "reschedule"}};
+constexpr std::array kClientIpModeNames = {
+    NameEntry<ClientIpMode>{ClientIpMode::kOff, "off"},
+    NameEntry<ClientIpMode>{ClientIpMode::kToa, "toa"},
+    NameEntry<ClientIpMode>{ClientIpMode::kProxyV1, "proxy-v1"},
+    NameEntry<ClientIpMode>{ClientIpMode::kProxyV2, "proxy-v2"}};
 constexpr std::array<std::string_view, 5> kCodeClasses = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 
 template <typename E, std::size_t N>
@@ -299,6 +304,14 @@ Status ValidateListener(std::string_view label, const Listener& listener) {
   FULCRUM_RETURN_IF_ERROR(
       CheckRange(label, "idle_timeout", listener.idle_timeout, kIdleTimeoutRange));
   FULCRUM_RETURN_IF_ERROR(CheckPersistence(label, listener.persistence));
+  if (listener.client_ip != ClientIpMode::kOff &&
+      (listener.protocol != Protocol::kTcp || listener.mode != ForwardMode::kFnat)) {
+    // A dnat backend sees the client's address itself; UDP has no stream to put it in.
+    return Error(ErrorCode::kInvalidParameter,
+                 "{}: client_ip {} applies to tcp listeners in fnat mode, not {} in {}", label,
+                 ClientIpModeName(listener.client_ip), ProtocolName(listener.protocol),
+                 ForwardModeName(listener.mode));
+  }
   return ValidateHealthCheck(label, listener.protocol, listener.health_check);
 }
 
@@ -353,6 +366,7 @@ Status OverlayListener(std::string_view label, const ListenerOptions& options, L
   listener.scheduler = options.scheduler.value_or(listener.scheduler);
   listener.mode = options.mode.value_or(listener.mode);
   listener.on_backend_down = options.on_backend_down.value_or(listener.on_backend_down);
+  listener.client_ip = options.client_ip.value_or(listener.client_ip);
   FULCRUM_RETURN_IF_ERROR(SetChecked(label, "idle_timeout", options.idle_timeout, kIdleTimeoutRange,
                                      listener.idle_timeout));
   if (options.persistence) {
@@ -515,6 +529,10 @@ std::string_view BackendDownPolicyName(BackendDownPolicy policy) {
 std::optional<BackendDownPolicy> BackendDownPolicyFromName(std::string_view name) {
   return ValueOf(kBackendDownPolicyNames, name);
 }
+std::string_view ClientIpModeName(ClientIpMode mode) { return NameOf(kClientIpModeNames, mode); }
+std::optional<ClientIpMode> ClientIpModeFromName(std::string_view name) {
+  return ValueOf(kClientIpModeNames, name);
+}
 BackendDownPolicy DefaultBackendDownPolicy(Protocol protocol) {
   return protocol == Protocol::kUdp ? BackendDownPolicy::kReschedule : BackendDownPolicy::kReset;
 }
@@ -534,6 +552,9 @@ ListenerOptions ReadListenerOptions(JsonFields& fields) {
   options.persistence = fields.Int("persistence", Presence::kOptional);
   // Asked only when present: a state file reader requires every field it asks for, and state
   // files written before this option existed lack it (they load with the protocol's default).
+  if (fields.Has("client_ip")) {
+    options.client_ip = ReadEnum(fields, "client_ip", kClientIpModeNames);
+  }
   if (fields.Has("on_backend_down")) {
     options.on_backend_down = ReadEnum(fields, "on_backend_down", kBackendDownPolicyNames);
   }
@@ -1047,6 +1068,7 @@ json ListenerJson(const Listener& listener) {
               {"mode", ForwardModeName(listener.mode)},
               {"idle_timeout", listener.idle_timeout},
               {"persistence", listener.persistence},
+              {"client_ip", ClientIpModeName(listener.client_ip)},
               {"on_backend_down", BackendDownPolicyName(listener.on_backend_down)},
               {"health_check", HealthCheckJson(listener.health_check)},
               {"created_at", listener.created_at}};

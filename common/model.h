@@ -60,6 +60,8 @@ enum class BackendDownPolicy {
   kReset,       // they are closed: TCP peers get a reset, UDP flows are forgotten
   kReschedule,  // the flow's next packet goes to a live backend (breaks a TCP stream)
 };
+// How a tcp fnat listener tells its backends the client's address (nat/client_addr.h).
+enum class ClientIpMode { kOff, kToa, kProxyV1, kProxyV2 };
 
 std::string_view ProtocolName(Protocol protocol);
 std::optional<Protocol> ProtocolFromName(std::string_view name);
@@ -74,6 +76,8 @@ std::string_view HealthStateName(HealthState state);
 std::optional<HealthState> HealthStateFromName(std::string_view name);
 std::string_view BackendDownPolicyName(BackendDownPolicy policy);
 std::optional<BackendDownPolicy> BackendDownPolicyFromName(std::string_view name);
+std::string_view ClientIpModeName(ClientIpMode mode);
+std::optional<ClientIpMode> ClientIpModeFromName(std::string_view name);
 // reset for tcp, http and https; reschedule for udp, whose flows would otherwise stay pinned
 // to a dead backend for the whole idle timeout.
 BackendDownPolicy DefaultBackendDownPolicy(Protocol protocol);
@@ -156,6 +160,7 @@ struct Listener {
   ForwardMode mode = ForwardMode::kFnat;
   std::uint32_t idle_timeout = kDefaultTcpIdleTimeout;  // seconds
   std::uint32_t persistence = 0;                        // seconds, 0 = off
+  ClientIpMode client_ip = ClientIpMode::kOff;          // tcp fnat only
   BackendDownPolicy on_backend_down = BackendDownPolicy::kReset;
   HealthCheck health_check;
   std::int64_t created_at = 0;
@@ -198,14 +203,15 @@ struct ListenerOptions {
   std::optional<ForwardMode> mode;
   std::optional<std::int64_t> idle_timeout;
   std::optional<std::int64_t> persistence;
+  std::optional<ClientIpMode> client_ip;
   std::optional<BackendDownPolicy> on_backend_down;
   HealthCheckOptions health_check;
 };
 
 // Reads the listener options ("group", "scheduler", "mode", "idle_timeout", "persistence",
-// "on_backend_down", "health_check") from `fields`; type errors are recorded in `fields`.
-// Ranges are the model's to check. "on_backend_down" is optional even in the state file,
-// which did not have it at first.
+// "client_ip", "on_backend_down", "health_check") from `fields`; type errors are recorded in
+// `fields`. Ranges are the model's to check. "client_ip" and "on_backend_down" are optional even
+// in the state file, which did not have them at first.
 ListenerOptions ReadListenerOptions(JsonFields& fields);
 
 struct DeletedLb {

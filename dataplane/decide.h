@@ -60,6 +60,7 @@
 #include "nat/packet.h"
 #include "nat/packet6.h"
 #include "nat/port_pool.h"
+#include "nat/tcp_splice.h"
 
 namespace fulcrum::dataplane {
 
@@ -74,6 +75,7 @@ struct PortView {
   bool rss_affinity = false;
   // A worker with a tx queue on this port: transmits for the workers without one.
   std::uint32_t tx_worker = 0;
+  std::uint32_t mtu = 1500;  // the largest IP packet it sends
 };
 
 // Per-core figures of one listener slot.
@@ -264,6 +266,11 @@ struct alignas(64) CoreState {
   // One connection table per family, so that IPv4 entries stay one cache line.
   nat::ConnTable table;
   nat::ConnTable6 table6;
+  // The splicing record (nat/tcp_splice.h) of each entry of `table` and `table6`, by entry
+  // index, read only for connections that tell their backend the client's address: kept out
+  // of the entries so that they stay one cache line (IPv4) and others pay nothing.
+  std::unique_ptr<nat::SeqShift[]> shifts;
+  std::unique_ptr<nat::SeqShift[]> shifts6;
   std::vector<std::optional<nat::PortPool>> pools;    // by egress port index
   std::vector<std::optional<nat::PortPool6>> pools6;  // by egress port index
   // IPv4 local ports held by NAT64 connections, over all of `pools`: while there are none, an

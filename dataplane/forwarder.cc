@@ -138,7 +138,8 @@ Status Forwarder::CreateWorkers() {
                                      .mac = port.mac,
                                      .address = config.ports[i].address.addr().v4(),
                                      .rss_affinity = port.offloads.rss && port.rx_queues >= workers,
-                                     .tx_worker = port.home_worker});
+                                     .tx_worker = port.home_worker,
+                                     .mtu = config.ports[i].mtu});
     const std::optional<Prefix>& address6 = config.ports[i].address6;
     port_address6_.push_back(address6.has_value() ? std::optional(Ip6Of(address6->addr()))
                                                   : std::nullopt);

@@ -222,6 +222,20 @@ Result<std::vector<std::uint32_t>> AddBackends(const ListenerConfig& lc, ConfigS
   return slots;
 }
 
+nat::ClientAddrMode ClientAddrModeOf(model::ClientIpMode mode) {
+  switch (mode) {
+    case model::ClientIpMode::kOff:
+      break;
+    case model::ClientIpMode::kToa:
+      return nat::ClientAddrMode::kToa;
+    case model::ClientIpMode::kProxyV1:
+      return nat::ClientAddrMode::kProxyV1;
+    case model::ClientIpMode::kProxyV2:
+      return nat::ClientAddrMode::kProxyV2;
+  }
+  return nat::ClientAddrMode::kOff;
+}
+
 // What `listener` compiles from.
 ListenerInputs InputsOf(const model::Model& model, const model::Listener& listener,
                         const model::LoadBalancer& lb, const model::ServerGroup& group,
@@ -237,6 +251,7 @@ ListenerInputs InputsOf(const model::Model& model, const model::Listener& listen
   in.backends = BackendSpecs(model, listener, lb, group);
   in.maglev_size = MaglevSizeFor(listener.scheduler, in.backends.size());
   in.persistence_s = listener.persistence;
+  in.client_addr = ClientAddrModeOf(listener.client_ip);
   in.workers = options.workers;
   return in;
 }
@@ -271,6 +286,9 @@ Result<std::shared_ptr<ListenerConfig>> CompileListener(const model::Listener& l
   lc->down_policy = inputs.down_policy;
   lc->persist_ticks =
       inputs.persistence_s != 0 ? nat::PersistTable::WindowTicks(inputs.persistence_s) : 0;
+  lc->client_addr = inputs.proto == nat::kIpProtoTcp && lc->open == OpenKind::kFnat
+                        ? inputs.client_addr
+                        : nat::ClientAddrMode::kOff;
   Result<nat::BackendSet> set = nat::BackendSet::Create(
       inputs.backends, {.scheduler = inputs.scheduler, .maglev_size = inputs.maglev_size});
   if (!set.ok()) {

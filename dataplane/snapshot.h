@@ -46,6 +46,7 @@
 #include "common/status.h"
 #include "dataplane/paged_slots.h"
 #include "dataplane/slots.h"
+#include "nat/client_addr.h"
 #include "nat/conn_table.h"
 #include "nat/flat_map.h"
 #include "nat/flow_key.h"
@@ -87,6 +88,7 @@ struct ListenerInputs {
   nat::SchedulerKind scheduler = nat::SchedulerKind::kWrr;
   std::uint32_t maglev_size = 0;
   std::uint32_t persistence_s = 0;  // 0: off
+  nat::ClientAddrMode client_addr = nat::ClientAddrMode::kOff;
   std::vector<nat::BackendSpec> backends;
   std::uint32_t workers = 0;
   friend bool operator==(const ListenerInputs&, const ListenerInputs&) = default;
@@ -111,6 +113,8 @@ struct ListenerConfig {
   DownPolicy down_policy = DownPolicy::kReset;
   // Session persistence by client address: the window in nat::PersistTable ticks; 0: off.
   std::uint16_t persist_ticks = 0;
+  // What its TCP connections tell their backends about the client (tcp fnat only).
+  nat::ClientAddrMode client_addr = nat::ClientAddrMode::kOff;
   nat::BackendSet set;
   std::vector<std::uint32_t> backend_slots;  // by index in set.backends()
 

@@ -39,27 +39,30 @@ namespace fulcrum::dataplane {
 
 // Events the workers count that are not drops (docs/dataplane.md describes each).
 // X(enumerator, name)
-#define FULCRUM_WORKER_EVENTS(X)                                                             \
-  X(kHandoffs, "handoffs")                       /* packets handed to the owning core */     \
-  X(kHandoffsReceived, "handoffs_received")      /* packets taken from other cores */        \
-  X(kTxHandoffs, "tx_handoffs")                  /* sent through a core with a tx queue */   \
-  X(kTableFullFallbacks, "table_full_fallbacks") /* dnat flows forwarded without state */    \
-  X(kArpRepliesSent, "arp_replies_sent")         /* answers to requests for our addresses */ \
-  X(kArpRequests, "arp_requests")                /* requests sent for the control thread */  \
-  X(kArpLearned, "arp_learned")                  /* ARP senders reported to the control */   \
-  X(kArpResolveRequests, "arp_resolve_requests") /* unresolved next hops reported */         \
-  X(kIcmpEchoReplies, "icmp_echo_replies")                                                   \
-  X(kIcmpErrorsTranslated, "icmp_errors_translated")                                         \
-  X(kTcpResetsSent, "tcp_resets_sent")                                                       \
-  X(kConnsRescheduled, "conns_rescheduled") /* flows of a dead backend scheduled again */    \
-  X(kConnsFlushed, "conns_flushed")         /* removed by a sweep (listener/backend gone) */ \
-  X(kConnsExpired, "conns_expired")                                                          \
-  X(kControlRingFull, "control_ring_full")  /* reports to the control thread lost */         \
-  X(kPersistHits, "persist_hits")           /* new conns sent to the client's backend */     \
-  X(kPersistRecorded, "persist_recorded")   /* clients given a persistence entry */          \
-  X(kPersistMoved, "persist_moved")         /* its backend was down, at weight 0, gone */    \
-  X(kPersistEvicted, "persist_evicted")     /* live entries replaced: bucket full */         \
-  X(kPersistContended, "persist_contended") /* not recorded: the bucket kept changing */
+#define FULCRUM_WORKER_EVENTS(X)                                                               \
+  X(kHandoffs, "handoffs")                       /* packets handed to the owning core */       \
+  X(kHandoffsReceived, "handoffs_received")      /* packets taken from other cores */          \
+  X(kTxHandoffs, "tx_handoffs")                  /* sent through a core with a tx queue */     \
+  X(kTableFullFallbacks, "table_full_fallbacks") /* dnat flows forwarded without state */      \
+  X(kArpRepliesSent, "arp_replies_sent")         /* answers to requests for our addresses */   \
+  X(kArpRequests, "arp_requests")                /* requests sent for the control thread */    \
+  X(kArpLearned, "arp_learned")                  /* ARP senders reported to the control */     \
+  X(kArpResolveRequests, "arp_resolve_requests") /* unresolved next hops reported */           \
+  X(kIcmpEchoReplies, "icmp_echo_replies")                                                     \
+  X(kIcmpErrorsTranslated, "icmp_errors_translated")                                           \
+  X(kTcpResetsSent, "tcp_resets_sent")                                                         \
+  X(kConnsRescheduled, "conns_rescheduled") /* flows of a dead backend scheduled again */      \
+  X(kConnsFlushed, "conns_flushed")         /* removed by a sweep (listener/backend gone) */   \
+  X(kConnsExpired, "conns_expired")                                                            \
+  X(kControlRingFull, "control_ring_full")       /* reports to the control thread lost */      \
+  X(kPersistHits, "persist_hits")                /* new conns sent to the client's backend */  \
+  X(kPersistRecorded, "persist_recorded")        /* clients given a persistence entry */       \
+  X(kPersistMoved, "persist_moved")              /* its backend was down, at weight 0, gone */ \
+  X(kPersistEvicted, "persist_evicted")          /* live entries replaced: bucket full */      \
+  X(kPersistContended, "persist_contended")      /* not recorded: the bucket kept changing */  \
+  X(kClientAddrInserted, "client_addr_inserted") /* Proxy Protocol headers, TOA options */     \
+  X(kClientAddrTrimmed, "client_addr_trimmed")   /* segments that gave up data for one */      \
+  X(kToaNoRoom, "toa_no_room")                   /* segments without option space for TOA */
 
 enum class WorkerEvent : std::uint8_t {
 #define FULCRUM_EVENT_ENUM(name, text) name,

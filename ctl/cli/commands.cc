@@ -214,6 +214,9 @@ void CommandLine::AddListenerOptions(CLI::App* leaf) {
   Arg(leaf, "--persistence", "persistence", K::kInteger,
       "Source-IP persistence, s (0 off, or 30..3600)")
       ->type_name("SECONDS");
+  OneOf(Arg(leaf, "--client-ip", "client_ip", K::kString,
+            "Tell tcp fnat backends the client's address (default off)"),
+        {"off", "toa", "proxy-v1", "proxy-v2"});
   OneOf(Arg(leaf, "--on-backend-down", "on_backend_down", K::kString,
             "Existing connections of a backend marked down (default reset tcp/http/https, "
             "reschedule udp)"),

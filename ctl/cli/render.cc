@@ -378,6 +378,7 @@ std::string RenderListenerShow(const json& r) {
       {"mode", Field(r, "mode")},
       {"idle timeout", Field(r, "idle_timeout") + " s"},
       {"persistence", Number(r, "persistence") > 0 ? Field(r, "persistence") + " s" : "off"},
+      {"client ip", Field(r, "client_ip")},
       {"on backend down", Field(r, "on_backend_down")},
       {"fail-open", FailOpenCell(r)},
       {"created", Timestamp(r, "created_at")}};

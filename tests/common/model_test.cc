@@ -385,6 +385,38 @@ TEST_F(ModelTest, RefusesOutOfRangeListenerOptions) {
   EXPECT_OK(AddTcpListener(3, 82, {{"health_check", {{"type", "http"}, {"host", "198.18.1.5"}}}}));
 }
 
+TEST_F(ModelTest, ClientIpIsForTcpListenersInFnatMode) {
+  ASSERT_OK(AddTcpListener(1, 80, {{"client_ip", "proxy-v2"}}));
+  EXPECT_EQ(model_.FindListener(ListenerId(1))->client_ip, ClientIpMode::kProxyV2);
+  EXPECT_EQ(ClientIpModeFromName("proxy-v1"), ClientIpMode::kProxyV1);
+  EXPECT_EQ(ClientIpModeFromName("toa"), ClientIpMode::kToa);
+  EXPECT_EQ(ClientIpModeFromName("proxy"), std::nullopt);
+  // A dnat backend sees the client itself; a udp datagram has no stream to carry a header.
+  ExpectUnchangedBy(
+      [](Model& m) {
+        return m.CreateListener(ListenerId(2), LbId(1), Protocol::kTcp, 81,
+                                WithGroup(GroupId(1), {{"mode", "dnat"}, {"client_ip", "toa"}}),
+                                kNow);
+      },
+      ErrorCode::kInvalidParameter, {"client_ip toa", "fnat"});
+  ExpectUnchangedBy(
+      [](Model& m) {
+        return m.CreateListener(ListenerId(2), LbId(1), Protocol::kUdp, 81,
+                                WithGroup(GroupId(1), {{"client_ip", "proxy-v1"},
+                                                       {"health_check", {{"type", "none"}}}}),
+                                kNow);
+      },
+      ErrorCode::kInvalidParameter, {"client_ip proxy-v1", "udp"});
+  ExpectUnchangedBy(
+      [](Model& m) {
+        return m.ModifyListener(ListenerId(1), Options({{"mode", "dnat"}}));
+      },
+      ErrorCode::kInvalidParameter, {"client_ip proxy-v2", "dnat"});
+  ASSERT_OK(
+      model_.ModifyListener(ListenerId(1), Options({{"mode", "dnat"}, {"client_ip", "off"}})));
+  EXPECT_EQ(model_.FindListener(ListenerId(1))->client_ip, ClientIpMode::kOff);
+}
+
 TEST_F(ModelTest, ListenerPortRangeAndGroupChecks) {
   ExpectUnchangedBy(
       [](Model& m) {
@@ -860,6 +892,7 @@ TEST_F(ModelTest, ViewsHaveTheProtocolShapes) {
                             {"mode", "fnat"},
                             {"idle_timeout", 900},
                             {"persistence", 0},
+                            {"client_ip", "off"},
                             {"on_backend_down", "reset"},
                             {"health_check",
                              {{"type", "tcp"},

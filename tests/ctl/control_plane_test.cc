@@ -365,6 +365,7 @@ TEST_F(ControlPlaneTest, ListenerLifecycleWithDefaults) {
                          {"mode", "fnat"},
                          {"idle_timeout", 900},
                          {"persistence", 0},
+                         {"client_ip", "off"},
                          {"on_backend_down", "reset"},
                          {"health_check",
                           {{"type", "tcp"},

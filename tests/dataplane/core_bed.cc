@@ -11,7 +11,7 @@ namespace {
 constexpr std::uint32_t kListenerSlots = 64;
 constexpr std::uint32_t kBackendSlots = 256;
 // Bytes after each frame that an answer built in place may use (an mbuf's tailroom).
-constexpr std::uint16_t kFeedRoom = 64;
+constexpr std::uint16_t kFeedRoom = 128;  // an mbuf's (RTE_PKTMBUF_HEADROOM)
 
 std::string Ip(std::uint32_t ip) {
   return fmt::format("{}.{}.{}.{}", ip >> 24, (ip >> 16) & 0xff, (ip >> 8) & 0xff, ip & 0xff);
@@ -94,7 +94,8 @@ CoreBed::CoreBed(std::uint32_t workers, std::uint32_t conn_capacity)
     shared_.port_index[i] = static_cast<std::uint8_t>(i);
     shared_.ports.push_back(PortView{.port_id = static_cast<std::uint16_t>(i),
                                      .mac = macs[i],
-                                     .address = config_.ports[i].address.addr().v4()});
+                                     .address = config_.ports[i].address.addr().v4(),
+                                     .mtu = config_.ports[i].mtu});
   }
   for (std::uint32_t w = 0; w < workers; ++w) {
     Result<nat::ConnTable> table = nat::ConnTable::Create(conn_capacity);

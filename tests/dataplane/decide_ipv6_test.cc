@@ -900,3 +900,91 @@ TEST(DecideIpv6Table, PersistenceKeepsAnIpv6ClientsFlowsOnOneBackend) {
 
 }  // namespace
 }  // namespace fulcrum::dataplane
+
+namespace fulcrum::dataplane {
+namespace {
+
+// NAT64 with Proxy Protocol v1: the header names the IPv6 client and VIP (TCP6) although the
+// backend speaks IPv4; it goes in before the translation, and the numbers shift across it.
+TEST(DecideIpv6Table, Nat64ProxyV1HeaderNamesTheIpv6Client) {
+  CoreBed bed;
+  ModelBuilder b;
+  DualModel(b);
+  b.ClientIp("lsn-00000014", model::ClientIpMode::kProxyV1);
+  bed.Apply(b.model());
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.Client6PortOwnedBy(0);
+  const std::uint16_t l = kFirstLocalPort0;
+  const std::string text =
+      "PROXY TCP6 2001:db8::2 2001:db8:100::10 " + std::to_string(c) + " 84\r\n";
+  const Bytes header(text.begin(), text.end());
+  const auto n = static_cast<std::uint32_t>(header.size());
+  const Bytes hello(100, 0x68);
+  Action to_v4 = SendOn(kBackendPort, 14 + 20 + 20);
+  to_v4.offset = 20;
+  Action to_v4_header = SendOn(kBackendPort, static_cast<std::uint16_t>(14 + 20 + 20 + n));
+  to_v4_header.offset = static_cast<std::int16_t>(20 - static_cast<int>(n));
+  Action to_v4_data = SendOn(kBackendPort, 14 + 20 + 20 + 100);
+  to_v4_data.offset = 20;
+  Action to_v6 = SendOn(kClientPort, 14 + 40 + 20);
+  to_v6.offset = -20;
+  const std::vector<Step> steps = {
+      {"SYN", kClientPort, [=] { return ClientTcp6(c, 84, kSyn, 1000).Build(); }, to_v4,
+       [=] { return ToV4Backend(l, 8084).Tcp(l, 8084, kSyn).TcpSeq(1000, 0).Build(); }},
+      {"SYN-ACK", kBackendPort,
+       [=] { return FromV4Backend(8084, l).Tcp(8084, l, kSyn | kAck).TcpSeq(5000, 1001).Build(); },
+       to_v6, [=] { return ToClient6(84, c, kSyn | kAck, 5000, 1001).Build(); }},
+      {"ACK: the header, translated with it",
+       kClientPort,
+       [=] { return ClientTcp6(c, 84, kAck, 1001, 5001).Build(); },
+       to_v4_header,
+       [=] {
+         return ToV4Backend(l, 8084).Tcp(l, 8084, kAck).TcpSeq(1001, 5001).Payload(header).Build();
+       },
+       {.events = {{WorkerEvent::kClientAddrInserted, 1}}}},
+      {"data: shifted by the header", kClientPort,
+       [=] { return ClientTcp6(c, 84, kAck | kPsh, 1001, 5001).Payload(hello).Build(); },
+       to_v4_data,
+       [=] {
+         return ToV4Backend(l, 8084)
+             .Tcp(l, 8084, kAck | kPsh)
+             .TcpSeq(1001 + n, 5001)
+             .Payload(hello)
+             .Build();
+       }},
+      {"the IPv4 backend's ACK, shifted back", kBackendPort,
+       [=] { return FromV4Backend(8084, l).Tcp(8084, l, kAck).TcpSeq(5001, 1101 + n).Build(); },
+       to_v6, [=] { return ToClient6(84, c, kAck, 5001, 1101).Build(); }},
+  };
+  RunSteps(bed, 0, steps);
+}
+
+TEST(DecideIpv6Table, ToaOfAnIpv6ClientIsKind253) {
+  CoreBed bed;
+  ModelBuilder b;
+  DualModel(b);
+  b.ClientIp("lsn-00000011", model::ClientIpMode::kToa);
+  bed.Apply(b.model());
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.Client6PortOwnedBy(0);
+  const std::uint16_t l = kFirstLocalPort0;
+  Bytes toa = {253, 20, static_cast<std::uint8_t>(c >> 8), static_cast<std::uint8_t>(c)};
+  const Ip6Bytes client = ClientIp6();
+  toa.insert(toa.end(), client.begin(), client.end());
+  Action grown = SendOn(kBackendPort, 14 + 40 + 20 + 20);
+  grown.offset = -20;
+  const std::vector<Step> steps = {
+      {"SYN", kClientPort, [=] { return ClientTcp6(c, 80, kSyn, 1000).Build(); },
+       SendOn(kBackendPort), [=] { return ToBackend6(1, 1, l, 8080, kSyn, 1000).Build(); }},
+      {"ACK: the option",
+       kClientPort,
+       [=] { return ClientTcp6(c, 80, kAck, 1001, 5001).Build(); },
+       grown,
+       [=] { return ToBackend6(1, 1, l, 8080, kAck, 1001, 5001).TcpOptions(toa).Build(); },
+       {.events = {{WorkerEvent::kClientAddrInserted, 1}}}},
+  };
+  RunSteps(bed, 0, steps);
+}
+
+}  // namespace
+}  // namespace fulcrum::dataplane

@@ -973,3 +973,227 @@ TEST(DecideTable, PersistenceKeepsAClientOnOneBackendOnEveryCore) {
 
 }  // namespace
 }  // namespace fulcrum::dataplane
+
+namespace fulcrum::dataplane {
+namespace {
+
+// The Proxy Protocol v2 header of the bed's client at `cport` to the VIP's `vport`, written out
+// byte by byte from the specification (section 2.2).
+Bytes ProxyV2(std::uint16_t cport, std::uint16_t vport) {
+  Bytes h = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
+             0x21, 0x11, 0x00, 0x0c, 198,  18,   0,    2,    198,  18,   100,  10};
+  for (std::uint16_t port : {cport, vport}) {
+    h.push_back(static_cast<std::uint8_t>(port >> 8));
+    h.push_back(static_cast<std::uint8_t>(port));
+  }
+  return h;
+}
+
+// Sent to the backend grown by `grown` bytes into the headroom, `length` long.
+Action SentGrown(std::size_t length, std::size_t grown) {
+  return {.verb = Verb::kSend,
+          .port = kBackendPort,
+          .length = static_cast<std::uint16_t>(length),
+          .offset = static_cast<std::int16_t>(-static_cast<int>(grown))};
+}
+
+// NOP NOP SACK with one block.
+Bytes Sack(std::uint32_t left, std::uint32_t right) {
+  Bytes o = {1, 1, 5, 10};
+  for (std::uint32_t edge : {left, right}) {
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      o.push_back(static_cast<std::uint8_t>(edge >> shift));
+    }
+  }
+  return o;
+}
+
+TEST(DecideTable, ProxyV2HeaderGoesAheadOfTheClientsBytesAndEveryNumberShifts) {
+  CoreBed bed;
+  ModelBuilder b;
+  StandardModel(b);
+  b.ClientIp("lsn-00000001", model::ClientIpMode::kProxyV2);
+  bed.Apply(b.model());
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.ClientPortOwnedBy(0);
+  const std::uint16_t l = kFirstLocalPort0;
+  const Bytes header = ProxyV2(c, 80);
+  const std::uint32_t n = static_cast<std::uint32_t>(header.size());  // 28
+  const Bytes hello(100, 0x68);
+  const Delta one_header = {.events = {{WorkerEvent::kClientAddrInserted, 1}}};
+  // The client's ISN is 0xffffffe0: its numbers wrap to 0 within the first 32 bytes.
+  constexpr std::uint32_t kIsn = 0xffffffe0u;
+  constexpr std::uint32_t kStart = kIsn + 1;
+  const std::vector<Step> steps = {
+      {"SYN: unchanged", kClientPort, [=] { return ClientTcp(c, 80, kSyn, kIsn).Build(); },
+       SendOn(kBackendPort), [=] { return ToBackend(1, kLocal1, l, 8080, kSyn, kIsn).Build(); }},
+      {"SYN-ACK: acknowledges the SYN alone", kBackendPort,
+       [=] { return BackendTcp(1, kLocal1, l, 8080, kSyn | kAck, 5000, kStart).Build(); },
+       SendOn(kClientPort), [=] { return ToClient(80, c, kSyn | kAck, 5000, kStart).Build(); }},
+      {"the handshake's ACK carries the header", kClientPort,
+       [=] { return ClientTcp(c, 80, kAck, kStart, 5001).Build(); }, SentGrown(54 + n, n),
+       [=] { return ToBackend(1, kLocal1, l, 8080, kAck, kStart, 5001).Payload(header).Build(); },
+       one_header},
+      {"the first data follows the header", kClientPort,
+       [=] { return ClientTcp(c, 80, kAck | kPsh, kStart, 5001).Payload(hello).Build(); },
+       SendOn(kBackendPort),
+       [=] {
+         return ToBackend(1, kLocal1, l, 8080, kAck | kPsh, kStart + n, 5001)
+             .Payload(hello)
+             .Build();
+       }},
+      {"an ACK of part of the header acknowledges none of the client's bytes", kBackendPort,
+       [=] { return BackendTcp(1, kLocal1, l, 8080, kAck, 5001, kStart + 10).Build(); },
+       SendOn(kClientPort), [=] { return ToClient(80, c, kAck, 5001, kStart).Build(); }},
+      {"the client's retransmission brings the header again", kClientPort,
+       [=] { return ClientTcp(c, 80, kAck | kPsh, kStart, 5001).Payload(hello).Build(); },
+       SentGrown(154 + n, n),
+       [=] {
+         Bytes both = header;
+         both.insert(both.end(), hello.begin(), hello.end());
+         return ToBackend(1, kLocal1, l, 8080, kAck | kPsh, kStart, 5001).Payload(both).Build();
+       },
+       one_header},
+      {"the backend's reply: its ACK and SACK edges in the client's numbering", kBackendPort,
+       [=] {
+         return BackendTcp(1, kLocal1, l, 8080, kAck | kPsh, 5001, kStart + n + 50)
+             .TcpOptions(Sack(kStart + n + 60, kStart + n + 100))
+             .Payload(hello)
+             .Build();
+       },
+       SendOn(kClientPort),
+       [=] {
+         return ToClient(80, c, kAck | kPsh, 5001, kStart + 50)
+             .TcpOptions(Sack(kStart + 60, kStart + 100))
+             .Payload(hello)
+             .Build();
+       }},
+      {"the whole header acknowledged: a repeat of the first data goes without it", kClientPort,
+       [=] { return ClientTcp(c, 80, kAck | kPsh, kStart, 5101).Payload(hello).Build(); },
+       SendOn(kBackendPort),
+       [=] {
+         return ToBackend(1, kLocal1, l, 8080, kAck | kPsh, kStart + n, 5101)
+             .Payload(hello)
+             .Build();
+       }},
+      {"a repeated SYN-ACK after that owes nothing", kBackendPort,
+       [=] { return BackendTcp(1, kLocal1, l, 8080, kAck, 5101, kStart + 10).Build(); },
+       SendOn(kClientPort), [=] { return ToClient(80, c, kAck, 5101, kStart).Build(); }},
+      {"later data: shifted", kClientPort,
+       [=] { return ClientTcp(c, 80, kAck | kPsh, kStart + 100, 5101).Payload(hello).Build(); },
+       SendOn(kBackendPort),
+       [=] {
+         return ToBackend(1, kLocal1, l, 8080, kAck | kPsh, kStart + 100 + n, 5101)
+             .Payload(hello)
+             .Build();
+       }},
+      {"client FIN", kClientPort,
+       [=] { return ClientTcp(c, 80, kFin | kAck, kStart + 200, 5101).Build(); },
+       SendOn(kBackendPort),
+       [=] { return ToBackend(1, kLocal1, l, 8080, kFin | kAck, kStart + 200 + n, 5101).Build(); }},
+  };
+  RunSteps(bed, 0, steps);
+}
+
+TEST(DecideTable, ProxyV2HeaderIsOwedAgainWhenTheBackendRepeatsItsSynAck) {
+  CoreBed bed;
+  ModelBuilder b;
+  StandardModel(b);
+  b.ClientIp("lsn-00000001", model::ClientIpMode::kProxyV2);
+  bed.Apply(b.model());
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.ClientPortOwnedBy(0);
+  const std::uint16_t l = kFirstLocalPort0;
+  const Bytes header = ProxyV2(c, 80);
+  const Delta one_header = {.events = {{WorkerEvent::kClientAddrInserted, 1}}};
+  const auto ack_with_header = [=] {
+    return ToBackend(1, kLocal1, l, 8080, kAck, 1001, 5001).Payload(header).Build();
+  };
+  const auto syn_ack = [=] {
+    return BackendTcp(1, kLocal1, l, 8080, kSyn | kAck, 5000, 1001).Build();
+  };
+  const std::vector<Step> steps = {
+      {"SYN", kClientPort, [=] { return ClientTcp(c, 80, kSyn, 1000).Build(); },
+       SendOn(kBackendPort), [=] { return ToBackend(1, kLocal1, l, 8080, kSyn, 1000).Build(); }},
+      {"SYN-ACK", kBackendPort, syn_ack, SendOn(kClientPort),
+       [=] { return ToClient(80, c, kSyn | kAck, 5000, 1001).Build(); }},
+      {"ACK with the header (lost on the way)", kClientPort,
+       [=] { return ClientTcp(c, 80, kAck, 1001, 5001).Build(); },
+       SentGrown(54 + header.size(), header.size()), ack_with_header, one_header},
+      {"the backend, still waiting, repeats its SYN-ACK", kBackendPort, syn_ack,
+       SendOn(kClientPort), [=] { return ToClient(80, c, kSyn | kAck, 5000, 1001).Build(); }},
+      {"the client's duplicate ACK brings the header again", kClientPort,
+       [=] { return ClientTcp(c, 80, kAck, 1001, 5001).Build(); },
+       SentGrown(54 + header.size(), header.size()), ack_with_header, one_header},
+      {"the backend has it", kBackendPort,
+       [=] { return BackendTcp(1, kLocal1, l, 8080, kAck, 5001, 1001 + 28).Build(); },
+       SendOn(kClientPort), [=] { return ToClient(80, c, kAck, 5001, 1001).Build(); }},
+      {"a pure ACK at the start later: shifted, no header", kClientPort,
+       [=] { return ClientTcp(c, 80, kAck, 1001, 5001).Build(); }, SendOn(kBackendPort),
+       [=] { return ToBackend(1, kLocal1, l, 8080, kAck, 1001 + 28, 5001).Build(); }},
+  };
+  RunSteps(bed, 0, steps);
+}
+
+TEST(DecideTable, ToaGoesInEverySegmentThatStartsAtTheClientsFirstByte) {
+  CoreBed bed;
+  ModelBuilder b;
+  StandardModel(b);
+  b.ClientIp("lsn-00000001", model::ClientIpMode::kToa);
+  bed.Apply(b.model());
+  bed.LearnNeighbors();
+  const std::uint16_t c = bed.ClientPortOwnedBy(0);
+  const std::uint16_t l = kFirstLocalPort0;
+  const Bytes toa = {
+      254, 8, static_cast<std::uint8_t>(c >> 8), static_cast<std::uint8_t>(c), 198, 18, 0, 2};
+  const Bytes ts = {1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9};
+  Bytes ts_toa = ts;
+  ts_toa.insert(ts_toa.end(), toa.begin(), toa.end());
+  const Bytes hello(100, 0x68);
+  const Delta one_option = {.events = {{WorkerEvent::kClientAddrInserted, 1}}};
+  const std::vector<Step> steps = {
+      {"SYN", kClientPort, [=] { return ClientTcp(c, 80, kSyn, 1000).Build(); },
+       SendOn(kBackendPort), [=] { return ToBackend(1, kLocal1, l, 8080, kSyn, 1000).Build(); }},
+      {"SYN-ACK", kBackendPort,
+       [=] { return BackendTcp(1, kLocal1, l, 8080, kSyn | kAck, 5000, 1001).Build(); },
+       SendOn(kClientPort), [=] { return ToClient(80, c, kSyn | kAck, 5000, 1001).Build(); }},
+      {"the handshake's ACK: TOA after its options", kClientPort,
+       [=] { return ClientTcp(c, 80, kAck, 1001, 5001).TcpOptions(ts).Build(); },
+       SentGrown(54 + 12 + 8, 8),
+       [=] { return ToBackend(1, kLocal1, l, 8080, kAck, 1001, 5001).TcpOptions(ts_toa).Build(); },
+       one_option},
+      {"the first data: TOA too, numbers unchanged", kClientPort,
+       [=] { return ClientTcp(c, 80, kAck | kPsh, 1001, 5001).Payload(hello).Build(); },
+       SentGrown(54 + 8 + 100, 8),
+       [=] {
+         return ToBackend(1, kLocal1, l, 8080, kAck | kPsh, 1001, 5001)
+             .TcpOptions(toa)
+             .Payload(hello)
+             .Build();
+       },
+       one_option},
+      {"a full first segment has no room: sent as it is, counted",
+       kClientPort,
+       [=] { return ClientTcp(c, 80, kAck | kPsh, 1001, 5001).Payload(Bytes(1460, 1)).Build(); },
+       SendOn(kBackendPort),
+       [=] {
+         return ToBackend(1, kLocal1, l, 8080, kAck | kPsh, 1001, 5001)
+             .Payload(Bytes(1460, 1))
+             .Build();
+       },
+       {.events = {{WorkerEvent::kToaNoRoom, 1}}}},
+      {"the reply: unchanged", kBackendPort,
+       [=] { return BackendTcp(1, kLocal1, l, 8080, kAck, 5001, 1101).Build(); },
+       SendOn(kClientPort), [=] { return ToClient(80, c, kAck, 5001, 1101).Build(); }},
+      {"later data: no option", kClientPort,
+       [=] { return ClientTcp(c, 80, kAck | kPsh, 1101, 5001).Payload(hello).Build(); },
+       SendOn(kBackendPort),
+       [=] {
+         return ToBackend(1, kLocal1, l, 8080, kAck | kPsh, 1101, 5001).Payload(hello).Build();
+       }},
+  };
+  RunSteps(bed, 0, steps);
+}
+
+}  // namespace
+}  // namespace fulcrum::dataplane

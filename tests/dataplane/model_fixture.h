@@ -112,6 +112,15 @@ class ModelBuilder {
     return *this;
   }
 
+  // Sets how listener `id` tells its backends the client's address.
+  ModelBuilder& ClientIp(const std::string& id, model::ClientIpMode mode) {
+    model::ListenerOptions options;
+    options.client_ip = mode;
+    Status modified = model_.ModifyListener(id, options);
+    EXPECT_TRUE(modified.ok()) << modified.ToString();
+    return *this;
+  }
+
   model::Model& model() { return model_; }
 
  private:

@@ -10,6 +10,11 @@
 #   /big     a 64 MiB file of pseudo-random bytes, the same on every backend
 #   /status/CODE  a reply with that status, CODE in 200 302 404 500 503 (http health checks)
 #   anything else  "beN\n"
+# and on 8090 expects a Proxy Protocol header (v1 or v2) first, logs each request in
+# $RUN_DIR/beN/proxied.log as "<client address> <client port> <TCP peer> "<request>" <status>",
+# and answers:
+#   /whoami  "beN <client address from the header> <its port> <address of the TCP peer>\n"
+#   /big     the same file as on 80
 # The UDP responder on port 5353 answers each datagram with "beN <source address> " followed
 # by the datagram itself.
 set -euo pipefail
@@ -45,6 +50,7 @@ http {
   uwsgi_temp_path $dir/uwsgi;
   scgi_temp_path $dir/scgi;
   keepalive_requests 100000;
+  log_format proxied '\$proxy_protocol_addr \$proxy_protocol_port \$remote_addr "\$request" \$status';
   server {
     listen 80 backlog=4096;
     listen [::]:80 backlog=4096;
@@ -58,6 +64,17 @@ http {
     location = /status/404 { return 404; }
     location = /status/500 { return 500; }
     location = /status/503 { return 503; }
+    location / { return 200 "be$n\n"; }
+  }
+  server {
+    listen 8090 proxy_protocol backlog=4096;
+    listen [::]:8090 proxy_protocol backlog=4096;
+    access_log $dir/proxied.log proxied;
+    default_type text/plain;
+    location = /whoami {
+      return 200 "be$n \$proxy_protocol_addr \$proxy_protocol_port \$remote_addr\n";
+    }
+    location = /big { root $WWW; }
     location / { return 200 "be$n\n"; }
   }
 }

@@ -58,7 +58,9 @@ const std::vector<std::string> kScenarios = {"io_floor",
                                              "udp_new_v6",
                                              "nat64_established_1m",
                                              "tcp_lifecycle_persist",
-                                             "udp_new_persist"};
+                                             "udp_new_persist",
+                                             "established_1m_proxy",
+                                             "tcp_lifecycle_proxy"};
 const std::vector<std::string> kExtras = {"maglev", "publish", "health_flap"};
 
 struct Flags {
@@ -301,13 +303,19 @@ ScenarioResult RunPipelineScenario(Rig& rig, const BenchOptions& options, const 
   if (base == "established_1m") {
     return RunEstablished<F>(rig, options, name, kMillion);
   }
+  if (base == "established_1m_proxy") {
+    return RunEstablished<F>(rig, options, name, kMillion, Feature::kProxy);
+  }
   if (base == "established_10m") {
     return RunEstablished<F>(rig, options, name, 10 * kMillion);
   }
-  if (base == "tcp_lifecycle" || base == "tcp_lifecycle_persist") {
-    return RunTcpLifecycle<F>(rig, options, base.ends_with("_persist"));
+  const Feature feature = base.ends_with("_persist") ? Feature::kPersist
+                          : base.ends_with("_proxy") ? Feature::kProxy
+                                                     : Feature::kNone;
+  if (base.starts_with("tcp_lifecycle")) {
+    return RunTcpLifecycle<F>(rig, options, feature);
   }
-  return RunUdpNew<F>(rig, options, base.ends_with("_persist"));
+  return RunUdpNew<F>(rig, options, feature);
 }
 
 ScenarioResult RunScenario(Rig& rig, const BenchOptions& options, const std::string& name) {

@@ -95,6 +95,9 @@ class Run {
 
   Rig& rig() { return rig_; }
   const LinkMacs& macs() const { return macs_; }
+  // FrameSpec::spliced of the scenario's TCP traffic: its listeners' Proxy Protocol header.
+  std::uint16_t spliced() const { return spliced_; }
+  void set_spliced(std::uint16_t header_len) { spliced_ = header_len; }
   ScenarioResult& result() { return result_; }
   bool failed() const { return !result_.errors.empty(); }
 
@@ -194,6 +197,7 @@ class Run {
   std::uint64_t checksummed_ = 0;
   std::uint64_t timed_before_ = 0;
   std::uint64_t expired_before_ = 0;
+  std::uint16_t spliced_ = 0;
 };
 
 // ---- the configuration every pipeline scenario runs
@@ -202,16 +206,34 @@ struct ModelOptions {
   model::ForwardMode tcp_mode = model::ForwardMode::kFnat;
   std::int64_t udp_idle_timeout = model::kDefaultUdpIdleTimeout;
   std::uint32_t persistence = 0;  // every listener's window, seconds; 0: off
+  model::ClientIpMode client_ip = model::ClientIpMode::kOff;  // every TCP listener's
 };
 
 // Session persistence of the *_persist scenarios: longer than any run, so that every client's
 // connection after its first is a hit.
 constexpr std::uint32_t kBenchPersistence = 600;
 
-// A scenario's name: its base, "_persist" when its listeners keep sessions, its family's suffix.
+// The Proxy Protocol v2 header of a TCP connection of F: what the *_proxy scenarios' listeners
+// put ahead of each client's bytes.
 template <typename F>
-std::string ScenarioName(const char* base, bool persist) {
-  return std::string(base) + (persist ? "_persist" : "") + F::kNameSuffix;
+constexpr std::uint16_t kProxyV2Len = F::kIpv6 ? 16 + 36 : 16 + 12;
+
+ModelOptions WithFeature(ModelOptions options, Feature feature) {
+  if (feature == Feature::kPersist) {
+    options.persistence = kBenchPersistence;
+  } else if (feature == Feature::kProxy) {
+    options.client_ip = model::ClientIpMode::kProxyV2;
+  }
+  return options;
+}
+
+// A scenario's name: its base, the feature's suffix, its family's suffix.
+template <typename F>
+std::string ScenarioName(const char* base, Feature feature) {
+  const char* suffix = feature == Feature::kPersist ? "_persist"
+                       : feature == Feature::kProxy ? "_proxy"
+                                                    : "";
+  return std::string(base) + suffix + F::kNameSuffix;
 }
 
 std::string Id(const char* prefix, std::uint32_t n) { return fmt::format("{}{:08x}", prefix, n); }
@@ -253,6 +275,7 @@ Result<model::Model> BenchModel(const ModelOptions& options) {
       }
       listener.health_check.type = model::HealthCheckType::kNone;
       listener.persistence = options.persistence;
+      listener.client_ip = tcp ? options.client_ip : model::ClientIpMode::kOff;
       FULCRUM_RETURN_IF_ERROR(model.CreateListener(
           Id("lsn-", n), lb, tcp ? model::Protocol::kTcp : model::Protocol::kUdp,
           tcp ? kTcpPort : kUdpPort, listener, kModelNow));
@@ -346,7 +369,8 @@ bool InjectFromClients(Run& run, Range range, std::initializer_list<std::uint8_t
                       const FrameSpec spec{.id = first_id + range.first + i / per_conn,
                                            .proto = nat::kIpProtoTcp,
                                            .tcp_flags = flags,
-                                           .payload = (flags & nat::kTcpPsh) != 0};
+                                           .payload = (flags & nat::kTcpPsh) != 0,
+                                           .spliced = run.spliced()};
                       WriteFromClient<F>(data, run.macs(), spec);
                     });
 }
@@ -361,7 +385,8 @@ bool InjectFromBackends(Run& run, Range range, std::initializer_list<std::uint8_
                       const std::uint64_t id = first_id + range.first + i / per_conn;
                       const FrameSpec spec{.id = id,
                                            .proto = nat::kIpProtoTcp,
-                                           .tcp_flags = flags_list.begin()[i % per_conn]};
+                                           .tcp_flags = flags_list.begin()[i % per_conn],
+                                           .spliced = run.spliced()};
                       WriteFromBackend<F>(data, run.macs(), spec, sides[window ? id % window : id]);
                     });
 }
@@ -376,7 +401,8 @@ std::uint32_t LocalAddresses(const Rig& rig) {
 template <typename F>
 auto ToBackend(Run& run) {
   return [&run](const std::uint8_t* frame, std::uint16_t len, bool verify) {
-    return CheckToBackend<F>(frame, len, run.macs(), LocalAddresses<F>(run.rig()), verify);
+    return CheckToBackend<F>(frame, len, run.macs(), LocalAddresses<F>(run.rig()), verify,
+                             run.spliced());
   };
 }
 
@@ -538,8 +564,11 @@ ScenarioResult RunIoFloor(Rig& rig, const BenchOptions& options) {
 // and IPv4 backends).
 template <typename F, typename B>
 ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::string& name,
-                              std::uint64_t connections) {
+                              std::uint64_t connections, Feature feature) {
   Run run(rig, name);
+  if (feature == Feature::kProxy) {
+    run.set_spliced(kProxyV2Len<F>);
+  }
   connections = std::max<std::uint64_t>(1000, connections / options.scale_down);
   run.result().connections = connections;
   const std::uint64_t ports = nat::PortPool::kMaxPort - nat::PortPool::kMinPort + 1;
@@ -549,7 +578,8 @@ ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::
     return run.Finish();
   }
   const auto capacity = static_cast<std::uint32_t>(connections + connections / 8 + 4096);
-  std::unique_ptr<Forwarder> fw = StartForwarder<F, B>(run, capacity, {});
+  std::unique_ptr<Forwarder> fw =
+      StartForwarder<F, B>(run, capacity, WithFeature(ModelOptions{}, feature));
   if (fw == nullptr) {
     return run.Finish();
   }
@@ -570,13 +600,16 @@ ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::
       const bool injected =
           run.Inject(kClientPort, kRoundPerQueue, F::kFrameLen,
                      [&](unsigned, std::uint8_t* data) {
-                       WriteFromClient<F>(
-                           data, run.macs(),
-                           {.id = rng.Below(connections), .tcp_flags = nat::kTcpAck});
+                       WriteFromClient<F>(data, run.macs(),
+                                          {.id = rng.Below(connections),
+                                           .tcp_flags = nat::kTcpAck,
+                                           .spliced = run.spliced()});
                      }) &&
           run.Inject(kBackendPort, kRoundPerQueue, B::kFrameLen, [&](unsigned, std::uint8_t* data) {
             const std::uint64_t id = rng.Below(connections);
-            WriteFromBackend<B>(data, run.macs(), {.id = id, .tcp_flags = nat::kTcpAck}, sides[id]);
+            WriteFromBackend<B>(data, run.macs(),
+                                {.id = id, .tcp_flags = nat::kTcpAck, .spliced = run.spliced()},
+                                sides[id]);
           });
       if (!injected) {
         break;
@@ -604,10 +637,13 @@ ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::
 }
 
 template <typename F>
-ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options, bool persist) {
-  Run run(rig, ScenarioName<F>("tcp_lifecycle", persist));
-  std::unique_ptr<Forwarder> fw = StartForwarder<F>(
-      run, options.steady_capacity, {.persistence = persist ? kBenchPersistence : 0});
+ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options, Feature feature) {
+  Run run(rig, ScenarioName<F>("tcp_lifecycle", feature));
+  if (feature == Feature::kProxy) {
+    run.set_spliced(kProxyV2Len<F>);
+  }
+  std::unique_ptr<Forwarder> fw =
+      StartForwarder<F>(run, options.steady_capacity, WithFeature(ModelOptions{}, feature));
   if (fw == nullptr) {
     return run.Finish();
   }
@@ -668,11 +704,10 @@ ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options, bool persi
 }
 
 template <typename F>
-ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options, bool persist) {
-  Run run(rig, ScenarioName<F>("udp_new", persist));
-  std::unique_ptr<Forwarder> fw =
-      StartForwarder<F>(run, options.steady_capacity,
-                        {.udp_idle_timeout = 1, .persistence = persist ? kBenchPersistence : 0});
+ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options, Feature feature) {
+  Run run(rig, ScenarioName<F>("udp_new", feature));
+  std::unique_ptr<Forwarder> fw = StartForwarder<F>(run, options.steady_capacity,
+                                                    WithFeature({.udp_idle_timeout = 1}, feature));
   if (fw == nullptr) {
     return run.Finish();
   }
@@ -917,15 +952,16 @@ HealthFlapFigures RunHealthFlap(Rig& rig, const BenchOptions& options) {
 }
 
 template ScenarioResult RunEstablished<Family4>(Rig&, const BenchOptions&, const std::string&,
-                                                std::uint64_t);
+                                                std::uint64_t, Feature);
 template ScenarioResult RunEstablished<Family6>(Rig&, const BenchOptions&, const std::string&,
-                                                std::uint64_t);
+                                                std::uint64_t, Feature);
 template ScenarioResult RunEstablished<Family6, Family4>(Rig&, const BenchOptions&,
-                                                         const std::string&, std::uint64_t);
-template ScenarioResult RunTcpLifecycle<Family4>(Rig&, const BenchOptions&, bool);
-template ScenarioResult RunTcpLifecycle<Family6>(Rig&, const BenchOptions&, bool);
-template ScenarioResult RunUdpNew<Family4>(Rig&, const BenchOptions&, bool);
-template ScenarioResult RunUdpNew<Family6>(Rig&, const BenchOptions&, bool);
+                                                         const std::string&, std::uint64_t,
+                                                         Feature);
+template ScenarioResult RunTcpLifecycle<Family4>(Rig&, const BenchOptions&, Feature);
+template ScenarioResult RunTcpLifecycle<Family6>(Rig&, const BenchOptions&, Feature);
+template ScenarioResult RunUdpNew<Family4>(Rig&, const BenchOptions&, Feature);
+template ScenarioResult RunUdpNew<Family6>(Rig&, const BenchOptions&, Feature);
 
 double TableBytesPerConnection(std::uint32_t capacity) {
   return static_cast<double>(nat::ConnTable::MemoryBytes(capacity)) / capacity;

@@ -23,6 +23,11 @@
 //                    the same with session persistence (600 s) on every listener: each of
 //                    the 65,536 client addresses is scheduled and recorded once, and every
 //                    later connection of it looks its entry up (a hit).
+//   established_1m_proxy, tcp_lifecycle_proxy
+//                    the same with --client-ip proxy-v2 on the TCP listeners: the client's
+//                    segments after its SYN start at its first byte, so the handshake's ACK
+//                    carries the 28-byte header (the frame grows into the headroom) and every
+//                    later segment is shifted by it; the backends' acknowledgements cover it.
 //   established_1m_v6, tcp_lifecycle_v6, udp_new_v6
 //                    the same traffic in IPv6: IPv6 clients, VIPs, backends and fnat local
 //                    addresses (bench/traffic.h, Family6).
@@ -96,13 +101,20 @@ ScenarioResult RunIoFloor(Rig& rig, const BenchOptions& options);
 // The pipeline scenarios in address family F (bench/traffic.h: Family4 or Family6); Family6's
 // are named with the suffix _v6. RunEstablished<Family6, Family4> is NAT64: IPv6 clients and
 // VIPs, IPv4 backends (nat64_established_1m).
+// A listener feature a scenario runs with, to measure its cost against the plain one.
+enum class Feature {
+  kNone,
+  kPersist,  // *_persist: session persistence, 600 s
+  kProxy,    // *_proxy: --client-ip proxy-v2 on the TCP listeners
+};
 template <typename F, typename B = F>
 ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::string& name,
-                              std::uint64_t connections);
+                              std::uint64_t connections, Feature feature = Feature::kNone);
 template <typename F>
-ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options, bool persist = false);
+ScenarioResult RunTcpLifecycle(Rig& rig, const BenchOptions& options,
+                               Feature feature = Feature::kNone);
 template <typename F>
-ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options, bool persist = false);
+ScenarioResult RunUdpNew(Rig& rig, const BenchOptions& options, Feature feature = Feature::kNone);
 MaglevFigures RunMaglev(const BenchOptions& options);
 PublishFigures RunPublish(Rig& rig, const BenchOptions& options);
 HealthFlapFigures RunHealthFlap(Rig& rig, const BenchOptions& options);

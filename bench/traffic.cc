@@ -93,7 +93,8 @@ void FinishIpHeader(Family6, std::uint8_t*) {}
 
 template <typename F>
 void WriteFrame(std::uint8_t* out, const nat::MacAddress& dst_mac, const nat::MacAddress& src_mac,
-                const FrameSpec& spec, const Addresses<F>& a) {
+                const FrameSpec& spec, const Addresses<F>& a, std::uint32_t seq,
+                std::uint32_t ack) {
   constexpr std::size_t kL4Offset = kEthLen + F::kIpLen;
   std::memset(out, 0, F::kFrameLen);
   std::memcpy(out, dst_mac.data(), 6);
@@ -113,8 +114,8 @@ void WriteFrame(std::uint8_t* out, const nat::MacAddress& dst_mac, const nat::Ma
     auto* th = reinterpret_cast<rte_tcp_hdr*>(l4);
     th->src_port = rte_cpu_to_be_16(a.src_port);
     th->dst_port = rte_cpu_to_be_16(a.dst_port);
-    th->sent_seq = rte_cpu_to_be_32(id32);
-    th->recv_ack = rte_cpu_to_be_32((spec.tcp_flags & nat::kTcpAck) != 0 ? 1 : 0);
+    th->sent_seq = rte_cpu_to_be_32(seq);
+    th->recv_ack = rte_cpu_to_be_32((spec.tcp_flags & nat::kTcpAck) != 0 ? ack : 0);
     th->data_off = 5 << 4;
     th->tcp_flags = spec.tcp_flags;
     th->rx_win = rte_cpu_to_be_16(65535);
@@ -207,21 +208,31 @@ IpAddress AddressOf(const nat::Ip6& ip) { return dataplane::IpAddressOf(ip); }
 template <typename F>
 void WriteFromClient(std::uint8_t* out, const LinkMacs& macs, const FrameSpec& spec) {
   const typename F::Endpoint client = ClientOf<F>(spec.id);
+  const auto id = static_cast<std::uint32_t>(spec.id);
+  const bool after_syn = spec.spliced != 0 && (spec.tcp_flags & nat::kTcpSyn) == 0;
   WriteFrame<F>(out, macs.client_port, kGatewayMac, spec,
-                {client.ip, VipOf<F>(spec.id), client.port, VipPortFor(spec.proto)});
+                {client.ip, VipOf<F>(spec.id), client.port, VipPortFor(spec.proto)},
+                after_syn ? id + 1 : id, 1);
 }
 
 template <typename F>
 void WriteFromBackend(std::uint8_t* out, const LinkMacs& macs, const FrameSpec& spec,
                       const BackendSide& side) {
+  const auto id = static_cast<std::uint32_t>(spec.id);
+  std::uint32_t ack = 1;
+  if (spec.spliced != 0) {  // the SYN-ACK acknowledges the SYN, later segments the header too
+    ack = (spec.tcp_flags & nat::kTcpSyn) != 0 ? id + 1 : id + 1 + spec.spliced;
+  }
   WriteFrame<F>(out, macs.backend_port, BackendMac(side.backend), spec,
                 {Nth(F::kBackendBase, side.backend), Nth(F::kLocalBase, side.local),
-                 BackendPortFor(spec.proto), side.local_port});
+                 BackendPortFor(spec.proto), side.local_port},
+                id, ack);
 }
 
 template <typename F>
 OutputCheck CheckToBackend(const std::uint8_t* frame, std::uint16_t len, const LinkMacs& macs,
-                           std::uint32_t local_addresses, bool verify_checksums) {
+                           std::uint32_t local_addresses, bool verify_checksums,
+                           std::uint16_t spliced) {
   OutputCheck check;
   const Addresses<F> a = len >= MinCheckedLen<F>() ? AddressesOf<F>(frame) : Addresses<F>{};
   const std::uint64_t backend = IndexFrom(F::kBackendBase, a.dst_ip);
@@ -234,6 +245,14 @@ OutputCheck CheckToBackend(const std::uint8_t* frame, std::uint16_t len, const L
     return check;
   }
   const std::uint8_t proto = frame[kEthLen + F::kProtoAt];
+  if (spliced != 0 && proto == nat::kIpProtoTcp && (check.tcp_flags & nat::kTcpSyn) == 0) {
+    const std::uint8_t* ip = frame + kEthLen;
+    const std::uint8_t* tcp = ip + F::kIpLen;
+    const std::size_t l4_len =
+        F::kIpv6 ? GetBe16(ip + 4) : static_cast<std::size_t>(GetBe16(ip + 2) - F::kIpLen);
+    const std::size_t payload = l4_len - static_cast<std::size_t>(tcp[12] >> 4) * 4;
+    check.id = static_cast<std::uint32_t>(check.id - 1 - (payload >= spliced ? 0 : spliced));
+  }
   const std::uint64_t local = IndexFrom(F::kLocalBase, a.src_ip);
   check.side = {a.src_port, static_cast<std::uint8_t>(local), static_cast<std::uint8_t>(backend),
                 1};
@@ -287,9 +306,9 @@ template void WriteFromBackend<Family4>(std::uint8_t*, const LinkMacs&, const Fr
 template void WriteFromBackend<Family6>(std::uint8_t*, const LinkMacs&, const FrameSpec&,
                                         const BackendSide&);
 template OutputCheck CheckToBackend<Family4>(const std::uint8_t*, std::uint16_t, const LinkMacs&,
-                                             std::uint32_t, bool);
+                                             std::uint32_t, bool, std::uint16_t);
 template OutputCheck CheckToBackend<Family6>(const std::uint8_t*, std::uint16_t, const LinkMacs&,
-                                             std::uint32_t, bool);
+                                             std::uint32_t, bool, std::uint16_t);
 template OutputCheck CheckToClient<Family4>(const std::uint8_t*, std::uint16_t, const LinkMacs&,
                                             bool);
 template OutputCheck CheckToClient<Family6>(const std::uint8_t*, std::uint16_t, const LinkMacs&,

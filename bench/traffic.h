@@ -169,6 +169,10 @@ struct FrameSpec {
   std::uint8_t proto = nat::kIpProtoTcp;
   std::uint8_t tcp_flags = 0;
   bool payload = false;  // TCP: 6 bytes of data
+  // A connection whose client address goes to its backend in a Proxy Protocol header of this
+  // many bytes (0: none): the client's segments after its SYN start at its first byte (id + 1,
+  // where the header goes), the backend's acknowledgements cover the header.
+  std::uint16_t spliced = 0;
 };
 
 // Writes the client's frame (client -> VIP) of `spec` into `out` (F::kFrameLen bytes).
@@ -193,9 +197,13 @@ struct OutputCheck {
 // `local_addresses` local addresses to a backend; `side` says which (the caller compares it
 // with what the connection must use). `verify_checksums` recomputes every checksum from
 // scratch (slow: use on a sample).
+// `spliced`: FrameSpec::spliced of the traffic; a TCP segment other than a SYN then belongs to
+// its sequence number less one (the header's own segment, which carries the header) or less
+// one and the header (every other one, shifted by it).
 template <typename F>
 OutputCheck CheckToBackend(const std::uint8_t* frame, std::uint16_t len, const LinkMacs& macs,
-                           std::uint32_t local_addresses, bool verify_checksums);
+                           std::uint32_t local_addresses, bool verify_checksums,
+                           std::uint16_t spliced = 0);
 // A frame the worker sent towards a client (client port tx).
 template <typename F>
 OutputCheck CheckToClient(const std::uint8_t* frame, std::uint16_t len, const LinkMacs& macs,

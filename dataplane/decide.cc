@@ -587,7 +587,8 @@ template <typename F>
 // ---- Telling backends the client's address (nat/client_addr.h) by splicing the connection
 // (nat/tcp_splice.h). A spliced connection's entry flags hold its mode, kept from its opening
 // (a listener's change leaves open connections as they began), and the state of its Proxy
-// Protocol header; its SeqShift is in the core's side array.
+// Protocol header; its splice_start and splice_len make its SeqShift. In the entry, so that a
+// spliced connection's packets touch the cache line every connection's do, and no more.
 //
 // The header goes in front of the client's first sequence number once: in the handshake's
 // ACK, so that a backend that speaks first (SMTP, MySQL) hears it without waiting for client
@@ -606,13 +607,9 @@ nat::ClientAddrMode ClientAddrOf(std::uint8_t flags) {
   return static_cast<nat::ClientAddrMode>(flags & kConnClientAddrMask);
 }
 
-template <typename F>
-nat::SeqShift& ShiftOf(CoreState& c, std::uint32_t index) {
-  if constexpr (F::kIpv6) {
-    return c.shifts6[index];
-  } else {
-    return c.shifts[index];
-  }
+template <typename Entry>
+nat::SeqShift ShiftOf(const Entry& e) {
+  return {.client_start = e.splice_start, .to_backend = e.splice_len, .to_client = 0};
 }
 
 // What connection `e` tells its backend: a Proxy Protocol header or a TOA option.
@@ -625,23 +622,24 @@ std::size_t ClientAddrBytesOf(const Entry& e, nat::ClientAddrBytes& out) {
 // number and, for Proxy Protocol, the header's length, by which the backend numbers the
 // client's bytes higher. Again on a SYN that reopens the entry.
 template <typename F>
-void StartSplice(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
-                 typename F::Entry& e, std::uint32_t index) {
-  const std::uint32_t isn = nat::LoadBe32(in.frame.data() + p.l4_offset + nat::kTcpSeqOffset);
-  std::uint32_t inserted = 0;
+void StartSplice(const PacketIn& in, const typename F::Parsed& p, typename F::Entry& e) {
+  e.splice_start = nat::LoadBe32(in.frame.data() + p.l4_offset + nat::kTcpSeqOffset) + 1;
+  e.splice_len = 0;
   if (ClientAddrOf(e.flags) != nat::ClientAddrMode::kToa) {
     nat::ClientAddrBytes bytes;
-    inserted = static_cast<std::uint32_t>(ClientAddrBytesOf(e, bytes));
+    static_assert(nat::kClientAddrMaxLen <= 0xff);
+    e.splice_len = static_cast<std::uint8_t>(ClientAddrBytesOf(e, bytes));
   }
-  ShiftOf<F>(c, index) = {.client_start = isn + 1, .to_backend = inserted, .to_client = 0};
   e.flags = static_cast<std::uint8_t>((e.flags & kConnClientAddrMask) | kConnHeaderOwed);
 }
 
 // A backend's segment of spliced connection `e`, at `tcp`: notes whether the backend has the
-// whole header, and moves the segment's numbers into the client's numbering.
+// whole header, and moves the segment's numbers into the client's numbering. Returns the
+// change for the segment's checksum.
 template <typename Entry>
-void SpliceFromBackend(Entry& e, const nat::SeqShift& shift, std::uint8_t* tcp,
-                       std::size_t header_len, std::uint8_t tcp_flags) {
+nat::ChecksumDelta SpliceFromBackend(Entry& e, std::uint8_t* tcp, std::size_t header_len,
+                                     std::uint8_t tcp_flags) {
+  const nat::SeqShift shift = ShiftOf(e);
   if ((tcp_flags & nat::kTcpAck) != 0 && shift.to_backend != 0 &&
       (e.flags & kConnHeaderAcked) == 0) {
     const bool has_all = !nat::SeqBefore(nat::LoadBe32(tcp + nat::kTcpAckOffset),
@@ -649,104 +647,125 @@ void SpliceFromBackend(Entry& e, const nat::SeqShift& shift, std::uint8_t* tcp,
     e.flags = static_cast<std::uint8_t>((e.flags & ~kConnHeaderOwed) |
                                         (has_all ? kConnHeaderAcked : kConnHeaderOwed));
   }
-  if (shift.to_backend != 0 || shift.to_client != 0) {
-    nat::ShiftSegment(tcp, header_len, shift, FlowDir::kFromBackend);
-  }
+  return nat::ShiftSegmentDelta(tcp, header_len, shift, FlowDir::kFromBackend);
 }
 
-// A packet of spliced connection `hit`, of backend `b`. The client's segments that start at
-// its first sequence number (the handshake's ACK, the first data, their retransmissions) carry
-// the client's address: every one a TOA option, the one the header is owed to the Proxy
-// Protocol header before its data. Every segment's numbers move between the two numberings.
+// Whether the client's segment `p` of spliced connection `e` carries the client's address:
+// it starts at the client's first byte, and the mode is TOA or the header is owed.
 template <typename F>
-[[gnu::noinline]] Action ForwardSpliced(CoreState& c, const PacketIn& in,
-                                        const typename F::Parsed& p, const typename F::Hit& hit,
-                                        const BackendConfig& b, ListenerCounters& counters) {
-  typename F::Entry& e = *hit.entry;
-  const nat::SeqShift& shift = ShiftOf<F>(c, hit.index);
-  std::uint8_t* const tcp = in.frame.data() + p.l4_offset;
-  const std::size_t header_len = p.payload_offset - p.l4_offset;
-  if (hit.dir == FlowDir::kFromBackend) {
-    SpliceFromBackend(e, shift, tcp, header_len, p.tcp_flags);
-    nat::RewriteToClient(in.frame, p, e);
-    return SendVia<F>(c, in, TablesOf<F>(c).routes.Lookup(e.from_client.src_ip), &counters,
-                      ClientHopOf<F>(c));
-  }
-  if ((p.tcp_flags & nat::kTcpSyn) != 0) {
-    StartSplice<F>(c, in, p, e, hit.index);
-  }
+bool CarriesClientAddr(const PacketIn& in, const typename F::Parsed& p,
+                       const typename F::Entry& e) {
+  return (p.tcp_flags & (nat::kTcpSyn | nat::kTcpRst)) == 0 &&
+         nat::LoadBe32(in.frame.data() + p.l4_offset + nat::kTcpSeqOffset) == e.splice_start &&
+         (ClientAddrOf(e.flags) == nat::ClientAddrMode::kToa || (e.flags & kConnHeaderOwed) != 0);
+}
+
+// The client's segment `p` of spliced connection `e` to backend `b`, with the client's address
+// inserted (a Proxy Protocol header ahead of its data, or a TOA option): the frame grows into
+// its headroom, its numbers move (the header's own segment keeps the client's first number:
+// the header starts there), and it goes on as any other.
+template <typename F>
+[[gnu::noinline]] Action ForwardWithClientAddr(CoreState& c, const PacketIn& in,
+                                               const typename F::Parsed& p, typename F::Entry& e,
+                                               const BackendConfig& b, ListenerCounters& counters) {
   const nat::ClientAddrMode mode = ClientAddrOf(e.flags);
   bool translated = false;
   if constexpr (F::kIpv6) {
     translated = e.mode == nat::NatMode::kNat64;
   }
+  // The egress port's MTU bounds the packet as sent: a NAT64 translation (to the IPv4 hop)
+  // sheds 20 bytes.
   const typename F::Hop& hop = HopOf<F>(b);
+  const bool hop_ok = translated ? b.next_hop.ok() : hop.ok();
+  const std::size_t mtu =
+      (hop_ok ? c.shared->ports[translated ? b.next_hop.port : hop.port].mtu : 1500) +
+      (translated ? nat::kIpv6HeaderLen - nat::kIpv4MinHeaderLen : 0);
+  nat::ClientAddrBytes bytes;
+  const std::size_t n = ClientAddrBytesOf(e, bytes);
+  const Headroom room = HeadroomOf(in);
+  const nat::Spliced r = nat::InsertIntoSegment(
+      room.buffer, room.head, nat::TcpSegmentOf(p),
+      mode == nat::ClientAddrMode::kToa ? nat::InsertWhere::kOption : nat::InsertWhere::kPayload,
+      {bytes.data(), n}, mtu);
   PacketIn out = in;
   typename F::Parsed q = p;
-  nat::SeqShift applied = ShiftOf<F>(c, hit.index);
-  std::uint16_t grown = 0;
-  if ((p.tcp_flags & (nat::kTcpSyn | nat::kTcpRst)) == 0 &&
-      nat::LoadBe32(tcp + nat::kTcpSeqOffset) == shift.client_start &&
-      (mode == nat::ClientAddrMode::kToa || (e.flags & kConnHeaderOwed) != 0)) {
-    nat::ClientAddrBytes bytes;
-    const std::size_t n = ClientAddrBytesOf(e, bytes);
-    const Headroom room = HeadroomOf(in);
-    // The egress port's MTU bounds the packet as sent: a NAT64 translation (to the IPv4 hop)
-    // sheds 20 bytes.
-    const bool hop_ok = translated ? b.next_hop.ok() : hop.ok();
-    const std::size_t mtu =
-        (hop_ok ? c.shared->ports[translated ? b.next_hop.port : hop.port].mtu : 1500) +
-        (translated ? nat::kIpv6HeaderLen - nat::kIpv4MinHeaderLen : 0);
-    const nat::Spliced r = nat::InsertIntoSegment(
-        room.buffer, room.head, nat::TcpSegmentOf(p),
-        mode == nat::ClientAddrMode::kToa ? nat::InsertWhere::kOption : nat::InsertWhere::kPayload,
-        {bytes.data(), n}, mtu);
-    if (r.ok) {
-      grown = r.grown;
-      out.frame = room.buffer.subspan(room.head - grown, r.length);
-      out.headroom = static_cast<std::uint16_t>(in.headroom - grown);
-      if constexpr (F::kIpv6) {
-        q = nat::ParseIpv6(out.frame, p.l3_offset);
-      } else {
-        q = nat::Parse(out.frame);
-      }
-      Count(c, WorkerEvent::kClientAddrInserted);
-      if (r.trimmed != 0) {
-        Count(c, WorkerEvent::kClientAddrTrimmed);
-      }
-      if (mode != nat::ClientAddrMode::kToa) {
-        applied.to_backend = 0;  // the header itself starts at the client's first number
-        e.flags = static_cast<std::uint8_t>(e.flags & ~kConnHeaderOwed);
-      }
-    } else if (mode == nat::ClientAddrMode::kToa) {
-      Count(c, WorkerEvent::kToaNoRoom);
+  nat::SeqShift shift = ShiftOf(e);
+  if (r.ok) {
+    out.frame = room.buffer.subspan(room.head - r.grown, r.length);
+    out.headroom = static_cast<std::uint16_t>(in.headroom - r.grown);
+    if constexpr (F::kIpv6) {
+      q = nat::ParseIpv6(out.frame, p.l3_offset);
     } else {
-      // Without the header the backend would take the client's bytes for it; the client sends
-      // them again. Only a buffer without headroom (not from a port) comes here.
-      return Drop(c, DropReason::kTruncated);
+      q = nat::Parse(out.frame);
     }
+    Count(c, WorkerEvent::kClientAddrInserted);
+    if (r.trimmed != 0) {
+      Count(c, WorkerEvent::kClientAddrTrimmed);
+    }
+    if (mode != nat::ClientAddrMode::kToa) {
+      shift.to_backend = 0;  // the header itself starts at the client's first number
+      e.flags = static_cast<std::uint8_t>(e.flags & ~kConnHeaderOwed);
+    }
+  } else if (mode == nat::ClientAddrMode::kToa) {
+    Count(c, WorkerEvent::kToaNoRoom);
+  } else {
+    // Without the header the backend would take the client's bytes for it; the client sends
+    // them again. Only a buffer without headroom (not from a port) comes here.
+    return Drop(c, DropReason::kTruncated);
   }
-  if (applied.to_backend != 0 || applied.to_client != 0) {
-    nat::ShiftSegment(out.frame.data() + q.l4_offset, q.payload_offset - q.l4_offset, applied,
-                      FlowDir::kFromClient);
-  }
+  nat::ShiftSegment(out.frame.data() + q.l4_offset, q.payload_offset - q.l4_offset, shift,
+                    FlowDir::kFromClient);
   Action action;
   if constexpr (F::kIpv6) {
     if (translated) {
       action = ToIpv4Backend(c, out, q, e, b, &counters);
       if (action.verb == Verb::kSend) {
-        action.offset = static_cast<std::int16_t>(action.offset - grown);
+        action.offset = static_cast<std::int16_t>(action.offset - r.grown);
       }
       return action;
     }
   }
   nat::RewriteToBackend(out.frame, q, e);
   action = SendVia<F>(c, out, hop, &counters);
-  if (action.verb == Verb::kSend && grown != 0) {
-    action.offset = static_cast<std::int16_t>(-grown);
+  if (action.verb == Verb::kSend && r.grown != 0) {
+    action.offset = static_cast<std::int16_t>(-r.grown);
     action.length = static_cast<std::uint16_t>(out.frame.size());
   }
   return action;
+}
+
+// A packet of spliced connection `hit`, of backend `b`. The client's segments that start at
+// its first sequence number (the handshake's ACK, the first data, their retransmissions) carry
+// the client's address: every one a TOA option, the one the header is owed to the Proxy
+// Protocol header before its data. Every segment's numbers move between the two numberings,
+// their checksum patched with the NAT rewrite's.
+template <typename F>
+[[gnu::noinline]] Action ForwardSpliced(CoreState& c, const PacketIn& in,
+                                        const typename F::Parsed& p, const typename F::Hit& hit,
+                                        const BackendConfig& b, ListenerCounters& counters) {
+  typename F::Entry& e = *hit.entry;
+  std::uint8_t* const tcp = in.frame.data() + p.l4_offset;
+  const std::size_t header_len = p.payload_offset - p.l4_offset;
+  if (hit.dir == FlowDir::kFromBackend) {
+    nat::RewriteToClient(in.frame, p, e, SpliceFromBackend(e, tcp, header_len, p.tcp_flags));
+    return SendVia<F>(c, in, TablesOf<F>(c).routes.Lookup(e.from_client.src_ip), &counters,
+                      ClientHopOf<F>(c));
+  }
+  if ((p.tcp_flags & nat::kTcpSyn) != 0) {
+    StartSplice<F>(in, p, e);  // again: a repeated SYN, or one that reopens the entry
+  }
+  if (CarriesClientAddr<F>(in, p, e)) {
+    return ForwardWithClientAddr<F>(c, in, p, e, b, counters);
+  }
+  if constexpr (F::kIpv6) {
+    if (e.mode == nat::NatMode::kNat64) {
+      nat::ShiftSegment(tcp, header_len, ShiftOf(e), FlowDir::kFromClient);
+      return ToIpv4Backend(c, in, p, e, b, &counters);
+    }
+  }
+  nat::RewriteToBackend(in.frame, p, e,
+                        nat::ShiftSegmentDelta(tcp, header_len, ShiftOf(e), FlowDir::kFromClient));
+  return SendVia<F>(c, in, HopOf<F>(b), &counters);
 }
 
 // Picks the backend (and for fnat the local port) of a new connection, builds its entry and
@@ -837,7 +856,7 @@ Action Opened(CoreState& c, const PacketIn& in, const typename F::Parsed& p,
   c.new_conns.Add(1);
   c.active_conns.Add(1);
   if (entry.flags != 0) [[unlikely]] {
-    StartSplice<F>(c, in, p, TableOf<F>(c).entry(index), index);
+    StartSplice<F>(in, p, TableOf<F>(c).entry(index));
   }
   if constexpr (F::kIpv6) {
     if (entry.mode == nat::NatMode::kNat64) [[unlikely]] {
@@ -967,8 +986,11 @@ Action Nat64Reply(CoreState& c, const PacketIn& in, const ParsedPacket& p) {
   }
   ListenerCounters& counters = Track(c, in, e, hit.dir, p.tcp_flags, *l);
   if (e.flags != 0) [[unlikely]] {
-    SpliceFromBackend(e, c.shifts6[hit.index], in.frame.data() + p.l4_offset,
-                      p.payload_offset - p.l4_offset, p.tcp_flags);
+    const std::size_t header_len = p.payload_offset - p.l4_offset;
+    std::uint8_t* tcp = in.frame.data() + p.l4_offset;
+    const nat::ChecksumDelta shifted = SpliceFromBackend(e, tcp, header_len, p.tcp_flags);
+    nat::StoreBe16(tcp + nat::kTcpChecksumOffset,
+                   shifted.Apply(nat::LoadBe16(tcp + nat::kTcpChecksumOffset)));
   }
   const nat::Translated t = nat::TranslateToIpv6(room.buffer, room.head, p, e.vip(), e.client(),
                                                  nat::ChecksumDelta::Inverse(e.deltas.l4));
@@ -1457,8 +1479,6 @@ Status InitCore(CoreState& core, std::uint32_t index, const PipelineShared& shar
   core.listener_counters = std::make_unique<ListenerCounters[]>(listener_slots);
   core.backend_active = std::make_unique<Counter[]>(backend_slots);
   core.scheduling = std::make_unique<CoreState::Scheduling[]>(listener_slots);
-  core.shifts = std::make_unique<nat::SeqShift[]>(core.table.capacity());
-  core.shifts6 = std::make_unique<nat::SeqShift[]>(core.table6.capacity());
   return Status::Ok();
 }
 

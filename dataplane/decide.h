@@ -266,11 +266,6 @@ struct alignas(64) CoreState {
   // One connection table per family, so that IPv4 entries stay one cache line.
   nat::ConnTable table;
   nat::ConnTable6 table6;
-  // The splicing record (nat/tcp_splice.h) of each entry of `table` and `table6`, by entry
-  // index, read only for connections that tell their backend the client's address: kept out
-  // of the entries so that they stay one cache line (IPv4) and others pay nothing.
-  std::unique_ptr<nat::SeqShift[]> shifts;
-  std::unique_ptr<nat::SeqShift[]> shifts6;
   std::vector<std::optional<nat::PortPool>> pools;    // by egress port index
   std::vector<std::optional<nat::PortPool6>> pools6;  // by egress port index
   // IPv4 local ports held by NAT64 connections, over all of `pools`: while there are none, an

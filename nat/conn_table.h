@@ -119,7 +119,11 @@ struct alignas(64) ConnEntry {
   TcpState tcp_state = TcpState::kNone;
   NatMode mode = NatMode::kFnat;
   std::uint8_t flags = 0;  // the worker's own; the table never reads them
-  RewriteDeltas deltas;    // DeltasOf(from_client, from_backend)
+  // A spliced connection's (nat/tcp_splice.h, the worker's): the bytes inserted ahead of the
+  // client's first byte, and that byte's number (SeqShift::to_backend, client_start).
+  std::uint8_t splice_len = 0;
+  RewriteDeltas deltas;  // DeltasOf(from_client, from_backend)
+  std::uint32_t splice_start = 0;
 
   bool in_use() const { return from_client.proto != 0; }
   std::uint8_t proto() const { return from_client.proto; }
@@ -170,7 +174,9 @@ struct alignas(64) ConnEntry6 {
   TcpState tcp_state = TcpState::kNone;
   NatMode mode = NatMode::kFnat;
   std::uint8_t flags = 0;
+  std::uint8_t splice_len = 0;
   RewriteDeltas deltas;  // DeltasOf(from_client, from_backend)
+  std::uint32_t splice_start = 0;
 
   bool in_use() const { return from_client.proto != 0; }
   std::uint8_t proto() const { return from_client.proto; }

@@ -37,9 +37,11 @@ namespace fulcrum::nat {
 // checksums. `addresses`: the checksum delta of the address change (the IPv4 header's part);
 // `l4_delta`: that of the addresses and ports (the TCP or UDP checksum's); a connection's,
 // precomputed.
-inline void RewriteIpv4(std::span<std::uint8_t> frame, const ParsedPacket& p, Endpoint4 src,
-                        Endpoint4 dst, const ChecksumDelta& addresses,
-                        const ChecksumDelta& l4_delta) {
+// Inlined always: per packet, and its caller's constant deltas fold into it.
+[[gnu::always_inline]] inline void RewriteIpv4(std::span<std::uint8_t> frame, const ParsedPacket& p,
+                                               Endpoint4 src, Endpoint4 dst,
+                                               const ChecksumDelta& addresses,
+                                               const ChecksumDelta& l4_delta) {
   std::uint8_t* ip = frame.data() + p.l3_offset;
   std::uint8_t* l4 = frame.data() + p.l4_offset;
 
@@ -76,23 +78,31 @@ inline void RewriteIpv4(std::span<std::uint8_t> frame, const ParsedPacket& p, En
 }
 
 // A packet from the client (its tuple conn.from_client), on its way to the backend.
-inline void RewriteToBackend(std::span<std::uint8_t> frame, const ParsedPacket& p,
-                             const ConnEntry& conn) {
+// `l4_extra`: a change the caller made to the L4 bytes, its checksum not yet patched (a
+// spliced connection's sequence shift, nat/tcp_splice.h).
+[[gnu::always_inline]] inline void RewriteToBackend(std::span<std::uint8_t> frame,
+                                                    const ParsedPacket& p, const ConnEntry& conn,
+                                                    const ChecksumDelta& l4_extra = {}) {
+  ChecksumDelta l4 = ChecksumDelta::Folded(conn.deltas.l4);
+  l4.Add(l4_extra);
   RewriteIpv4(frame, p, DstOf(conn.from_backend), SrcOf(conn.from_backend),
-              ChecksumDelta::Folded(conn.deltas.addresses), ChecksumDelta::Folded(conn.deltas.l4));
+              ChecksumDelta::Folded(conn.deltas.addresses), l4);
 }
 
 // A packet from the backend (its tuple conn.from_backend), on its way to the client.
-inline void RewriteToClient(std::span<std::uint8_t> frame, const ParsedPacket& p,
-                            const ConnEntry& conn) {
+[[gnu::always_inline]] inline void RewriteToClient(std::span<std::uint8_t> frame,
+                                                   const ParsedPacket& p, const ConnEntry& conn,
+                                                   const ChecksumDelta& l4_extra = {}) {
+  ChecksumDelta l4 = ChecksumDelta::Inverse(conn.deltas.l4);
+  l4.Add(l4_extra);
   RewriteIpv4(frame, p, DstOf(conn.from_client), SrcOf(conn.from_client),
-              ChecksumDelta::Inverse(conn.deltas.addresses),
-              ChecksumDelta::Inverse(conn.deltas.l4));
+              ChecksumDelta::Inverse(conn.deltas.addresses), l4);
 }
 
 // The rewrite for a packet that matched `conn` arriving from `from`.
-inline void RewriteForConn(std::span<std::uint8_t> frame, const ParsedPacket& p,
-                           const ConnEntry& conn, FlowDir from) {
+[[gnu::always_inline]] inline void RewriteForConn(std::span<std::uint8_t> frame,
+                                                  const ParsedPacket& p, const ConnEntry& conn,
+                                                  FlowDir from) {
   if (from == FlowDir::kFromClient) {
     RewriteToBackend(frame, p, conn);
   } else {

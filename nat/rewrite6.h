@@ -25,8 +25,9 @@ namespace fulcrum::nat {
 // Sets the source and destination of a TCP or UDP packet, decrements the hop limit and patches
 // the L4 checksum.
 // `delta`: the L4 checksum's, for the addresses and ports (a connection's, precomputed).
-inline void RewriteIpv6(std::span<std::uint8_t> frame, const ParsedPacket6& p, const Endpoint6& src,
-                        const Endpoint6& dst, const ChecksumDelta& delta) {
+[[gnu::always_inline]] inline void RewriteIpv6(std::span<std::uint8_t> frame,
+                                               const ParsedPacket6& p, const Endpoint6& src,
+                                               const Endpoint6& dst, const ChecksumDelta& delta) {
   std::uint8_t* ip = frame.data() + p.l3_offset;
   std::uint8_t* l4 = frame.data() + p.l4_offset;
   ip[7] = static_cast<std::uint8_t>(p.hop_limit - 1);
@@ -49,21 +50,27 @@ inline void RewriteIpv6(std::span<std::uint8_t> frame, const ParsedPacket6& p, c
 }
 
 // A client's packet of `conn` (its tuple conn.from_client), on its way to the backend.
-inline void RewriteToBackend(std::span<std::uint8_t> frame, const ParsedPacket6& p,
-                             const ConnEntry6& conn) {
-  RewriteIpv6(frame, p, DstOf(conn.from_backend), SrcOf(conn.from_backend),
-              ChecksumDelta::Folded(conn.deltas.l4));
+// `l4_extra`: as for IPv4 (nat/rewrite.h).
+[[gnu::always_inline]] inline void RewriteToBackend(std::span<std::uint8_t> frame,
+                                                    const ParsedPacket6& p, const ConnEntry6& conn,
+                                                    const ChecksumDelta& l4_extra = {}) {
+  ChecksumDelta l4 = ChecksumDelta::Folded(conn.deltas.l4);
+  l4.Add(l4_extra);
+  RewriteIpv6(frame, p, DstOf(conn.from_backend), SrcOf(conn.from_backend), l4);
 }
 
 // A backend's packet of `conn` (its tuple conn.from_backend), on its way to the client.
-inline void RewriteToClient(std::span<std::uint8_t> frame, const ParsedPacket6& p,
-                            const ConnEntry6& conn) {
-  RewriteIpv6(frame, p, DstOf(conn.from_client), SrcOf(conn.from_client),
-              ChecksumDelta::Inverse(conn.deltas.l4));
+[[gnu::always_inline]] inline void RewriteToClient(std::span<std::uint8_t> frame,
+                                                   const ParsedPacket6& p, const ConnEntry6& conn,
+                                                   const ChecksumDelta& l4_extra = {}) {
+  ChecksumDelta l4 = ChecksumDelta::Inverse(conn.deltas.l4);
+  l4.Add(l4_extra);
+  RewriteIpv6(frame, p, DstOf(conn.from_client), SrcOf(conn.from_client), l4);
 }
 
-inline void RewriteForConn(std::span<std::uint8_t> frame, const ParsedPacket6& p,
-                           const ConnEntry6& conn, FlowDir from) {
+[[gnu::always_inline]] inline void RewriteForConn(std::span<std::uint8_t> frame,
+                                                  const ParsedPacket6& p, const ConnEntry6& conn,
+                                                  FlowDir from) {
   if (from == FlowDir::kFromClient) {
     RewriteToBackend(frame, p, conn);
   } else {

@@ -46,28 +46,17 @@ void ForEachSackEdge(std::uint8_t* options, const std::uint8_t* end, Fn&& fn) {
 
 }  // namespace
 
+void ShiftSackEdges(std::uint8_t* options, const std::uint8_t* end, const SeqShift& shift,
+                    FlowDir from, ChecksumDelta& delta) {
+  const auto map = [&](std::uint32_t edge) {
+    return from == FlowDir::kFromClient ? shift.ClientAckToBackend(edge)
+                                        : shift.BackendAckToClient(edge);
+  };
+  ForEachSackEdge(options, end, [&](std::uint8_t* edge) { MapWord(edge, delta, map); });
+}
+
 void ShiftSegment(std::uint8_t* tcp, std::size_t header_len, const SeqShift& shift, FlowDir from) {
-  ChecksumDelta delta;
-  const bool acks = (tcp[13] & kTcpAck) != 0;
-  std::uint8_t* const options = tcp + kTcpMinHeaderLen;
-  const std::uint8_t* const end = tcp + header_len;
-  if (from == FlowDir::kFromClient) {
-    MapWord(tcp + kTcpSeqOffset, delta,
-            [&](std::uint32_t seq) { return shift.ClientSeqToBackend(seq); });
-    if (acks) {
-      const auto to_backend = [&](std::uint32_t ack) { return shift.ClientAckToBackend(ack); };
-      MapWord(tcp + kTcpAckOffset, delta, to_backend);
-      ForEachSackEdge(options, end, [&](std::uint8_t* edge) { MapWord(edge, delta, to_backend); });
-    }
-  } else {
-    MapWord(tcp + kTcpSeqOffset, delta,
-            [&](std::uint32_t seq) { return shift.BackendSeqToClient(seq); });
-    if (acks) {
-      const auto to_client = [&](std::uint32_t ack) { return shift.BackendAckToClient(ack); };
-      MapWord(tcp + kTcpAckOffset, delta, to_client);
-      ForEachSackEdge(options, end, [&](std::uint8_t* edge) { MapWord(edge, delta, to_client); });
-    }
-  }
+  const ChecksumDelta delta = ShiftSegmentDelta(tcp, header_len, shift, from);
   std::uint8_t* checksum = tcp + kTcpChecksumOffset;
   StoreBe16(checksum, delta.Apply(LoadBe16(checksum)));
 }

@@ -32,6 +32,8 @@
 #include <cstdint>
 #include <span>
 
+#include "nat/bytes.h"
+#include "nat/checksum.h"
 #include "nat/flow_key.h"
 #include "nat/packet.h"
 #include "nat/packet6.h"
@@ -79,6 +81,42 @@ inline constexpr std::size_t kTcpAckOffset = 8;
 // numbering, and patches the TCP checksum. The options must lie within header_len (Parse
 // checked the data offset); a malformed option list is left unread from there on.
 void ShiftSegment(std::uint8_t* tcp, std::size_t header_len, const SeqShift& shift, FlowDir from);
+
+// Moves the edges of the SACK blocks (RFC 2018) in the options at [options, end) with `map`
+// (a backend's into the client's numbering, or the reverse), adding the changes to `delta`.
+// Stops at a malformed option.
+void ShiftSackEdges(std::uint8_t* options, const std::uint8_t* end, const SeqShift& shift,
+                    FlowDir from, ChecksumDelta& delta);
+
+// The same without patching the checksum: returns the change for the caller to add to its own
+// checksum update (the NAT rewrite's), so that a segment's checksum is patched once. Touches
+// only the fields whose shift is not 0 (for Proxy Protocol: a client's sequence number, a
+// backend's acknowledgement and SACK edges). Inline: it runs for every segment of a spliced
+// connection.
+inline ChecksumDelta ShiftSegmentDelta(std::uint8_t* tcp, std::size_t header_len,
+                                       const SeqShift& shift, FlowDir from) {
+  ChecksumDelta delta;
+  const bool from_client = from == FlowDir::kFromClient;
+  if ((from_client ? shift.to_backend : shift.to_client) != 0) {
+    const std::uint32_t seq = LoadBe32(tcp + kTcpSeqOffset);
+    const std::uint32_t moved =
+        from_client ? shift.ClientSeqToBackend(seq) : shift.BackendSeqToClient(seq);
+    delta.Add32(seq, moved);
+    StoreBe32(tcp + kTcpSeqOffset, moved);
+  }
+  if ((tcp[13] & kTcpAck) == 0 || (from_client ? shift.to_client : shift.to_backend) == 0) {
+    return delta;
+  }
+  const std::uint32_t ack = LoadBe32(tcp + kTcpAckOffset);
+  const std::uint32_t moved =
+      from_client ? shift.ClientAckToBackend(ack) : shift.BackendAckToClient(ack);
+  delta.Add32(ack, moved);
+  StoreBe32(tcp + kTcpAckOffset, moved);
+  if (header_len > kTcpMinHeaderLen) [[unlikely]] {
+    ShiftSackEdges(tcp + kTcpMinHeaderLen, tcp + header_len, shift, from, delta);
+  }
+  return delta;
+}
 
 // Where a TCP segment lies in its frame (offsets from the frame's start).
 struct TcpSegment {

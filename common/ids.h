@@ -20,6 +20,7 @@ inline constexpr std::string_view kLbIdPrefix = "lb-";
 inline constexpr std::string_view kGroupIdPrefix = "sg-";
 inline constexpr std::string_view kListenerIdPrefix = "lsn-";
 inline constexpr std::string_view kRuleIdPrefix = "rule-";
+inline constexpr std::string_view kAclIdPrefix = "acl-";
 inline constexpr std::size_t kIdHexDigits = 8;
 
 // True when `id` is `prefix` followed by exactly 8 lower-case hex digits.

@@ -44,6 +44,8 @@ constexpr std::array kClientIpModeNames = {
     NameEntry<ClientIpMode>{ClientIpMode::kToa, "toa"},
     NameEntry<ClientIpMode>{ClientIpMode::kProxyV1, "proxy-v1"},
     NameEntry<ClientIpMode>{ClientIpMode::kProxyV2, "proxy-v2"}};
+constexpr std::array kAclTypeNames = {NameEntry<AclType>{AclType::kAllow, "allow"},
+                                      NameEntry<AclType>{AclType::kDeny, "deny"}};
 constexpr std::array<std::string_view, 5> kCodeClasses = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 
 template <typename E, std::size_t N>
@@ -367,6 +369,16 @@ Status OverlayListener(std::string_view label, const ListenerOptions& options, L
   listener.mode = options.mode.value_or(listener.mode);
   listener.on_backend_down = options.on_backend_down.value_or(listener.on_backend_down);
   listener.client_ip = options.client_ip.value_or(listener.client_ip);
+  if (options.acl) {
+    const bool none = options.acl->empty() || *options.acl == "off";
+    if (!none && listener.acl.empty() && !options.acl_type) {
+      return Error(ErrorCode::kMissingParameter,
+                   "{}: acl {} needs acl_type: allow (only its clients) or deny (all but them)",
+                   label, options.acl->substr(0, 80));
+    }
+    listener.acl = none ? "" : *options.acl;
+  }
+  listener.acl_type = options.acl_type.value_or(listener.acl_type);
   FULCRUM_RETURN_IF_ERROR(SetChecked(label, "idle_timeout", options.idle_timeout, kIdleTimeoutRange,
                                      listener.idle_timeout));
   if (options.persistence) {
@@ -470,6 +482,9 @@ std::string_view KindOfId(const std::string& id) {
   if (IsValidId(id, kRuleIdPrefix)) {
     return "rule";
   }
+  if (IsValidId(id, kAclIdPrefix)) {
+    return "access control list";
+  }
   return "";
 }
 
@@ -533,6 +548,35 @@ std::string_view ClientIpModeName(ClientIpMode mode) { return NameOf(kClientIpMo
 std::optional<ClientIpMode> ClientIpModeFromName(std::string_view name) {
   return ValueOf(kClientIpModeNames, name);
 }
+std::string_view AclTypeName(AclType type) { return NameOf(kAclTypeNames, type); }
+std::optional<AclType> AclTypeFromName(std::string_view name) {
+  return ValueOf(kAclTypeNames, name);
+}
+
+Result<Prefix> ParseAclEntry(std::string_view text) {
+  Result<Prefix> prefix = Error(ErrorCode::kInvalidParameter, "");
+  if (text.find('/') == std::string_view::npos) {
+    Result<IpAddress> addr = IpAddress::Parse(text);
+    if (!addr.ok()) {
+      return Error(ErrorCode::kInvalidParameter, "ACL entry '{}' is neither an address nor a CIDR",
+                   text.substr(0, 80));
+    }
+    prefix = Prefix::Create(*addr, addr->is_v4() ? 32 : 128);
+  } else {
+    prefix = Prefix::Parse(text);
+  }
+  if (!prefix.ok()) {
+    return Error(ErrorCode::kInvalidParameter, "ACL entry '{}': {}", text.substr(0, 80),
+                 prefix.status().message());
+  }
+  if (prefix->Network() != prefix->addr()) {
+    return Error(ErrorCode::kInvalidParameter,
+                 "ACL entry '{}' has host bits set: the network is {}/{}", text.substr(0, 80),
+                 prefix->Network().ToString(), prefix->length());
+  }
+  return prefix;
+}
+
 BackendDownPolicy DefaultBackendDownPolicy(Protocol protocol) {
   return protocol == Protocol::kUdp ? BackendDownPolicy::kReschedule : BackendDownPolicy::kReset;
 }
@@ -554,6 +598,12 @@ ListenerOptions ReadListenerOptions(JsonFields& fields) {
   // files written before this option existed lack it (they load with the protocol's default).
   if (fields.Has("client_ip")) {
     options.client_ip = ReadEnum(fields, "client_ip", kClientIpModeNames);
+  }
+  if (fields.Has("acl")) {
+    options.acl = fields.String("acl", Presence::kRequired);
+  }
+  if (fields.Has("acl_type")) {
+    options.acl_type = ReadEnum(fields, "acl_type", kAclTypeNames);
   }
   if (fields.Has("on_backend_down")) {
     options.on_backend_down = ReadEnum(fields, "on_backend_down", kBackendDownPolicyNames);
@@ -646,7 +696,7 @@ Result<const Listener*> Model::GetListener(const std::string& id) const {
 
 bool Model::IdTaken(const std::string& id) const {
   return lbs_.count(id) > 0 || groups_.count(id) > 0 || listeners_.count(id) > 0 ||
-         retired_ids_.count(id) > 0;
+         acls_.count(id) > 0 || retired_ids_.count(id) > 0;
 }
 
 std::vector<std::string> Model::ListenersOfLb(const std::string& lb) const {
@@ -749,7 +799,7 @@ Result<DeletedLb> Model::DeleteLb(const std::string& id) {
   if (!lb.ok()) {
     return lb.status();
   }
-  DeletedLb deleted{ListenersOfLb(id), GroupsOfLb(id)};
+  DeletedLb deleted{ListenersOfLb(id), GroupsOfLb(id), AclsOfLb(id)};
   for (const std::string& listener : deleted.listeners) {
     listeners_.erase(listener);
     ForgetTouches(listener);
@@ -759,6 +809,10 @@ Result<DeletedLb> Model::DeleteLb(const std::string& id) {
   for (const std::string& group : deleted.groups) {
     groups_.erase(group);
     Retire(group);
+  }
+  for (const std::string& acl : deleted.acls) {
+    acls_.erase(acl);
+    Retire(acl);
   }
   lbs_.erase(id);
   Retire(id);
@@ -896,6 +950,162 @@ void Model::DropHealth(const std::function<bool(const HealthKey&)>& doomed) {
   std::erase_if(health_, [&](const auto& entry) { return doomed(entry.first); });
 }
 
+// ---- Model: access control lists.
+
+namespace {
+
+// Parses `texts` into distinct prefixes; a repeat within them is refused.
+Result<std::vector<Prefix>> ParseAclEntries(std::string_view label,
+                                            const std::vector<std::string>& texts) {
+  std::vector<Prefix> out;
+  for (const std::string& text : texts) {
+    Result<Prefix> prefix = ParseAclEntry(text);
+    if (!prefix.ok()) {
+      return Status(prefix.status().code(),
+                    fmt::format("{}: {}", label, prefix.status().message()));
+    }
+    if (std::find(out.begin(), out.end(), *prefix) != out.end()) {
+      return Error(ErrorCode::kInvalidParameter, "{}: {} is given twice", label,
+                   prefix->ToString());
+    }
+    out.push_back(*prefix);
+  }
+  return out;
+}
+
+}  // namespace
+
+const Acl* Model::FindAcl(const std::string& id) const {
+  auto it = acls_.find(id);
+  return it == acls_.end() ? nullptr : &it->second;
+}
+
+Result<const Acl*> Model::GetAcl(const std::string& id) const {
+  if (!IsValidId(id, kAclIdPrefix)) {
+    return Error(ErrorCode::kInvalidParameter, "'{}' is not an acl id ({} and 8 hex digits)",
+                 id.substr(0, 80), kAclIdPrefix);
+  }
+  const Acl* acl = FindAcl(id);
+  if (acl == nullptr) {
+    return Error(ErrorCode::kResourceNotFound, "acl {} does not exist", id);
+  }
+  return acl;
+}
+
+std::vector<std::string> Model::AclsOfLb(const std::string& lb) const {
+  std::vector<std::string> ids;
+  for (const auto& [id, acl] : acls_) {
+    if (acl.lb == lb) {
+      ids.push_back(id);
+    }
+  }
+  return ids;
+}
+
+std::vector<std::string> Model::ListenersOfAcl(const std::string& acl) const {
+  std::vector<std::string> ids;
+  for (const auto& [id, listener] : listeners_) {
+    if (listener.acl == acl) {
+      ids.push_back(id);
+    }
+  }
+  return ids;
+}
+
+Status Model::CreateAcl(const std::string& id, const std::string& lb, const std::string& name,
+                        const std::vector<std::string>& entries) {
+  FULCRUM_RETURN_IF_ERROR(CheckIdFree(id, kAclIdPrefix, "acl"));
+  FULCRUM_RETURN_IF_ERROR(GetLb(lb).status());
+  FULCRUM_RETURN_IF_ERROR(ValidateName("acl", name));
+  if (AclsOfLb(lb).size() >= kMaxAclsPerLb) {
+    return Error(ErrorCode::kLimitExceeded,
+                 "cannot create acl '{}': load balancer {} already has {} acls, the limit", name,
+                 lb, kMaxAclsPerLb);
+  }
+  const std::string label = fmt::format("new acl '{}'", name);
+  Result<std::vector<Prefix>> parsed = ParseAclEntries(label, entries);
+  if (!parsed.ok()) {
+    return parsed.status();
+  }
+  if (parsed->size() > kMaxAclEntries) {
+    return Error(ErrorCode::kLimitExceeded, "{}: {} entries, the limit is {}", label,
+                 parsed->size(), kMaxAclEntries);
+  }
+  std::sort(parsed->begin(), parsed->end());
+  acls_[id] = Acl{.id = id, .lb = lb, .name = name, .entries = std::move(*parsed)};
+  Bump();
+  return Status::Ok();
+}
+
+Status Model::AddAclEntries(const std::string& id, const std::vector<std::string>& entries) {
+  FULCRUM_RETURN_IF_ERROR(GetAcl(id).status());
+  Acl& acl = acls_.at(id);
+  const std::string label = fmt::format("acl {}", id);
+  Result<std::vector<Prefix>> parsed = ParseAclEntries(label, entries);
+  if (!parsed.ok()) {
+    return parsed.status();
+  }
+  for (const Prefix& prefix : *parsed) {
+    if (std::binary_search(acl.entries.begin(), acl.entries.end(), prefix)) {
+      return Error(ErrorCode::kInvalidParameter, "{} already has {}", label, prefix.ToString());
+    }
+  }
+  if (acl.entries.size() + parsed->size() > kMaxAclEntries) {
+    return Error(ErrorCode::kLimitExceeded, "{} has {} entries: {} more would pass the limit of {}",
+                 label, acl.entries.size(), parsed->size(), kMaxAclEntries);
+  }
+  acl.entries.insert(acl.entries.end(), parsed->begin(), parsed->end());
+  std::sort(acl.entries.begin(), acl.entries.end());
+  Bump();
+  return Status::Ok();
+}
+
+Status Model::RemoveAclEntries(const std::string& id, const std::vector<std::string>& entries) {
+  FULCRUM_RETURN_IF_ERROR(GetAcl(id).status());
+  Acl& acl = acls_.at(id);
+  const std::string label = fmt::format("acl {}", id);
+  Result<std::vector<Prefix>> parsed = ParseAclEntries(label, entries);
+  if (!parsed.ok()) {
+    return parsed.status();
+  }
+  for (const Prefix& prefix : *parsed) {
+    if (!std::binary_search(acl.entries.begin(), acl.entries.end(), prefix)) {
+      return Error(ErrorCode::kResourceNotFound, "{} has no entry {}", label, prefix.ToString());
+    }
+  }
+  std::erase_if(acl.entries, [&](const Prefix& prefix) {
+    return std::find(parsed->begin(), parsed->end(), prefix) != parsed->end();
+  });
+  Bump();
+  return Status::Ok();
+}
+
+Status Model::DeleteAcl(const std::string& id) {
+  FULCRUM_RETURN_IF_ERROR(GetAcl(id).status());
+  const std::vector<std::string> users = ListenersOfAcl(id);
+  if (!users.empty()) {
+    return Error(ErrorCode::kResourceInUse,
+                 "acl {} is used by listener {}: give it another acl or none (--acl off) first", id,
+                 JoinIds(users));
+  }
+  acls_.erase(id);
+  Retire(id);
+  Bump();
+  return Status::Ok();
+}
+
+json Model::AclJson(const Acl& acl) const {
+  std::vector<std::string> entries;
+  for (const Prefix& prefix : acl.entries) {
+    entries.push_back(prefix.ToString());
+  }
+  return json{{"id", acl.id},
+              {"lb", acl.lb},
+              {"name", acl.name},
+              {"entries", entries},
+              {"listeners", ListenersOfAcl(acl.id)}};
+}
+
 // ---- Model: listeners.
 
 Status Model::CheckListenerGroup(const Listener& listener, std::string_view label) const {
@@ -925,11 +1135,27 @@ Status Model::CheckListenerGroup(const Listener& listener, std::string_view labe
   return Status::Ok();
 }
 
+Status Model::CheckListenerAcl(const Listener& listener, std::string_view label) const {
+  if (listener.acl.empty()) {
+    return Status::Ok();
+  }
+  Result<const Acl*> acl = GetAcl(listener.acl);
+  if (!acl.ok()) {
+    return Status(acl.status().code(), fmt::format("{}: {}", label, acl.status().message()));
+  }
+  if ((*acl)->lb != listener.lb) {
+    return Error(ErrorCode::kInvalidParameter, "{}: acl {} belongs to load balancer {}, not {}",
+                 label, listener.acl, (*acl)->lb, listener.lb);
+  }
+  return Status::Ok();
+}
+
 Status Model::AddListener(const Listener& listener, std::string_view label) {
   FULCRUM_RETURN_IF_ERROR(CheckIdFree(listener.id, kListenerIdPrefix, "listener"));
   FULCRUM_RETURN_IF_ERROR(GetLb(listener.lb).status());
   FULCRUM_RETURN_IF_ERROR(ValidateListener(label, listener));
   FULCRUM_RETURN_IF_ERROR(CheckListenerGroup(listener, label));
+  FULCRUM_RETURN_IF_ERROR(CheckListenerAcl(listener, label));
   const std::vector<std::string> siblings = ListenersOfLb(listener.lb);
   for (const std::string& sibling_id : siblings) {
     const Listener& sibling = listeners_.at(sibling_id);
@@ -984,6 +1210,7 @@ Status Model::ModifyListener(const std::string& id, const ListenerOptions& optio
     return next.status();
   }
   FULCRUM_RETURN_IF_ERROR(CheckListenerGroup(*next, label));
+  FULCRUM_RETURN_IF_ERROR(CheckListenerAcl(*next, label));
   if (next->group != current.group) {
     const ServerGroup& group = groups_.at(next->group);
     DropHealth([&](const HealthKey& key) {
@@ -1069,6 +1296,8 @@ json ListenerJson(const Listener& listener) {
               {"idle_timeout", listener.idle_timeout},
               {"persistence", listener.persistence},
               {"client_ip", ClientIpModeName(listener.client_ip)},
+              {"acl", listener.acl},
+              {"acl_type", AclTypeName(listener.acl_type)},
               {"on_backend_down", BackendDownPolicyName(listener.on_backend_down)},
               {"health_check", HealthCheckJson(listener.health_check)},
               {"created_at", listener.created_at}};
@@ -1081,6 +1310,7 @@ json Model::LbJson(const LoadBalancer& lb) const {
               {"family", AddressFamilyName(lb.vip.family())},
               {"listeners", ListenersOfLb(lb.id)},
               {"groups", GroupsOfLb(lb.id)},
+              {"acls", AclsOfLb(lb.id)},
               {"created_at", lb.created_at}};
 }
 
@@ -1139,12 +1369,21 @@ json Model::ToJson() const {
     }
     groups.push_back({{"id", id}, {"lb", group.lb}, {"name", group.name}, {"backends", backends}});
   }
+  json acls = json::array();
+  for (const auto& [id, acl] : acls_) {
+    json object = AclJson(acl);
+    object.erase("listeners");
+    acls.push_back(std::move(object));
+  }
   json listeners = json::array();
   for (const auto& [id, listener] : listeners_) {
     listeners.push_back(ListenerJson(listener));
   }
-  return json{
-      {"lbs", lbs}, {"groups", groups}, {"listeners", listeners}, {"retired_ids", retired_ids_}};
+  return json{{"lbs", lbs},
+              {"groups", groups},
+              {"acls", acls},
+              {"listeners", listeners},
+              {"retired_ids", retired_ids_}};
 }
 
 Status Model::LoadLb(const json& object, const std::string& path) {
@@ -1182,6 +1421,17 @@ Status Model::LoadGroup(const json& object, const std::string& path) {
     FULCRUM_RETURN_IF_ERROR(Corrupt(backend_path, AddBackend(*id, *addr, *weight)));
   }
   return Status::Ok();
+}
+
+Status Model::LoadAcl(const json& object, const std::string& path) {
+  JsonFields fields = JsonFields::ForState(object, path);
+  std::optional<std::string> id = fields.String("id", Presence::kRequired);
+  std::optional<std::string> lb = fields.String("lb", Presence::kRequired);
+  std::optional<std::string> name = fields.String("name", Presence::kRequired);
+  std::optional<std::vector<std::string>> entries =
+      fields.StringArray("entries", Presence::kRequired);
+  FULCRUM_RETURN_IF_ERROR(fields.Finish());
+  return Corrupt(path, CreateAcl(*id, *lb, *name, *entries));
 }
 
 Status Model::LoadListener(const json& object, const std::string& path) {
@@ -1227,6 +1477,8 @@ Result<Model> Model::FromJson(const json& state, std::vector<IpAddress> reserved
   const json* lbs = fields.Array("lbs", Presence::kRequired);
   const json* groups = fields.Array("groups", Presence::kRequired);
   const json* listeners = fields.Array("listeners", Presence::kRequired);
+  // Optional: state files written before ACLs existed lack it.
+  const json* acls = fields.Has("acls") ? fields.Array("acls", Presence::kRequired) : nullptr;
   std::optional<std::vector<std::string>> retired =
       fields.StringArray("retired_ids", Presence::kRequired);
   FULCRUM_RETURN_IF_ERROR(fields.Finish());
@@ -1235,6 +1487,9 @@ Result<Model> Model::FromJson(const json& state, std::vector<IpAddress> reserved
   }
   for (std::size_t i = 0; i < groups->size(); ++i) {
     FULCRUM_RETURN_IF_ERROR(model.LoadGroup((*groups)[i], fmt::format("groups[{}]", i)));
+  }
+  for (std::size_t i = 0; acls != nullptr && i < acls->size(); ++i) {
+    FULCRUM_RETURN_IF_ERROR(model.LoadAcl((*acls)[i], fmt::format("acls[{}]", i)));
   }
   for (std::size_t i = 0; i < listeners->size(); ++i) {
     FULCRUM_RETURN_IF_ERROR(model.LoadListener((*listeners)[i], fmt::format("listeners[{}]", i)));

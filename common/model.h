@@ -62,6 +62,8 @@ enum class BackendDownPolicy {
 };
 // How a tcp fnat listener tells its backends the client's address (nat/client_addr.h).
 enum class ClientIpMode { kOff, kToa, kProxyV1, kProxyV2 };
+// What a listener's access control list says of the clients in it.
+enum class AclType { kAllow, kDeny };
 
 std::string_view ProtocolName(Protocol protocol);
 std::optional<Protocol> ProtocolFromName(std::string_view name);
@@ -78,6 +80,8 @@ std::string_view BackendDownPolicyName(BackendDownPolicy policy);
 std::optional<BackendDownPolicy> BackendDownPolicyFromName(std::string_view name);
 std::string_view ClientIpModeName(ClientIpMode mode);
 std::optional<ClientIpMode> ClientIpModeFromName(std::string_view name);
+std::string_view AclTypeName(AclType type);
+std::optional<AclType> AclTypeFromName(std::string_view name);
 // reset for tcp, http and https; reschedule for udp, whose flows would otherwise stay pinned
 // to a dead backend for the whole idle timeout.
 BackendDownPolicy DefaultBackendDownPolicy(Protocol protocol);
@@ -87,6 +91,8 @@ inline constexpr std::size_t kMaxLbs = 256;
 inline constexpr std::size_t kMaxListenersPerLb = 64;
 inline constexpr std::size_t kMaxGroupsPerLb = 64;
 inline constexpr std::size_t kMaxBackendsPerGroup = 1024;
+inline constexpr std::size_t kMaxAclsPerLb = 64;
+inline constexpr std::size_t kMaxAclEntries = 1000;
 inline constexpr std::size_t kMaxNameLength = 64;
 
 // Ranges and defaults (docs/ctl-protocol.md, "Listener options").
@@ -150,6 +156,18 @@ struct ServerGroup {
   const Backend* FindBackend(const Endpoint& addr) const;
 };
 
+// An access control list: client networks of either family, an object of its LB.
+struct Acl {
+  std::string id;
+  std::string lb;
+  std::string name;
+  std::vector<Prefix> entries;  // sorted, distinct, host bits clear
+};
+
+// Parses an ACL entry: "198.18.0.0/24", "2001:db8::/32", or an address alone (/32, /128).
+// Refuses host bits set, naming the network meant.
+Result<Prefix> ParseAclEntry(std::string_view text);
+
 struct Listener {
   std::string id;
   std::string lb;
@@ -161,6 +179,8 @@ struct Listener {
   std::uint32_t idle_timeout = kDefaultTcpIdleTimeout;  // seconds
   std::uint32_t persistence = 0;                        // seconds, 0 = off
   ClientIpMode client_ip = ClientIpMode::kOff;          // tcp fnat only
+  std::string acl;                                      // "" = none
+  AclType acl_type = AclType::kAllow;                   // with `acl` only
   BackendDownPolicy on_backend_down = BackendDownPolicy::kReset;
   HealthCheck health_check;
   std::int64_t created_at = 0;
@@ -204,6 +224,8 @@ struct ListenerOptions {
   std::optional<std::int64_t> idle_timeout;
   std::optional<std::int64_t> persistence;
   std::optional<ClientIpMode> client_ip;
+  std::optional<std::string> acl;  // "" or "off": none
+  std::optional<AclType> acl_type;
   std::optional<BackendDownPolicy> on_backend_down;
   HealthCheckOptions health_check;
 };
@@ -217,6 +239,7 @@ ListenerOptions ReadListenerOptions(JsonFields& fields);
 struct DeletedLb {
   std::vector<std::string> listeners;
   std::vector<std::string> groups;
+  std::vector<std::string> acls;
 };
 
 // How a listener's group serves it now. `total` counts the backends that take new
@@ -242,6 +265,7 @@ class Model {
   const std::map<std::string, LoadBalancer>& lbs() const { return lbs_; }
   const std::map<std::string, ServerGroup>& groups() const { return groups_; }
   const std::map<std::string, Listener>& listeners() const { return listeners_; }
+  const std::map<std::string, Acl>& acls() const { return acls_; }
   // Reported health only; a pair without an entry is unknown.
   const std::map<HealthKey, BackendHealth>& health() const { return health_; }
   const std::set<std::string>& retired_ids() const { return retired_ids_; }
@@ -266,10 +290,12 @@ class Model {
   const LoadBalancer* FindLb(const std::string& id) const;
   const ServerGroup* FindGroup(const std::string& id) const;
   const Listener* FindListener(const std::string& id) const;
+  const Acl* FindAcl(const std::string& id) const;
   // The object, or InvalidParameter for a malformed id and ResourceNotFound for an absent one.
   Result<const LoadBalancer*> GetLb(const std::string& id) const;
   Result<const ServerGroup*> GetGroup(const std::string& id) const;
   Result<const Listener*> GetListener(const std::string& id) const;
+  Result<const Acl*> GetAcl(const std::string& id) const;
   // True when `id` names a live object or was issued before (never reuse it).
   bool IdTaken(const std::string& id) const;
 
@@ -277,6 +303,8 @@ class Model {
   std::vector<std::string> ListenersOfLb(const std::string& lb) const;
   std::vector<std::string> GroupsOfLb(const std::string& lb) const;
   std::vector<std::string> ListenersOfGroup(const std::string& group) const;
+  std::vector<std::string> AclsOfLb(const std::string& lb) const;
+  std::vector<std::string> ListenersOfAcl(const std::string& acl) const;
   BackendHealth HealthOf(const std::string& listener, const Endpoint& backend) const;
   // All zero for an absent listener.
   HealthSummary HealthSummaryOf(const std::string& listener) const;
@@ -294,11 +322,20 @@ class Model {
                         std::int64_t port, const ListenerOptions& options, std::int64_t now);
   Status ModifyListener(const std::string& id, const ListenerOptions& options);
   Status DeleteListener(const std::string& id);
+  // ACLs: entries as ParseAclEntry reads them. Adding an entry the list has, or removing one
+  // it lacks, is refused (InvalidParameter, ResourceNotFound), as is more than
+  // kMaxAclEntries; deleting one a listener uses is ResourceInUse.
+  Status CreateAcl(const std::string& id, const std::string& lb, const std::string& name,
+                   const std::vector<std::string>& entries);
+  Status AddAclEntries(const std::string& id, const std::vector<std::string>& entries);
+  Status RemoveAclEntries(const std::string& id, const std::vector<std::string>& entries);
+  Status DeleteAcl(const std::string& id);
   // Records a prober report (`state` up or down). Returns whether the state changed.
   Result<bool> SetHealth(const std::string& listener, const Endpoint& backend, HealthState state,
                          const std::string& reason, std::int64_t now);
 
-  // The config objects for the state file: {"lbs", "groups", "listeners", "retired_ids"}.
+  // The config objects for the state file: {"lbs", "groups", "acls", "listeners",
+  // "retired_ids"}.
   nlohmann::json ToJson() const;
   // Rebuilds a model from ToJson() output, re-validating every object; any failure is
   // kCorruptState naming the path ("listeners[2].port").
@@ -311,11 +348,15 @@ class Model {
   nlohmann::json GroupJson(const ServerGroup& group, const ActiveConnsFn& active_conns) const;
   // ListenerJson(listener) with what health makes of it: "fail_open".
   nlohmann::json ListenerView(const Listener& listener) const;
+  // The ACL with "listeners": the ids of those that use it.
+  nlohmann::json AclJson(const Acl& acl) const;
 
  private:
   Status LoadLb(const nlohmann::json& object, const std::string& path);
   Status LoadGroup(const nlohmann::json& object, const std::string& path);
   Status LoadListener(const nlohmann::json& object, const std::string& path);
+  Status LoadAcl(const nlohmann::json& object, const std::string& path);
+  Status CheckListenerAcl(const Listener& listener, std::string_view label) const;
   Status LoadRetiredId(const std::string& id, const std::string& path);
   Status AddListener(const Listener& listener, std::string_view label);
   Status CheckListenerGroup(const Listener& listener, std::string_view label) const;
@@ -333,6 +374,7 @@ class Model {
   std::map<std::string, LoadBalancer> lbs_;
   std::map<std::string, ServerGroup> groups_;
   std::map<std::string, Listener> listeners_;
+  std::map<std::string, Acl> acls_;
   std::map<HealthKey, BackendHealth> health_;
   std::set<std::string> retired_ids_;
   std::uint64_t version_ = 1;

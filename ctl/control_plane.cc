@@ -72,6 +72,12 @@ const std::vector<ControlPlane::Command>& ControlPlane::Commands() {
       {"group.list", &ControlPlane::GroupList, false},
       {"group.show", &ControlPlane::GroupShow, false},
       {"group.delete", &ControlPlane::GroupDelete, true},
+      {"acl.create", &ControlPlane::AclCreate, true},
+      {"acl.add", &ControlPlane::AclAdd, true},
+      {"acl.remove", &ControlPlane::AclRemove, true},
+      {"acl.list", &ControlPlane::AclList, false},
+      {"acl.show", &ControlPlane::AclShow, false},
+      {"acl.delete", &ControlPlane::AclDelete, true},
       {"listener.create", &ControlPlane::ListenerCreate, true},
       {"listener.modify", &ControlPlane::ListenerModify, true},
       {"listener.list", &ControlPlane::ListenerList, false},
@@ -299,7 +305,8 @@ Result<json> ControlPlane::LbDelete(JsonFields& args) {
   }
   return Commit(std::move(next), {{"id", *id},
                                   {"deleted_listeners", deleted->listeners},
-                                  {"deleted_groups", deleted->groups}});
+                                  {"deleted_groups", deleted->groups},
+                                  {"deleted_acls", deleted->acls}});
 }
 
 // ---- server groups
@@ -384,6 +391,73 @@ Result<json> ControlPlane::GroupDelete(JsonFields& args) {
   FULCRUM_RETURN_IF_ERROR(args.Finish());
   model::Model next = model_;
   FULCRUM_RETURN_IF_ERROR(next.DeleteGroup(*id));
+  return Commit(std::move(next), {{"id", *id}});
+}
+
+// ---- access control lists
+
+Result<json> ControlPlane::AclCreate(JsonFields& args) {
+  const std::optional<std::string> lb = args.String("lb", Presence::kRequired);
+  const std::optional<std::string> name = args.String("name", Presence::kRequired);
+  const std::optional<std::vector<std::string>> entries =
+      args.StringArray("entries", Presence::kOptional);
+  FULCRUM_RETURN_IF_ERROR(args.Finish());
+  model::Model next = model_;
+  const std::string id = NewId(kAclIdPrefix);
+  FULCRUM_RETURN_IF_ERROR(
+      next.CreateAcl(id, *lb, *name, entries.value_or(std::vector<std::string>{})));
+  return Commit(std::move(next), {{"id", id}});
+}
+
+// acl.add and acl.remove: {"id", "entries"}; the ACL as it is after.
+Result<json> ControlPlane::AclAdd(JsonFields& args) {
+  const std::optional<std::string> id = args.String("id", Presence::kRequired);
+  const std::optional<std::vector<std::string>> entries =
+      args.StringArray("entries", Presence::kRequired);
+  FULCRUM_RETURN_IF_ERROR(args.Finish());
+  model::Model next = model_;
+  FULCRUM_RETURN_IF_ERROR(next.AddAclEntries(*id, *entries));
+  json result = next.AclJson(*next.FindAcl(*id));
+  return Commit(std::move(next), std::move(result));
+}
+
+Result<json> ControlPlane::AclRemove(JsonFields& args) {
+  const std::optional<std::string> id = args.String("id", Presence::kRequired);
+  const std::optional<std::vector<std::string>> entries =
+      args.StringArray("entries", Presence::kRequired);
+  FULCRUM_RETURN_IF_ERROR(args.Finish());
+  model::Model next = model_;
+  FULCRUM_RETURN_IF_ERROR(next.RemoveAclEntries(*id, *entries));
+  json result = next.AclJson(*next.FindAcl(*id));
+  return Commit(std::move(next), std::move(result));
+}
+
+Result<json> ControlPlane::AclList(JsonFields& args) {
+  const std::optional<std::string> lb = args.String("lb", Presence::kRequired);
+  FULCRUM_RETURN_IF_ERROR(args.Finish());
+  FULCRUM_RETURN_IF_ERROR(model_.GetLb(*lb).status());
+  json acls = json::array();
+  for (const std::string& acl : model_.AclsOfLb(*lb)) {
+    acls.push_back(model_.AclJson(*model_.FindAcl(acl)));
+  }
+  return json{{"acls", acls}};
+}
+
+Result<json> ControlPlane::AclShow(JsonFields& args) {
+  const std::optional<std::string> id = args.String("id", Presence::kRequired);
+  FULCRUM_RETURN_IF_ERROR(args.Finish());
+  Result<const model::Acl*> acl = model_.GetAcl(*id);
+  if (!acl.ok()) {
+    return acl.status();
+  }
+  return model_.AclJson(**acl);
+}
+
+Result<json> ControlPlane::AclDelete(JsonFields& args) {
+  const std::optional<std::string> id = args.String("id", Presence::kRequired);
+  FULCRUM_RETURN_IF_ERROR(args.Finish());
+  model::Model next = model_;
+  FULCRUM_RETURN_IF_ERROR(next.DeleteAcl(*id));
   return Commit(std::move(next), {{"id", *id}});
 }
 

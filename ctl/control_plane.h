@@ -103,6 +103,12 @@ class ControlPlane {
   Result<nlohmann::json> GroupList(JsonFields& args);
   Result<nlohmann::json> GroupShow(JsonFields& args);
   Result<nlohmann::json> GroupDelete(JsonFields& args);
+  Result<nlohmann::json> AclCreate(JsonFields& args);
+  Result<nlohmann::json> AclAdd(JsonFields& args);
+  Result<nlohmann::json> AclRemove(JsonFields& args);
+  Result<nlohmann::json> AclList(JsonFields& args);
+  Result<nlohmann::json> AclShow(JsonFields& args);
+  Result<nlohmann::json> AclDelete(JsonFields& args);
   Result<nlohmann::json> ListenerCreate(JsonFields& args);
   Result<nlohmann::json> ListenerModify(JsonFields& args);
   Result<nlohmann::json> ListenerList(JsonFields& args);

@@ -314,6 +314,9 @@ Action ForwardStateless(CoreState& c, const PacketIn& in, const typename F::Pars
   const ConfigSnapshot& snap = *c.snapshot;
   const FamilyTables<typename F::Ip>& tables = TablesOf<F>(c);
   if (l != nullptr) {
+    if (l->has_acl && l->acl.Contains(p.src_ip) != l->acl_allow) {
+      return Drop(c, DropReason::kAclDenied);
+    }
     const std::uint16_t index = l->set.PickStateless(nat::FlowKeyOf(p));
     if (index == nat::kNoBackend) {
       return Drop(c, DropReason::kNoBackend);
@@ -775,6 +778,10 @@ void PrepareConn(CoreState& c, const typename F::Parsed& p, const ListenerConfig
                  std::uint32_t ahead, PreparedConn<F>& out) {
   out.ready = true;
   out.drop = DropReason::kNone;
+  if (l.has_acl && l.acl.Contains(p.src_ip) != l.acl_allow) [[unlikely]] {
+    out.drop = DropReason::kAclDenied;
+    return;
+  }
   nat::SchedulerState& scheduler = c.scheduler(l.slot);
   out.set_index = l.persist_ticks == 0 ? scheduler.Pick(nat::FlowKeyOf(p))
                                        : PickPersistent<F>(c, p, l, scheduler, out.persist);

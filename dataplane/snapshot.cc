@@ -252,6 +252,18 @@ ListenerInputs InputsOf(const model::Model& model, const model::Listener& listen
   in.maglev_size = MaglevSizeFor(listener.scheduler, in.backends.size());
   in.persistence_s = listener.persistence;
   in.client_addr = ClientAddrModeOf(listener.client_ip);
+  if (const model::Acl* acl = model.FindAcl(listener.acl); acl != nullptr) {
+    in.has_acl = true;
+    in.acl_allow = listener.acl_type == model::AclType::kAllow;
+    for (const Prefix& entry : acl->entries) {
+      const auto length = static_cast<std::uint8_t>(entry.length());
+      if (entry.addr().is_v4()) {
+        in.acl4.push_back({entry.addr().v4(), length});
+      } else {
+        in.acl6.push_back({Ip6Of(entry.addr()), length});
+      }
+    }
+  }
   in.workers = options.workers;
   return in;
 }
@@ -286,6 +298,9 @@ Result<std::shared_ptr<ListenerConfig>> CompileListener(const model::Listener& l
   lc->down_policy = inputs.down_policy;
   lc->persist_ticks =
       inputs.persistence_s != 0 ? nat::PersistTable::WindowTicks(inputs.persistence_s) : 0;
+  lc->has_acl = inputs.has_acl;
+  lc->acl_allow = inputs.acl_allow;
+  lc->acl = nat::AddressSet::Build(inputs.acl4, inputs.acl6);
   lc->client_addr = inputs.proto == nat::kIpProtoTcp && lc->open == OpenKind::kFnat
                         ? inputs.client_addr
                         : nat::ClientAddrMode::kOff;

@@ -46,6 +46,7 @@
 #include "common/status.h"
 #include "dataplane/paged_slots.h"
 #include "dataplane/slots.h"
+#include "nat/address_set.h"
 #include "nat/client_addr.h"
 #include "nat/conn_table.h"
 #include "nat/flat_map.h"
@@ -89,6 +90,12 @@ struct ListenerInputs {
   std::uint32_t maglev_size = 0;
   std::uint32_t persistence_s = 0;  // 0: off
   nat::ClientAddrMode client_addr = nat::ClientAddrMode::kOff;
+  // Its access control list's entries (has_acl), and whether they are the clients allowed
+  // (else the ones denied).
+  bool has_acl = false;
+  bool acl_allow = true;
+  std::vector<nat::Cidr4> acl4;
+  std::vector<nat::Cidr6> acl6;
   std::vector<nat::BackendSpec> backends;
   std::uint32_t workers = 0;
   friend bool operator==(const ListenerInputs&, const ListenerInputs&) = default;
@@ -115,6 +122,11 @@ struct ListenerConfig {
   std::uint16_t persist_ticks = 0;
   // What its TCP connections tell their backends about the client (tcp fnat only).
   nat::ClientAddrMode client_addr = nat::ClientAddrMode::kOff;
+  // Its access control list, compiled: a new connection goes on only if acl.Contains(client)
+  // == acl_allow.
+  bool has_acl = false;
+  bool acl_allow = true;
+  nat::AddressSet acl;
   nat::BackendSet set;
   std::vector<std::uint32_t> backend_slots;  // by index in set.backends()
 

@@ -25,10 +25,12 @@ namespace fulcrum::nat {
 struct Cidr4 {
   std::uint32_t ip = 0;  // host order; host bits ignored
   std::uint8_t length = 0;
+  friend bool operator==(const Cidr4&, const Cidr4&) = default;
 };
 struct Cidr6 {
   Ip6 ip;
   std::uint8_t length = 0;
+  friend bool operator==(const Cidr6&, const Cidr6&) = default;
 };
 
 class AddressSet {

@@ -45,6 +45,7 @@ namespace fulcrum::nat {
   X(kTableFull, "table_full", "connection table full and fnat cannot forward without state")  \
   X(kNoTxQueue, "no_tx_queue", "no transmit queue on the egress port")                        \
   X(kTupleConflict, "tuple_conflict", "a new connection's backend-side 5-tuple is in use")    \
+  X(kAclDenied, "acl_denied", "a new connection from a client the listener's ACL refuses")    \
   X(kTxHandoffRingFull, "tx_handoff_ring_full",                                               \
     "hand-off ring to the core that transmits on the egress port full")
 

@@ -19,6 +19,7 @@ enum class ArgKind {
   kString,
   kInteger,   // a JSON number: the protocol types its arguments exactly
   kCodeList,  // "2xx,3xx" -> ["2xx", "3xx"]
+  kList,      // words given one by one or comma-separated ("A B", "A,B") -> ["A", "B"]
 };
 
 // Where the argument goes in the request's args.
@@ -93,6 +94,7 @@ json ArgValue(const ArgSpec& spec) {
     case ArgKind::kInteger:
       return *ParseDecimal(*spec.value);  // the validator has accepted it
     case ArgKind::kCodeList:
+    case ArgKind::kList:
       return SplitCodes(*spec.value);
     case ArgKind::kString:
       break;
@@ -121,6 +123,7 @@ class CommandLine {
   void AddStatus();
   void AddLb();
   void AddGroup();
+  void AddAcl();
   void AddListener();
   void AddStats();
   void AddConn();
@@ -168,6 +171,7 @@ CommandLine::CommandLine()
   AddStatus();
   AddLb();
   AddGroup();
+  AddAcl();
   AddListener();
   AddStats();
   AddConn();
@@ -193,7 +197,11 @@ CLI::Option* CommandLine::Arg(CLI::App* leaf, const std::string& name, std::stri
   CLI::Option* option = leaf->add_option(name, value, help);
   if (kind == ArgKind::kInteger) {
     option->check(DecimalInteger())->type_name("N");
-  } else if (name.front() != '-') {
+  } else if (kind == ArgKind::kList) {
+    // Every word given, joined with commas, split again when the request is built.
+    option->expected(-1)->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::Join);
+  }
+  if (kind != ArgKind::kInteger && name.front() != '-') {
     option->type_name("");  // the positional's name says it all: "LB", "ADDR:PORT"
   }
   leaves_.at(leaf).args.push_back(ArgSpec{
@@ -217,6 +225,11 @@ void CommandLine::AddListenerOptions(CLI::App* leaf) {
   OneOf(Arg(leaf, "--client-ip", "client_ip", K::kString,
             "Tell tcp fnat backends the client's address (default off)"),
         {"off", "toa", "proxy-v1", "proxy-v2"});
+  Arg(leaf, "--acl", "acl", K::kString, "Access control list id, or off (default none)")
+      ->type_name("ACL");
+  OneOf(Arg(leaf, "--acl-type", "acl_type", K::kString,
+            "allow: only the list's clients; deny: all but them"),
+        {"allow", "deny"});
   OneOf(Arg(leaf, "--on-backend-down", "on_backend_down", K::kString,
             "Existing connections of a backend marked down (default reset tcp/http/https, "
             "reschedule udp)"),
@@ -301,6 +314,36 @@ void CommandLine::AddGroup() {
   CLI::App* remove_group = AddLeaf(group, "delete", "Delete a server group no listener uses",
                                    "group.delete", View::kGroupDeleted);
   Arg(remove_group, "GROUP", "id", ArgKind::kString, "Server group id")->required();
+}
+
+void CommandLine::AddAcl() {
+  CLI::App* acl = Group("acl", "Access control lists: client networks a listener allows or denies");
+  CLI::App* create = AddLeaf(acl, "create", "Create an access control list; prints its id",
+                             "acl.create", View::kCreated);
+  Arg(create, "LB", "lb", ArgKind::kString, "Load balancer id")->required();
+  Arg(create, "--name", "name", ArgKind::kString, "Name ([A-Za-z0-9._-], 1..64)")
+      ->required()
+      ->type_name("NAME");
+  Arg(create, "--entries", "entries", ArgKind::kList,
+      "Client networks, comma-separated (198.18.0.0/24,2001:db8::/32; an address alone is /32 "
+      "or /128)")
+      ->type_name("CIDR,...");
+  CLI::App* add = AddLeaf(acl, "add", "Add entries to a list", "acl.add", View::kAclShow);
+  Arg(add, "ACL", "id", ArgKind::kString, "Access control list id")->required();
+  Arg(add, "CIDR", "entries", ArgKind::kList, "Client networks to add")->required();
+  CLI::App* remove =
+      AddLeaf(acl, "remove", "Remove entries from a list", "acl.remove", View::kAclShow);
+  Arg(remove, "ACL", "id", ArgKind::kString, "Access control list id")->required();
+  Arg(remove, "CIDR", "entries", ArgKind::kList, "Client networks to remove")->required();
+  CLI::App* list = AddLeaf(acl, "list", "List a load balancer's access control lists", "acl.list",
+                           View::kAclList);
+  Arg(list, "LB", "lb", ArgKind::kString, "Load balancer id")->required();
+  CLI::App* show =
+      AddLeaf(acl, "show", "Show a list: its entries and listeners", "acl.show", View::kAclShow);
+  Arg(show, "ACL", "id", ArgKind::kString, "Access control list id")->required();
+  CLI::App* remove_acl =
+      AddLeaf(acl, "delete", "Delete a list no listener uses", "acl.delete", View::kAclDeleted);
+  Arg(remove_acl, "ACL", "id", ArgKind::kString, "Access control list id")->required();
 }
 
 void CommandLine::AddListener() {

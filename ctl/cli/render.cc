@@ -313,6 +313,27 @@ Table GroupTable(const json& groups) {
   return table;
 }
 
+Table AclTable(const json& acls) {
+  Table table({{"ID"}, {"NAME"}, {"ENTRIES", kRight}, {"LISTENERS"}});
+  for (const json& a : acls) {
+    table.AddRow({Field(a, "id"), Field(a, "name"), Count(a, "entries"), Field(a, "listeners")});
+  }
+  return table;
+}
+
+std::string RenderAclShow(const json& r) {
+  std::string out = KeyValues({{"id", Field(r, "id")},
+                               {"lb", Field(r, "lb")},
+                               {"name", Field(r, "name")},
+                               {"listeners", Field(r, "listeners")},
+                               {"entries", Count(r, "entries")}});
+  Table entries({{"ENTRY"}});
+  for (const json& entry : ArrayMember(r, "entries")) {
+    entries.AddRow({Scalar(entry)});
+  }
+  return out + Section("Entries", entries);
+}
+
 std::string RenderLbShow(const json& r) {
   const std::string out = KeyValues({{"id", Field(r, "id")},
                                      {"name", Field(r, "name")},
@@ -379,6 +400,8 @@ std::string RenderListenerShow(const json& r) {
       {"idle timeout", Field(r, "idle_timeout") + " s"},
       {"persistence", Number(r, "persistence") > 0 ? Field(r, "persistence") + " s" : "off"},
       {"client ip", Field(r, "client_ip")},
+      {"acl",
+       Field(r, "acl").empty() ? "none" : Field(r, "acl") + " (" + Field(r, "acl_type") + ")"},
       {"on backend down", Field(r, "on_backend_down")},
       {"fail-open", FailOpenCell(r)},
       {"created", Timestamp(r, "created_at")}};
@@ -514,7 +537,12 @@ std::string Render(const Invocation& invocation, const json& result) {
       return GroupTable(ArrayMember(result, "groups")).Render();
     case View::kGroupShow:
       return RenderGroupShow(result);
+    case View::kAclList:
+      return AclTable(ArrayMember(result, "acls")).Render();
+    case View::kAclShow:
+      return RenderAclShow(result);
     case View::kGroupDeleted:
+    case View::kAclDeleted:
     case View::kListenerDeleted:
       return "deleted " + Field(result, "id") + "\n";
     case View::kBackendAdded:

@@ -857,6 +857,7 @@ TEST_F(ModelTest, ViewsHaveTheProtocolShapes) {
                       {"family", "ipv4"},
                       {"listeners", {ListenerId(1)}},
                       {"groups", {GroupId(1)}},
+                      {"acls", json::array()},
                       {"created_at", kNow}}));
 
   const json group = model_.GroupJson(
@@ -893,6 +894,8 @@ TEST_F(ModelTest, ViewsHaveTheProtocolShapes) {
                             {"idle_timeout", 900},
                             {"persistence", 0},
                             {"client_ip", "off"},
+                            {"acl", ""},
+                            {"acl_type", "allow"},
                             {"on_backend_down", "reset"},
                             {"health_check",
                              {{"type", "tcp"},
@@ -1095,6 +1098,119 @@ TEST_F(ModelJsonTest, StateRespectsLimits) {
          {"created_at", 0}});
   }
   ExpectCorrupt(state, {"lbs[256]", "limit"});
+}
+
+}  // namespace
+}  // namespace fulcrum::model
+
+namespace fulcrum::model {
+namespace {
+
+std::string AclId(int n) { return fmt::format("acl-{:08x}", n); }
+
+TEST_F(ModelTest, AclLifecycle) {
+  ASSERT_OK(model_.CreateAcl(AclId(1), LbId(1), "office", {"198.18.0.0/24", "2001:db8::/32"}));
+  const Acl& acl = *model_.FindAcl(AclId(1));
+  EXPECT_EQ(acl.entries.size(), 2u);
+  ASSERT_OK(model_.AddAclEntries(AclId(1), {"198.18.5.7", "2001:db8:ffff::1"}));
+  EXPECT_EQ(model_.AclJson(*model_.FindAcl(AclId(1)))["entries"],
+            json({"198.18.0.0/24", "198.18.5.7/32", "2001:db8::/32", "2001:db8:ffff::1/128"}));
+  ASSERT_OK(model_.RemoveAclEntries(AclId(1), {"198.18.5.7/32"}));
+  EXPECT_EQ(model_.FindAcl(AclId(1))->entries.size(), 3u);
+
+  struct Case {
+    std::function<Status(Model&)> mutation;
+    ErrorCode code;
+    std::vector<std::string> words;
+  };
+  const std::vector<Case> refused = {
+      {[](Model& m) { return m.AddAclEntries(AclId(1), {"198.18.0.0/24"}); },
+       ErrorCode::kInvalidParameter,
+       {"already has 198.18.0.0/24"}},
+      {[](Model& m) { return m.AddAclEntries(AclId(1), {"198.18.0.5/24"}); },
+       ErrorCode::kInvalidParameter,
+       {"host bits", "198.18.0.0/24"}},
+      {[](Model& m) { return m.AddAclEntries(AclId(1), {"198.18.9.0/33"}); },
+       ErrorCode::kInvalidParameter,
+       {"198.18.9.0/33"}},
+      {[](Model& m) { return m.AddAclEntries(AclId(1), {"office"}); },
+       ErrorCode::kInvalidParameter,
+       {"neither an address nor a CIDR"}},
+      {[](Model& m) {
+         return m.AddAclEntries(AclId(1), {"198.18.7.0/24", "198.18.7.0/24"});
+       },
+       ErrorCode::kInvalidParameter,
+       {"given twice"}},
+      {[](Model& m) { return m.RemoveAclEntries(AclId(1), {"198.18.6.0/24"}); },
+       ErrorCode::kResourceNotFound,
+       {"no entry 198.18.6.0/24"}},
+      {[](Model& m) { return m.AddAclEntries(AclId(2), {"198.18.6.0/24"}); },
+       ErrorCode::kResourceNotFound,
+       {AclId(2)}},
+      {[](Model& m) { return m.CreateAcl(AclId(3), LbId(9), "x", {}); },
+       ErrorCode::kResourceNotFound,
+       {LbId(9)}},
+      // A listener's acl needs its type, and must be of the listener's own LB.
+      {[](Model& m) {
+         return m.CreateListener(ListenerId(1), LbId(1), Protocol::kTcp, 80,
+                                 WithGroup(GroupId(1), {{"acl", AclId(1)}}), kNow);
+       },
+       ErrorCode::kMissingParameter,
+       {"acl_type"}},
+      {[](Model& m) {
+         return m.CreateListener(ListenerId(1), LbId(1), Protocol::kTcp, 80,
+                                 WithGroup(GroupId(1), {{"acl", AclId(7)}, {"acl_type", "deny"}}),
+                                 kNow);
+       },
+       ErrorCode::kResourceNotFound,
+       {AclId(7)}},
+  };
+  for (const Case& c : refused) {
+    ExpectUnchangedBy(c.mutation, c.code, c.words);
+  }
+
+  // 1,000 entries at most.
+  std::vector<std::string> many;
+  for (int i = 0; i < 997; ++i) {  // with its 3: 1,000
+    many.push_back(fmt::format("198.19.{}.{}/32", i / 256, i % 256));
+  }
+  ASSERT_OK(model_.AddAclEntries(AclId(1), many));
+  ExpectUnchangedBy([](Model& m) { return m.AddAclEntries(AclId(1), {"198.18.8.0/24"}); },
+                    ErrorCode::kLimitExceeded, {"1000"});
+
+  ASSERT_OK(AddTcpListener(1, 80, {{"acl", AclId(1)}, {"acl_type", "deny"}}));
+  EXPECT_EQ(model_.FindListener(ListenerId(1))->acl_type, AclType::kDeny);
+  EXPECT_EQ(model_.ListenersOfAcl(AclId(1)), std::vector<std::string>{ListenerId(1)});
+  ExpectUnchangedBy([](Model& m) { return m.DeleteAcl(AclId(1)); }, ErrorCode::kResourceInUse,
+                    {ListenerId(1), "--acl off"});
+  // The type stays when only the list changes; "off" detaches it.
+  ASSERT_OK(model_.CreateAcl(AclId(4), LbId(1), "partners", {"198.18.0.3"}));
+  ASSERT_OK(model_.ModifyListener(ListenerId(1), Options({{"acl", AclId(4)}})));
+  EXPECT_EQ(model_.FindListener(ListenerId(1))->acl_type, AclType::kDeny);
+  ASSERT_OK(model_.ModifyListener(ListenerId(1), Options({{"acl", "off"}})));
+  EXPECT_EQ(model_.FindListener(ListenerId(1))->acl, "");
+  ASSERT_OK(model_.DeleteAcl(AclId(1)));
+  EXPECT_TRUE(model_.IdTaken(AclId(1)));
+
+  // Through the state file, and with the LB.
+  ASSERT_OK(
+      model_.ModifyListener(ListenerId(1), Options({{"acl", AclId(4)}, {"acl_type", "allow"}})));
+  Result<Model> loaded = Model::FromJson(model_.ToJson());
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->ToJson(), model_.ToJson());
+  EXPECT_EQ(loaded->FindListener(ListenerId(1))->acl, AclId(4));
+  json old_state = model_.ToJson();
+  old_state.erase("acls");
+  for (json& listener : old_state["listeners"]) {
+    listener.erase("acl");
+    listener.erase("acl_type");
+  }
+  EXPECT_TRUE(Model::FromJson(old_state).ok())
+      << "a state file from before ACLs loads: " << Model::FromJson(old_state).status().ToString();
+  Result<DeletedLb> deleted = model_.DeleteLb(LbId(1));
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(deleted->acls, std::vector<std::string>{AclId(4)});
+  EXPECT_TRUE(model_.acls().empty());
 }
 
 }  // namespace

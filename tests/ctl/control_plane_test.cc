@@ -366,6 +366,8 @@ TEST_F(ControlPlaneTest, ListenerLifecycleWithDefaults) {
                          {"idle_timeout", 900},
                          {"persistence", 0},
                          {"client_ip", "off"},
+                         {"acl", ""},
+                         {"acl_type", "allow"},
                          {"on_backend_down", "reset"},
                          {"health_check",
                           {{"type", "tcp"},

@@ -1197,3 +1197,50 @@ TEST(DecideTable, ToaGoesInEverySegmentThatStartsAtTheClientsFirstByte) {
 
 }  // namespace
 }  // namespace fulcrum::dataplane
+
+namespace fulcrum::dataplane {
+namespace {
+
+TEST(DecideTable, AclsRefuseNewConnectionsOfClientsTheyExclude) {
+  CoreBed bed;
+  ModelBuilder b;
+  StandardModel(b);
+  // tcp :80 allows only 198.18.0.2; udp :53 denies 198.18.0.0/30 (both clients' .2 and .3).
+  b.Acl("acl-00000001", {"198.18.0.2", "2001:db8::/32"}, "lsn-00000001", model::AclType::kAllow)
+      .Acl("acl-00000002", {"198.18.0.0/30"}, "lsn-00000002", model::AclType::kDeny);
+  bed.Apply(b.model());
+  bed.LearnNeighbors();
+  bed.TakeDelta();
+  const auto syn_from = [](std::uint32_t client, const testing::Mac& mac, std::uint16_t port) {
+    PacketBuilder syn;
+    return syn.Macs(kClientPortMac, mac).Ipv4(client, kVipIp).Tcp(port, 80, kSyn).Build();
+  };
+  const std::uint16_t p0 = bed.ClientPortOwnedBy(0);
+  EXPECT_EQ(bed.FeedOne(0, kClientPort, syn_from(kClientIp, kClientMac, p0)).action,
+            SendOn(kBackendPort));
+  ExpectDelta(bed, {}, "an allowed client opens");
+  std::uint16_t p2 = 40000;
+  while (ClientOwner(kClient2Ip, p2, 2) != 0) {
+    ++p2;
+  }
+  EXPECT_EQ(bed.FeedOne(0, kClientPort, syn_from(kClient2Ip, kClient2Mac, p2)).action,
+            DropFor(DropReason::kAclDenied));
+  ExpectDelta(bed, {.drops = {{DropReason::kAclDenied, 1}}}, "another client: no answer");
+
+  PacketBuilder dns;
+  dns.Macs(kClientPortMac, kClientMac).Ipv4(kClientIp, kVipIp).Udp(p0, 53).Payload(Bytes(20, 1));
+  EXPECT_EQ(bed.FeedOne(0, kClientPort, dns.Build()).action, DropFor(DropReason::kAclDenied));
+  ExpectDelta(bed, {.drops = {{DropReason::kAclDenied, 1}}}, "a denied network's datagram");
+
+  // Dropping the list lets everyone in again; existing connections were never affected.
+  model::ListenerOptions off;
+  off.acl = "off";
+  ASSERT_TRUE(b.model().ModifyListener("lsn-00000001", off).ok());
+  bed.Apply(b.model());
+  EXPECT_EQ(bed.FeedOne(0, kClientPort, syn_from(kClient2Ip, kClient2Mac, p2)).action,
+            SendOn(kBackendPort));
+  ExpectDelta(bed, {}, "without the list");
+}
+
+}  // namespace
+}  // namespace fulcrum::dataplane

@@ -121,6 +121,19 @@ class ModelBuilder {
     return *this;
   }
 
+  // Creates ACL `id` on the current LB with `entries`, and has listener `listener` use it.
+  ModelBuilder& Acl(const std::string& id, const std::vector<std::string>& entries,
+                    const std::string& listener, model::AclType type) {
+    Status created = model_.CreateAcl(id, lb_, "acl", entries);
+    EXPECT_TRUE(created.ok()) << created.ToString();
+    model::ListenerOptions options;
+    options.acl = id;
+    options.acl_type = type;
+    Status modified = model_.ModifyListener(listener, options);
+    EXPECT_TRUE(modified.ok()) << modified.ToString();
+    return *this;
+  }
+
   model::Model& model() { return model_; }
 
  private:

@@ -98,6 +98,25 @@ TEST(ParseTest, Groups) {
   ExpectRequest("group delete sg-55667788", "group.delete", {{"id", "sg-55667788"}});
 }
 
+TEST(ParseTest, AccessControlLists) {
+  ExpectRequest(
+      "acl create lb-1 --name office --entries 198.18.0.0/24,2001:db8::/32", "acl.create",
+      {{"lb", "lb-1"}, {"name", "office"}, {"entries", {"198.18.0.0/24", "2001:db8::/32"}}});
+  ExpectRequest("acl create lb-1 --name empty", "acl.create", {{"lb", "lb-1"}, {"name", "empty"}});
+  // Entries one by one, comma-separated, or both.
+  ExpectRequest("acl add acl-1 198.18.0.3 198.18.9.0/24,198.18.10.0/24", "acl.add",
+                {{"id", "acl-1"}, {"entries", {"198.18.0.3", "198.18.9.0/24", "198.18.10.0/24"}}});
+  ExpectRequest("acl remove acl-1 198.18.0.3", "acl.remove",
+                {{"id", "acl-1"}, {"entries", {"198.18.0.3"}}});
+  ExpectRequest("acl list lb-1", "acl.list", {{"lb", "lb-1"}});
+  ExpectRequest("acl show acl-1", "acl.show", {{"id", "acl-1"}});
+  ExpectRequest("acl delete acl-1", "acl.delete", {{"id", "acl-1"}});
+  ExpectRequest("listener modify lsn-1 --acl acl-1 --acl-type deny", "listener.modify",
+                {{"id", "lsn-1"}, {"acl", "acl-1"}, {"acl_type", "deny"}});
+  ExpectRequest("listener modify lsn-1 --acl off", "listener.modify",
+                {{"id", "lsn-1"}, {"acl", "off"}});
+}
+
 TEST(ParseTest, IntegersAreJsonNumbersInDecimal) {
   const Invocation weight = MustParse("group add-backend sg-1 198.18.1.11:80 --weight 010");
   ASSERT_TRUE(weight.request.args["weight"].is_number_integer());

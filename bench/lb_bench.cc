@@ -60,7 +60,9 @@ const std::vector<std::string> kScenarios = {"io_floor",
                                              "tcp_lifecycle_persist",
                                              "udp_new_persist",
                                              "established_1m_proxy",
-                                             "tcp_lifecycle_proxy"};
+                                             "tcp_lifecycle_proxy",
+                                             "tcp_lifecycle_acl",
+                                             "udp_new_acl"};
 const std::vector<std::string> kExtras = {"maglev", "publish", "health_flap"};
 
 struct Flags {
@@ -311,6 +313,7 @@ ScenarioResult RunPipelineScenario(Rig& rig, const BenchOptions& options, const 
   }
   const Feature feature = base.ends_with("_persist") ? Feature::kPersist
                           : base.ends_with("_proxy") ? Feature::kProxy
+                          : base.ends_with("_acl")   ? Feature::kAcl
                                                      : Feature::kNone;
   if (base.starts_with("tcp_lifecycle")) {
     return RunTcpLifecycle<F>(rig, options, feature);

@@ -207,7 +207,23 @@ struct ModelOptions {
   std::int64_t udp_idle_timeout = model::kDefaultUdpIdleTimeout;
   std::uint32_t persistence = 0;  // every listener's window, seconds; 0: off
   model::ClientIpMode client_ip = model::ClientIpMode::kOff;  // every TCP listener's
+  bool acl = false;  // every listener allows the clients through a kBenchAclEntries-entry list
 };
+
+// The *_acl scenarios' lists: this many entries, every one a range of its own (single
+// addresses two apart, in neither family's client network), the last the clients' network.
+constexpr std::uint32_t kBenchAclEntries = 1000;
+
+template <typename F>
+std::vector<std::string> BenchAclEntries() {
+  std::vector<std::string> entries;
+  for (std::uint32_t i = 0; i + 1 < kBenchAclEntries; ++i) {
+    entries.push_back(F::kIpv6 ? fmt::format("2001:db8:1::{:x}/128", 2 * i)
+                               : fmt::format("198.18.{}.{}/32", 2 * i / 256, 2 * i % 256));
+  }
+  entries.push_back(F::kIpv6 ? "2001:db8:ff::/48" : "198.19.0.0/16");
+  return entries;
+}
 
 // Session persistence of the *_persist scenarios: longer than any run, so that every client's
 // connection after its first is a hit.
@@ -223,6 +239,8 @@ ModelOptions WithFeature(ModelOptions options, Feature feature) {
     options.persistence = kBenchPersistence;
   } else if (feature == Feature::kProxy) {
     options.client_ip = model::ClientIpMode::kProxyV2;
+  } else if (feature == Feature::kAcl) {
+    options.acl = true;
   }
   return options;
 }
@@ -232,6 +250,7 @@ template <typename F>
 std::string ScenarioName(const char* base, Feature feature) {
   const char* suffix = feature == Feature::kPersist ? "_persist"
                        : feature == Feature::kProxy ? "_proxy"
+                       : feature == Feature::kAcl   ? "_acl"
                                                     : "";
   return std::string(base) + suffix + F::kNameSuffix;
 }
@@ -257,6 +276,10 @@ Result<model::Model> BenchModel(const ModelOptions& options) {
   for (std::uint32_t v = 0; v < kVipCount; ++v) {
     const std::string lb = Id("lb-", v + 1);
     FULCRUM_RETURN_IF_ERROR(model.CreateLb(lb, "bench", AddressOf(F::kVips[v]), kModelNow));
+    const std::string acl = Id("acl-", v + 1);
+    if (options.acl) {
+      FULCRUM_RETURN_IF_ERROR(model.CreateAcl(acl, lb, "clients", BenchAclEntries<F>()));
+    }
     for (const bool tcp : {true, false}) {
       const std::uint32_t n = 2 * v + (tcp ? 1 : 2);
       const std::string group = Id("sg-", n);
@@ -276,6 +299,10 @@ Result<model::Model> BenchModel(const ModelOptions& options) {
       listener.health_check.type = model::HealthCheckType::kNone;
       listener.persistence = options.persistence;
       listener.client_ip = tcp ? options.client_ip : model::ClientIpMode::kOff;
+      if (options.acl) {
+        listener.acl = acl;
+        listener.acl_type = model::AclType::kAllow;
+      }
       FULCRUM_RETURN_IF_ERROR(model.CreateListener(
           Id("lsn-", n), lb, tcp ? model::Protocol::kTcp : model::Protocol::kUdp,
           tcp ? kTcpPort : kUdpPort, listener, kModelNow));

@@ -23,6 +23,10 @@
 //                    the same with session persistence (600 s) on every listener: each of
 //                    the 65,536 client addresses is scheduled and recorded once, and every
 //                    later connection of it looks its entry up (a hit).
+//   tcp_lifecycle_acl, udp_new_acl
+//                    the same with a 1,000-entry allow list on every listener (999 single
+//                    addresses two apart and the clients' network: 1,000 ranges), which
+//                    every new connection is looked up in.
 //   established_1m_proxy, tcp_lifecycle_proxy
 //                    the same with --client-ip proxy-v2 on the TCP listeners: the client's
 //                    segments after its SYN start at its first byte, so the handshake's ACK
@@ -106,6 +110,7 @@ enum class Feature {
   kNone,
   kPersist,  // *_persist: session persistence, 600 s
   kProxy,    // *_proxy: --client-ip proxy-v2 on the TCP listeners
+  kAcl,      // *_acl: a 1,000-entry allow list on every listener
 };
 template <typename F, typename B = F>
 ScenarioResult RunEstablished(Rig& rig, const BenchOptions& options, const std::string& name,

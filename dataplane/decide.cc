@@ -621,9 +621,9 @@ std::size_t ClientAddrBytesOf(const Entry& e, nat::ClientAddrBytes& out) {
   return nat::EncodeClientAddr(ClientAddrOf(e.flags), e.client(), e.vip(), out);
 }
 
-// Starts splicing connection `index` (entry `e`) at the client's SYN `p`: its first sequence
-// number and, for Proxy Protocol, the header's length, by which the backend numbers the
-// client's bytes higher. Again on a SYN that reopens the entry.
+// Starts splicing connection `e` at the client's SYN `p`: its first sequence number and, for
+// Proxy Protocol, the header's length, by which the backend numbers the client's bytes
+// higher. Again on a repeated SYN, or one that reopens the entry.
 template <typename F>
 void StartSplice(const PacketIn& in, const typename F::Parsed& p, typename F::Entry& e) {
   e.splice_start = nat::LoadBe32(in.frame.data() + p.l4_offset + nat::kTcpSeqOffset) + 1;

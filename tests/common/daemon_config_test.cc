@@ -37,7 +37,8 @@ json TestbedConfig() {
     ],
     "routes": [{"prefix": "198.18.64.0/18", "via": "198.18.1.254"},
                {"prefix": "198.18.2.0/24", "via": "198.18.1.13", "port": "backend"}],
-    "conn_table": {"capacity_per_worker": 65536, "ipv6_capacity_per_worker": 4096},
+    "conn_table": {"capacity_per_worker": 65536, "ipv6_capacity_per_worker": 4096,
+                   "persistence_capacity": 4096},
     "tcp_timeouts": {"syn": 5, "fin": 6, "time_wait": 7, "close": 8},
     "mbufs_per_port": 100000
   })");
@@ -157,6 +158,7 @@ TEST(DaemonConfigTest, ParsesEveryKey) {
 
   EXPECT_EQ(config.conn_table.capacity_per_worker, 65536u);
   EXPECT_EQ(config.conn_table.Ipv6Capacity(65536), 4096u);  // as written, not derived
+  EXPECT_EQ(config.conn_table.persistence_capacity, 4096u);
   EXPECT_EQ(config.tcp_timeouts.syn, 5u);
   EXPECT_EQ(config.tcp_timeouts.fin, 6u);
   EXPECT_EQ(config.tcp_timeouts.time_wait, 7u);
@@ -189,6 +191,7 @@ TEST(DaemonConfigTest, FillsDefaults) {
   EXPECT_EQ(config.conn_table.capacity_per_worker, 1048576u);
   EXPECT_EQ(config.conn_table.Ipv6Capacity(1048576), 262144u);  // a quarter
   EXPECT_EQ(config.conn_table.Ipv6Capacity(2048), 1024u);       // at least 1024
+  EXPECT_EQ(config.conn_table.persistence_capacity, 1048576u);
   EXPECT_EQ(config.tcp_timeouts.syn, 30u);
   EXPECT_EQ(config.tcp_timeouts.fin, 30u);
   EXPECT_EQ(config.tcp_timeouts.time_wait, 10u);
@@ -294,6 +297,10 @@ TEST(DaemonConfigTest, RejectsOutOfRangeNumbers) {
               HasSubstr("conn_table.capacity_per_worker: 10 is out of range"));
   EXPECT_THAT(ErrorAfterPatch(R"({"conn_table": {"ipv6_capacity_per_worker": 100}})"),
               HasSubstr("conn_table.ipv6_capacity_per_worker: 100 is out of range"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"conn_table": {"persistence_capacity": 1000}})"),
+              HasSubstr("conn_table.persistence_capacity: 1000 is out of range"));
+  EXPECT_THAT(ErrorAfterPatch(R"({"conn_table": {"persistence_capacity": 268435457}})"),
+              HasSubstr("conn_table.persistence_capacity: 268435457 is out of range"));
   EXPECT_THAT(ErrorAfterPatch(R"({"tcp_timeouts": {"fin": 0}})"),
               HasSubstr("tcp_timeouts.fin: 0 is out of range"));
   EXPECT_THAT(ErrorAfterPatch(R"({"mbufs_per_port": 100})"),
